@@ -1,0 +1,35 @@
+# disco-bench: `make install` then `make bench`. `make test` is what CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= tiny
+
+.PHONY: install bench test test-fast report validate smoke perf clean-artifacts
+
+install: $(BIN)/disco-bench
+
+$(BIN)/disco-bench: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+bench: install
+	$(BIN)/disco-bench run --pair r50-effb0 --profile $(PROFILE)
+
+report: install
+	$(BIN)/disco-bench report --profile $(PROFILE)
+
+validate: install
+	$(BIN)/disco-bench validate benchmarks.yaml
+
+test: install
+	$(BIN)/python -m pytest -q -ra tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q -ra -m "not slow and not docker and not slurm" tests
+
+clean-artifacts:
+	rm -rf artifacts

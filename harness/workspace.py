@@ -1,0 +1,63 @@
+"""Where checkpoints (artifacts) and JSON results live, and atomic writes into them."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+
+@dataclass(frozen=True)
+class Workspace:
+    artifacts: Path  # checkpoints and stage specs (not committed)
+    results: Path  # one JSON per stage, reports (committed for the tiny profile)
+
+    def stage_dir(self, stage_name: str, key: str) -> Path:
+        return self.artifacts / "stages" / f"{stage_name}-{key[:10]}"
+
+    def result_path(self, profile: str, stage_name: str) -> Path:
+        return self.results / profile / "stages" / f"{stage_name}.json"
+
+    def ensure_writable(self) -> None:
+        for path in (self.artifacts, self.results):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True)
+                probe.close()
+            except OSError as exc:
+                raise UserError(
+                    f"output directory '{path}' is not writable ({exc.strerror}); choose another with "
+                    f"--artifacts/--results or fix its permissions"
+                ) from None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> Any | None:
+    """The parsed file, or None if it is missing or not valid JSON (a corrupt file is never 'done')."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
