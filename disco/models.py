@@ -61,10 +61,18 @@ def arch_spec(name: str) -> ArchSpec:
 
 
 def _resnet50w2() -> nn.Module:
-    """SwAV's ResNet-50x2 (stem 128, widths 128..1024, 4096-d output) as a timm ResNet (section 3.7)."""
+    """SwAV's ResNet-50x2 (stem 128, widths 128..1024, 4096-d output) as a timm ResNet: timm's
+    stem is always 64 wide, so the four modules that touch it are replaced (section 3.7)."""
     from timm.models.resnet import Bottleneck, ResNet
 
-    return ResNet(Bottleneck, [3, 4, 6, 3], channels=(128, 256, 512, 1024), stem_width=128, num_classes=0)
+    model = ResNet(Bottleneck, [3, 4, 6, 3], channels=(128, 256, 512, 1024), num_classes=0)
+    model.conv1 = nn.Conv2d(3, 128, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(128)
+    model.layer1[0].conv1 = nn.Conv2d(128, 128, kernel_size=1, bias=False)
+    model.layer1[0].downsample[0] = nn.Conv2d(128, 512, kernel_size=1, bias=False)
+    for module in (model.conv1, model.layer1[0].conv1, model.layer1[0].downsample[0]):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return model
 
 
 def create_backbone(arch: str, image_size: int | None = None) -> nn.Module:

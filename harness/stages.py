@@ -27,6 +27,7 @@ class Stage:
     profile: str
     config: dict[str, Any] = field(hash=False)
     inputs: dict[str, "Stage"] = field(default_factory=dict, hash=False)
+    runtime: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # device, data root: not hashed
 
     @property
     def key(self) -> str:
@@ -49,6 +50,7 @@ class Stage:
             "profile": self.profile,
             "key": self.key,
             "config": self.config,
+            "runtime": self.runtime,
             "stage_dir": str(workspace.stage_dir(self.name, self.key).relative_to(root)),
             "result": str(workspace.result_path(self.profile, self.name).relative_to(workspace.results)),
             "inputs": {

@@ -1,0 +1,66 @@
+"""The MoCo machinery shared by MoCo-v2 and DisCo: query encoder, momentum key encoder (EMA of
+parameters only), shuffle-BN key encoding and the queue of student keys (DISCO_PROTOCOL.md 1.3)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from disco.losses import contrastive_logits
+from disco.shuffle_bn import concat_all_gather, ddp_shuffled_encode, distributed_active, encode_in_groups, shuffled_encode
+
+
+class MomentumContrast(nn.Module):
+    def __init__(self, encoder_q: nn.Module, queue_size: int, momentum: float, temperature: float, bn_group_size: int, dim: int = 128):
+        super().__init__()
+        self.encoder_q = encoder_q
+        self.encoder_k = copy.deepcopy(encoder_q)
+        for param in self.encoder_k.parameters():
+            param.requires_grad = False
+        self.momentum = momentum
+        self.temperature = temperature
+        self.bn_group_size = bn_group_size
+        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    def bn_groups(self, batch: int) -> int:
+        """How many BN sub-batches emulate the paper's per-GPU batch on this device."""
+        return max(1, batch // self.bn_group_size)
+
+    def embed_query(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(encode_in_groups(self.encoder_q, x, self.bn_groups(x.shape[0])), dim=1)
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """theta_k <- m theta_k + (1 - m) theta_q, parameters only: BN buffers are not copied."""
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.mul_(self.momentum).add_(param_q.detach(), alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def embed_keys(self, x: torch.Tensor) -> torch.Tensor:
+        groups = self.bn_groups(x.shape[0])
+
+        def encode(batch: torch.Tensor) -> torch.Tensor:
+            return F.normalize(encode_in_groups(self.encoder_k, batch, groups), dim=1)
+
+        if distributed_active():
+            return ddp_shuffled_encode(encode, x)
+        return shuffled_encode(lambda batch: F.normalize(self.encoder_k(batch), dim=1), x, groups)
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        if distributed_active():
+            keys = concat_all_gather(keys)
+        count, capacity = keys.shape[0], self.queue.shape[1]
+        if capacity % count:
+            raise ValueError(f"queue size {capacity} must be a multiple of the global batch {count}")
+        ptr = int(self.queue_ptr)
+        self.queue[:, ptr : ptr + count] = keys.T
+        self.queue_ptr[0] = (ptr + count) % capacity
+
+    def logits(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        # clone: the queue is updated in place after the logits, before backward.
+        return contrastive_logits(q, k, self.queue.clone(), self.temperature)

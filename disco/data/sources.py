@@ -1,0 +1,39 @@
+"""Resolve a data config to train/test datasets: embedded (tiny), synthetic (smoke), ImageNet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from disco.data.embedded import ImageSet, load_embedded, stratified_split
+from disco.data.synthetic import synthetic_images
+
+SMOKE_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: ImageSet | Dataset
+    test: ImageSet | Dataset
+    num_classes: int
+    image_size: int
+
+
+def load_splits(data: dict[str, Any], root: str | None = None) -> Splits:
+    size = int(data["image_size"])
+    if data.get("smoke"):
+        images = synthetic_images(SMOKE_IMAGES, size)
+        train, test = stratified_split(images, 0.25)
+        return Splits(train, test, images.num_classes, size)
+    if data["source"] == "embedded":
+        dataset = load_embedded(data["dataset"], size)
+        train, test = stratified_split(dataset, float(data.get("test_fraction", 0.2)))
+        return Splits(train, test, dataset.num_classes, size)
+    if data["source"] == "imagenet":
+        from disco.data.real import imagenet_folders
+
+        train, test = imagenet_folders(root)
+        return Splits(train, test, len(train.classes), size)
+    raise ValueError(f"unknown data source '{data['source']}' (embedded, imagenet)")

@@ -1,0 +1,25 @@
+"""ImageNet-style linear evaluation (DISCO_PROTOCOL.md 4.1) on the frozen backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from disco.data.augment import probe_test_transform, probe_train_transform
+from disco.data.datasets import TransformedImages
+from disco.data.sources import Splits
+from disco.evals import register
+from disco.evaluate import ProbeRecipe, linear_probe
+from disco.models import Encoder, feature_dim
+
+
+@register("linear")
+def linear(encoder: Encoder, splits: Splits, recipe: ProbeRecipe, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
+    encoder.eval().to(device)
+    for param in encoder.parameters():
+        param.requires_grad = False
+    train = TransformedImages(splits.train, probe_train_transform(splits.image_size, recipe.train_augment))
+    test = TransformedImages(splits.test, probe_test_transform(splits.image_size))
+    metrics = linear_probe(encoder.features, feature_dim(encoder.backbone), splits.num_classes, train, test, recipe, device, seed, progress)
+    return {**metrics, "protocol": "linear probe, frozen eval-mode backbone, N(0,0.01) head, SGD m=0.9 wd 0"}

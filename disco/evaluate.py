@@ -1,0 +1,94 @@
+"""The one evaluation loop: a linear classifier on a frozen, eval-mode backbone (DISCO_PROTOCOL.md
+4.1), parametrized by recipe; plus feature extraction shared with kNN and other probes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from disco.schedules import lr_at
+
+
+@dataclass(frozen=True)
+class ProbeRecipe:
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 3.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "step"
+    milestones: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40, 45, 60, 80)
+    gamma: float = 0.5
+    train_augment: bool = True  # False: features are computed once and cached (exact: frozen BN)
+    workers: int = 0
+    limit_batches: int | None = None
+
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+ProgressFn = Callable[[str, int, int], None]
+
+
+@torch.no_grad()
+def extract_features(features: FeatureFn, dataset: Dataset, batch_size: int, device: torch.device, workers: int = 0, limit_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    feats, labels = [], []
+    for index, (images, targets) in enumerate(loader):
+        if limit_batches is not None and index >= limit_batches:
+            break
+        feats.append(features(images.to(device)).float().cpu())
+        labels.append(torch.as_tensor(targets))
+    return torch.cat(feats), torch.cat(labels)
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, int]:
+    top = logits.topk(max(ks), dim=1).indices
+    hits = top == labels.unsqueeze(1)
+    return {k: int(hits[:, : min(k, logits.shape[1])].any(dim=1).sum()) for k in ks}
+
+
+def linear_probe(
+    features: FeatureFn, feature_dim: int, num_classes: int, train_set: Dataset, test_set: Dataset,
+    recipe: ProbeRecipe, device: torch.device, seed: int = 0, progress: ProgressFn | None = None,
+) -> dict[str, float]:
+    """Train Linear(feature_dim, classes) on frozen features with the official recipe; top-1/top-5
+    on `test_set` after every epoch (the official scripts report the best epoch; we keep both)."""
+    torch.manual_seed(seed)
+    head = nn.Linear(feature_dim, num_classes).to(device)
+    nn.init.normal_(head.weight, mean=0.0, std=0.01)
+    nn.init.zeros_(head.bias)
+    optimizer = torch.optim.SGD(head.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    test_feats, test_labels = extract_features(features, test_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches)
+    cached_train = None if recipe.train_augment else TensorDataset(*extract_features(features, train_set, recipe.batch_size, device, recipe.workers))
+    best, last = {"top1": 0.0, "top5": 0.0}, {"top1": 0.0, "top5": 0.0}
+    for epoch in range(recipe.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(recipe.schedule, recipe.lr, epoch, recipe.epochs, recipe.milestones, recipe.gamma)
+        generator = torch.Generator().manual_seed(seed * 7919 + epoch)
+        loader = DataLoader(cached_train or train_set, batch_size=recipe.batch_size, shuffle=True, generator=generator, num_workers=0 if cached_train else recipe.workers)
+        for index, (inputs, targets) in enumerate(loader):
+            if recipe.limit_batches is not None and index >= recipe.limit_batches:
+                break
+            inputs, targets = inputs.to(device), torch.as_tensor(targets).to(device)
+            with torch.no_grad():
+                feats = inputs if cached_train else features(inputs)
+            loss = F.cross_entropy(head(feats.float()), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        last = evaluate_head(head, test_feats, test_labels, device)
+        best = max(best, last, key=lambda metrics: metrics["top1"])
+        if progress:
+            progress("epoch", epoch + 1, recipe.epochs)
+    return {"top1": last["top1"], "top5": last["top5"], "top1_best": best["top1"], "top5_at_best": best["top5"], "num_train": len(train_set), "num_test": len(test_labels)}
+
+
+@torch.no_grad()
+def evaluate_head(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, device: torch.device) -> dict[str, float]:
+    logits = head(feats.to(device)).cpu()
+    correct = topk_correct(logits, labels)
+    return {"top1": 100.0 * correct[1] / len(labels), "top5": 100.0 * correct[5] / len(labels)}

@@ -1,0 +1,42 @@
+"""The `disco-bench` command line. Commands live in harness/commands/, one module per topic,
+each registering itself on the `cli` group defined here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from harness.errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks for internal errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Reproduce and check DisCo (ECCV 2022) teacher/student cells against the paper."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def main() -> None:
+    from harness import commands  # noqa: F401  (registers the subcommands)
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:  # UserError included: one line, non-zero exit
+        if isinstance(exc, UserError):
+            exc.show()
+        else:
+            click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # an internal error still gets one line unless --debug
+        if "--debug" in sys.argv:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)

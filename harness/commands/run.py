@@ -1,0 +1,121 @@
+"""`disco-bench run`: plan a cell (or the whole matrix), skip finished stages, run the rest."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from harness.cli import cli
+from harness.config import DEFAULT_FILE, load_benchmarks
+from harness.errors import UserError
+from harness.matrix import Planner
+from harness.stages import Stage, topological
+from harness.workspace import Workspace
+
+EXECUTORS = ("local", "docker", "slurm")
+
+
+def executor_module(name: str):
+    return importlib.import_module(f"harness.executors.{name}")
+
+
+def executor_options(func):
+    for name in EXECUTORS:
+        try:
+            options = executor_module(name).OPTIONS
+        except (ImportError, AttributeError):
+            continue
+        for option in reversed(options):
+            func = option(func)
+    return func
+
+
+def workspace_options(func):
+    func = click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Where JSON results and reports go.")(func)
+    func = click.option("--artifacts", "artifacts_dir", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True, help="Where checkpoints go.")(func)
+    return click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True, help="The matrix file.")(func)
+
+
+def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
+    bench = load_benchmarks(params["benchmarks_file"])
+    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"])
+    pairs = list(bench.pairs) if params["run_all"] else list(params["pair"]) or list(bench.default_pairs)
+    evals = [name.strip() for name in params["evals"].split(",")] if params["evals"] else None
+    cells = [planner.cell(pair, seed, evals) for pair in pairs for seed in range(params["seeds"])]
+    return planner, cells, topological([stage for cell in cells for stage in cell.stages()])
+
+
+@cli.command()
+@click.option("--pair", multiple=True, help="A teacher-student pair, e.g. r50-effb0 (repeatable). Default: default_pairs.")
+@click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix.")
+@click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml).")
+@click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's).")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Student seeds 0..N-1.")
+@click.option("--smoke", is_flag=True, help="Synthetic images at the profile's resolution, a couple of steps per stage.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (done / to run) and exit.")
+@click.option("--force", multiple=True, help="Rerun this stage (name or name prefix) even if done.")
+@click.option("--device", default=None, help="Override the profile's device (cpu, cuda, cuda:1).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True)
+@workspace_options
+@executor_options
+def run(**params) -> None:
+    """Run one or more cells: teacher pretraining, student baseline, DisCo, evaluations; then report."""
+    console = Console()
+    workspace = Workspace(params["artifacts_dir"], params["results_dir"])
+    planner, cells, stages = plan_stages(params)
+    forced = _forced(stages, params["force"])
+    pending = [stage for stage in stages if stage.key in forced or not stage.is_done(workspace)]
+    from harness.plan import print_plan
+
+    print_plan(console, stages, pending, workspace)
+    if params["dry_run"]:
+        return
+    workspace.ensure_writable()
+    for stage in stages:
+        if stage.key in forced:
+            _invalidate(stage, workspace)
+    if pending:
+        executor_module(params["executor"]).make_executor(params).run(pending, workspace)
+    from harness.report import print_cell_reports
+
+    print_cell_reports(console, planner.bench, cells, workspace)
+
+
+def _forced(stages: list[Stage], names: tuple[str, ...]) -> set[str]:
+    keys: set[str] = set()
+    for name in names:
+        matches = [stage for stage in stages if stage.name == name or stage.name.startswith(name)]
+        if not matches:
+            from disco.models import did_you_mean
+
+            raise UserError(f"--force {name}: no such stage in this plan{did_you_mean(name, [s.name for s in stages])}")
+        keys |= {stage.key for stage in matches}
+    return keys
+
+
+def _invalidate(stage: Stage, workspace: Workspace) -> None:
+    """--force: the old result is moved aside (never deleted) and training restarts from scratch."""
+    result = workspace.result_path(stage.profile, stage.name)
+    if result.exists():
+        result.rename(result.with_suffix(".json.forced"))
+    checkpoint = workspace.stage_dir(stage.name, stage.key) / "checkpoint.pt"
+    if checkpoint.exists():
+        checkpoint.rename(checkpoint.with_suffix(".pt.forced"))
+
+
+@cli.command("run-stage")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--artifacts", "artifacts_dir", type=click.Path(path_type=Path), default=Path("artifacts"))
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"))
+@click.option("--executor-name", default="local", hidden=True)
+def run_stage(spec: Path, artifacts_dir: Path, results_dir: Path, executor_name: str) -> None:
+    """Run one stage from its spec file (what every executor runs)."""
+    from harness.runner import run_stage_from_spec
+
+    workspace = Workspace(artifacts_dir, results_dir)
+    workspace.ensure_writable()
+    result = run_stage_from_spec(spec, workspace, executor=executor_name)
+    click.echo(f"{result['stage']['name']}: done ({result['provenance']['wall_time_s']:.1f} s)")

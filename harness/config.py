@@ -1,0 +1,156 @@
+"""benchmarks.yaml: its typed schema and loading. Names are cross-checked (pairs -> teachers,
+students; teachers/students -> architectures) with "did you mean" on every misspelling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from disco.models import ARCHS, did_you_mean
+from harness.errors import UserError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Teacher(Strict):
+    arch: str
+    pretrain: str = "mocov2"
+    head: Literal["mocov2", "swav"] = "mocov2"
+    checkpoint_format: Literal["mocov2", "swav"] = "mocov2"
+    epochs_multiplier: float = 1.0
+    description: str = ""
+
+
+class Student(Strict):
+    arch: str
+    description: str = ""
+
+
+class Method(Strict):
+    kind: Literal["pretrain", "distill"]
+    head: Literal["mocov2", "disco"]
+    description: str = ""
+
+
+class Evaluation(Strict):
+    description: str = ""
+
+
+class Pair(Strict):
+    teacher: str
+    student: str
+    evals: list[str] | None = None  # None: the profile's default evaluations
+
+
+class DataSpec(Strict):
+    source: Literal["embedded", "imagenet"]
+    dataset: str | None = None
+    root: str | None = None
+    image_size: int = Field(gt=0)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    workers: int = Field(0, ge=0)
+
+
+class PretrainSpec(Strict):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+
+
+class MoCoSpec(Strict):
+    queue_size: int = Field(gt=0)
+    momentum: float = Field(ge=0, lt=1)
+    temperature: float = Field(gt=0)
+    bn_group_size: int = Field(gt=0)
+
+
+class DisCoSpec(Strict):
+    mse_per_sample_weight: float | None = 32.0
+    ce_weight: float = 1.0
+    teacher_bn: Literal["train", "eval"] = "train"
+    init_queue_from_teacher: bool = True
+
+
+class LinearSpec(Strict):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    schedule: Literal["cosine", "step", "constant"] = "step"
+    milestones: list[int] = []
+    gamma: float = 0.5
+    train_augment: bool = True
+
+
+class Profile(Strict):
+    description: str = ""
+    device: Literal["cpu", "cuda"] = "cpu"
+    data: DataSpec
+    pretrain: PretrainSpec
+    teacher_epochs: int | None = None
+    mocov2: MoCoSpec
+    disco: DisCoSpec
+    linear: LinearSpec
+    evals: list[str] = ["linear"]
+    slurm: dict[str, Any] = {}
+
+
+class Benchmarks(Strict):
+    schema_version: Literal[1]
+    teachers: dict[str, Teacher]
+    students: dict[str, Student]
+    methods: dict[str, Method]
+    evaluations: dict[str, Evaluation]
+    pairs: dict[str, Pair]
+    default_pairs: list[str]
+    profiles: dict[str, Profile]
+    reference: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Benchmarks":
+        for section in (self.teachers, self.students):
+            for name, entry in section.items():
+                _require(entry.arch, list(ARCHS), f"{name}.arch", "architecture")
+        for name, teacher in self.teachers.items():
+            _require(teacher.pretrain, list(self.methods), f"teachers.{name}.pretrain", "method")
+        for name, pair in self.pairs.items():
+            _require(pair.teacher, list(self.teachers), f"pairs.{name}.teacher", "teacher")
+            _require(pair.student, list(self.students), f"pairs.{name}.student", "student")
+            for evaluation in pair.evals or []:
+                _require(evaluation, list(self.evaluations), f"pairs.{name}.evals", "evaluation")
+        for name in self.default_pairs:
+            _require(name, list(self.pairs), "default_pairs", "pair")
+        for name, profile in self.profiles.items():
+            for evaluation in profile.evals:
+                _require(evaluation, list(self.evaluations), f"profiles.{name}.evals", "evaluation")
+        return self
+
+
+def _require(value: str, valid: list[str], where: str, what: str) -> None:
+    if value not in valid:
+        raise ValueError(f"{where}: unknown {what} '{value}'{did_you_mean(value, valid)}; valid: {', '.join(valid)}")
+
+
+DEFAULT_FILE = Path("benchmarks.yaml")
+
+
+def load_benchmarks(path: Path = DEFAULT_FILE) -> Benchmarks:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; pass the matrix file with --benchmarks or run from the repository root") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        return Benchmarks.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UserError(f"{path}: {where}: {first['msg']} ({exc.error_count()} error(s); run `disco-bench validate {path}`)") from None

@@ -1,0 +1,123 @@
+"""Expand a cell (teacher/student pair x profile x seed) into stages. Identical stages are shared:
+a teacher is pretrained once for all its students, a student's baseline once for all teachers."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from disco.models import did_you_mean
+from harness.config import Benchmarks, Profile
+from harness.errors import UserError
+from harness.stages import Stage
+
+TEACHER_SEED = 0  # the teacher is a fixed asset, as in the paper: seeds vary the student stages
+SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4, "probe_epochs": 2}
+
+
+@dataclass
+class CellPlan:
+    pair: str
+    profile: str
+    seed: int
+    teacher: Stage
+    baseline: Stage
+    disco: Stage
+    random_init: Stage
+    evals: dict[tuple[str, str], Stage] = field(default_factory=dict)  # (role, evaluation) -> stage
+
+    def stages(self) -> list[Stage]:
+        return [self.teacher, self.baseline, self.disco, self.random_init, *self.evals.values()]
+
+
+def pick(name: str, valid: dict, what: str) -> None:
+    if name not in valid:
+        raise UserError(f"unknown {what} '{name}'{did_you_mean(name, list(valid))}; valid: {', '.join(valid)}")
+
+
+def expand_env(value: str | None) -> str | None:
+    """${VAR:-default} and ${VAR} in profile paths."""
+    if value is None:
+        return None
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+
+
+class Planner:
+    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None):
+        pick(profile_name, bench.profiles, "profile")
+        self.bench = bench
+        self.profile_name = profile_name
+        self.profile: Profile = bench.profiles[profile_name]
+        self.smoke = smoke
+        self.label = f"{profile_name}-smoke" if smoke else profile_name
+        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root)}
+
+    def data(self) -> dict[str, Any]:
+        data = self.profile.data.model_dump(exclude={"root"})
+        return data | {"smoke": True} if self.smoke else data
+
+    def pretrain_recipe(self, epochs: int) -> dict[str, Any]:
+        recipe = self.profile.pretrain.model_dump() | {"epochs": epochs, "workers": self.profile.data.workers}
+        if self.smoke:
+            recipe |= {"epochs": SMOKE["epochs"], "batch_size": SMOKE["batch_size"], "limit_batches": SMOKE["limit_batches"], "workers": 0}
+        return recipe
+
+    def mocov2(self) -> dict[str, Any]:
+        values = self.profile.mocov2.model_dump()
+        return values | {"queue_size": SMOKE["queue_size"], "bn_group_size": SMOKE["bn_group_size"]} if self.smoke else values
+
+    def _stage(self, name: str, kind: str, config: dict[str, Any], inputs: dict[str, Stage] | None = None) -> Stage:
+        return Stage(name=f"{name}-{self.label}-s{config['seed']}", kind=kind, profile=self.label, config=config, inputs=inputs or {}, runtime=self.runtime)
+
+    def teacher(self, teacher_name: str) -> Stage:
+        pick(teacher_name, self.bench.teachers, "teacher")
+        teacher = self.bench.teachers[teacher_name]
+        base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
+        epochs = max(1, round(base_epochs * teacher.epochs_multiplier))
+        config = {"method": teacher.pretrain, "arch": teacher.arch, "head": "mocov2", "data": self.data(), "recipe": self.pretrain_recipe(epochs), "mocov2": self.mocov2(), "seed": TEACHER_SEED}
+        return self._stage(f"pretrain-{teacher.pretrain}-{teacher_name}", "pretrain", config)
+
+    def baseline(self, student_name: str, seed: int) -> Stage:
+        pick(student_name, self.bench.students, "student")
+        arch = self.bench.students[student_name].arch
+        config = {"method": "mocov2", "arch": arch, "head": "mocov2", "data": self.data(), "recipe": self.pretrain_recipe(self.profile.pretrain.epochs), "mocov2": self.mocov2(), "seed": seed}
+        return self._stage(f"pretrain-mocov2-{student_name}", "pretrain", config)
+
+    def disco(self, teacher_name: str, student_name: str, seed: int) -> Stage:
+        teacher_stage = self.teacher(teacher_name)
+        arch = self.bench.students[student_name].arch
+        config = {
+            "method": "disco", "arch": arch, "head": "disco", "teacher_arch": self.bench.teachers[teacher_name].arch,
+            "data": self.data(), "recipe": self.pretrain_recipe(self.profile.pretrain.epochs), "mocov2": self.mocov2(),
+            "disco": self.profile.disco.model_dump(), "seed": seed,
+        }
+        return self._stage(f"distill-disco-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage})
+
+    def random_init(self, student_name: str, seed: int) -> Stage:
+        arch = self.bench.students[student_name].arch
+        config = {"method": "random", "arch": arch, "head": "mocov2", "data": self.data(), "seed": seed}
+        return self._stage(f"init-random-{student_name}", "init", config)
+
+    def evaluation(self, evaluation: str, source: Stage, seed: int) -> Stage:
+        pick(evaluation, self.bench.evaluations, "evaluation")
+        recipe = self.profile.linear.model_dump() | {"workers": self.profile.data.workers}
+        if self.smoke:
+            recipe |= {"epochs": SMOKE["probe_epochs"], "batch_size": SMOKE["batch_size"], "workers": 0}
+        config = {"evaluation": evaluation, "data": self.data(), "recipe": recipe, "seed": seed}
+        source_name = source.name.removesuffix(f"-{self.label}-s{source.config['seed']}")
+        return self._stage(f"eval-{evaluation}-{source_name}", "eval", config, {"encoder": source})
+
+    def cell(self, pair_name: str, seed: int = 0, evals: list[str] | None = None) -> CellPlan:
+        pick(pair_name, self.bench.pairs, "pair")
+        pair = self.bench.pairs[pair_name]
+        plan = CellPlan(
+            pair=pair_name, profile=self.label, seed=seed, teacher=self.teacher(pair.teacher),
+            baseline=self.baseline(pair.student, seed), disco=self.disco(pair.teacher, pair.student, seed),
+            random_init=self.random_init(pair.student, seed),
+        )
+        for evaluation in evals or pair.evals or self.profile.evals:
+            for role in ("teacher", "baseline", "disco", "random_init"):
+                plan.evals[(role, evaluation)] = self.evaluation(evaluation, getattr(plan, role), seed)
+        return plan

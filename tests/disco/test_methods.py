@@ -1,0 +1,73 @@
+import torch
+
+from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
+from disco.models import build_encoder
+from disco.train import TrainRecipe, train
+from disco.data.datasets import TwoViews
+from disco.data.synthetic import synthetic_images
+from disco.data.augment import mocov2_augmentation
+
+
+def small_disco(teacher_bn: str) -> DisCo:
+    torch.manual_seed(0)
+    return DisCo(build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=32, bn_group_size=4, teacher_bn=teacher_bn))
+
+
+def one_step(method: DisCo) -> None:
+    method.train()
+    views = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    optimizer.zero_grad()
+    method.training_step(*views)["loss"].backward()
+    optimizer.step()
+
+
+def test_teacher_gets_no_gradient_and_its_weights_do_not_change():
+    method = small_disco("train")
+    before = {k: v.clone() for k, v in method.teacher.named_parameters()}
+    one_step(method)
+    for name, param in method.teacher.named_parameters():
+        assert param.grad is None
+        assert torch.equal(param, before[name]), name
+    assert any(p.grad is not None for p in method.student.parameters())
+
+
+def test_faithful_teacher_bn_statistics_move_and_clean_mode_freezes_them():
+    faithful, clean = small_disco("train"), small_disco("eval")
+    for method, should_move in ((faithful, True), (clean, False)):
+        bn = method.teacher.backbone.bn1
+        mean_before, tracked_before = bn.running_mean.clone(), int(bn.num_batches_tracked)
+        one_step(method)
+        assert method.teacher.training is should_move
+        assert (not torch.equal(bn.running_mean, mean_before)) is should_move
+        # faithful: 2 views x 2 BN groups of 4 = 4 teacher forwards in one step
+        assert int(bn.num_batches_tracked) - tracked_before == (4 if should_move else 0)
+
+
+def test_key_encoder_receives_no_gradient_and_follows_the_query_by_ema():
+    torch.manual_seed(0)
+    method = MoCoV2(build_encoder("r18", "mocov2"), MoCoV2Config(queue_size=32, momentum=0.5, bn_group_size=4))
+    method.train()
+    key_before = [p.clone() for p in method.contrast.encoder_k.parameters()]
+    loss = method.training_step(torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32))["loss"]
+    loss.backward()
+    assert all(p.grad is None for p in method.contrast.encoder_k.parameters())
+    # query and key start equal, so the first EMA leaves the key unchanged; the pointer moved
+    assert all(torch.equal(a, b) for a, b in zip(key_before, method.contrast.encoder_k.parameters()))
+    assert int(method.contrast.queue_ptr) == 8
+
+
+def _two_step_run(tmp_path, name: str) -> dict[str, torch.Tensor]:
+    dataset = TwoViews(synthetic_images(16, 32), mocov2_augmentation(32))
+    torch.manual_seed(123)
+    method = DisCo(build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=32, bn_group_size=4))
+    recipe = TrainRecipe(epochs=1, batch_size=8, limit_batches=2)
+    train(method, dataset, recipe, tmp_path / name, seed=7, device=torch.device("cpu"))
+    return method.state_dict()
+
+
+def test_seeded_two_step_run_is_bit_for_bit_reproducible(tmp_path):
+    first, second = _two_step_run(tmp_path, "a"), _two_step_run(tmp_path, "b")
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key

@@ -1,0 +1,31 @@
+"""The whole tiny pipeline on a few batches through the real CLI: stages, results, provenance, reuse."""
+
+import json
+
+from tests.conftest import disco_bench
+
+STAGE_KINDS = {"pretrain": 2, "distill": 1, "init": 1, "eval": 4}
+
+
+def test_tiny_smoke_pipeline_runs_every_stage_writes_provenance_and_reuses_on_rerun(tmp_path, workspace_args):
+    first = disco_bench("run", "--pair", "r50-effb0", "--profile", "tiny", "--smoke", *workspace_args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    results = sorted((tmp_path / "results" / "tiny-smoke" / "stages").glob("*.json"))
+    payloads = [json.loads(path.read_text()) for path in results]
+    kinds = [payload["stage"]["kind"] for payload in payloads]
+    assert {kind: kinds.count(kind) for kind in STAGE_KINDS} == STAGE_KINDS
+    for payload in payloads:
+        provenance = payload["provenance"]
+        assert payload["status"] == "done" and len(payload["config_hash"]) == 64
+        assert provenance["packages"]["torch"] and provenance["hardware"]["cpu_count"] >= 1
+        assert provenance["wall_time_s"] >= 0 and "commit" in provenance["git"]
+        assert provenance["seed"] == payload["config"]["seed"]
+    evals = [p for p in payloads if p["stage"]["kind"] == "eval"]
+    assert all(0.0 <= p["metrics"]["top1"] <= 100.0 and p["metrics"]["num_test"] > 0 for p in evals)
+    assert "DisCo - baseline gain" in first.stdout
+    mtimes = {path: path.stat().st_mtime_ns for path in results}
+
+    second = disco_bench("run", "--pair", "r50-effb0", "--profile", "tiny", "--smoke", *workspace_args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "8 done, 0 to run" in second.stdout
+    assert {path: path.stat().st_mtime_ns for path in results} == mtimes  # nothing recomputed
