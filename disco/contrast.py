@@ -23,6 +23,7 @@ class MomentumContrast(nn.Module):
         self.momentum = momentum
         self.temperature = temperature
         self.bn_group_size = bn_group_size
+        self.fused_bn_groups = False  # set by the speed options once grouped BN is installed
         self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
 
@@ -31,7 +32,7 @@ class MomentumContrast(nn.Module):
         return max(1, batch // self.bn_group_size)
 
     def embed_query(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(encode_in_groups(self.encoder_q, x, self.bn_groups(x.shape[0])), dim=1)
+        return F.normalize(encode_in_groups(self.encoder_q, x, self.bn_groups(x.shape[0]), self.fused_bn_groups), dim=1)
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -40,15 +41,16 @@ class MomentumContrast(nn.Module):
             param_k.mul_(self.momentum).add_(param_q.detach(), alpha=1.0 - self.momentum)
 
     @torch.no_grad()
+    @torch.profiler.record_function("key_forward")
     def embed_keys(self, x: torch.Tensor) -> torch.Tensor:
         groups = self.bn_groups(x.shape[0])
 
         def encode(batch: torch.Tensor) -> torch.Tensor:
-            return F.normalize(encode_in_groups(self.encoder_k, batch, groups), dim=1)
+            return F.normalize(encode_in_groups(self.encoder_k, batch, groups, self.fused_bn_groups), dim=1)
 
         if distributed_active():
             return ddp_shuffled_encode(encode, x)
-        return shuffled_encode(lambda batch: F.normalize(self.encoder_k(batch), dim=1), x, groups)
+        return shuffled_encode(lambda batch: F.normalize(self.encoder_k(batch), dim=1), x, groups, fused=self.fused_bn_groups)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

@@ -12,22 +12,28 @@ from collections.abc import Callable
 import torch
 from torch import distributed as dist
 
+from disco.grouped_bn import bn_groups
+
 Encode = Callable[[torch.Tensor], torch.Tensor]
 
 
-def encode_in_groups(encode: Encode, x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Encode `x` as `groups` equal sub-batches, so BN sees per-group statistics (virtual GPUs)."""
+def encode_in_groups(encode: Encode, x: torch.Tensor, groups: int, fused: bool = False) -> torch.Tensor:
+    """Encode `x` as `groups` equal sub-batches, so BN sees per-group statistics (virtual GPUs).
+    fused: one call whose BN layers compute the groups' statistics together (disco/grouped_bn.py)."""
     if groups <= 1:
         return encode(x)
     if x.shape[0] % groups:
         raise ValueError(f"batch {x.shape[0]} is not divisible into {groups} BN groups")
+    if fused:
+        with bn_groups(groups):
+            return encode(x)
     return torch.cat([encode(chunk) for chunk in x.chunk(groups)], dim=0)
 
 
-def shuffled_encode(encode: Encode, x: torch.Tensor, groups: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def shuffled_encode(encode: Encode, x: torch.Tensor, groups: int, generator: torch.Generator | None = None, fused: bool = False) -> torch.Tensor:
     """Single-device shuffle-BN: permute, encode per group, restore the original order."""
     perm = torch.randperm(x.shape[0], device=x.device, generator=generator)
-    encoded = encode_in_groups(encode, x[perm], groups)
+    encoded = encode_in_groups(encode, x[perm], groups, fused)
     return encoded[torch.argsort(perm)]
 
 

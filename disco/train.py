@@ -1,5 +1,11 @@
 """The one self-supervised training loop (MoCo-v2 and DisCo alike): SGD, per-epoch schedule,
-an atomic checkpoint after every epoch and exact resume from the last one."""
+an atomic checkpoint after every epoch and exact resume from the last one.
+
+Under torchrun (docs/ddp.md) the same loop runs on every rank: the global batch is split across
+ranks, the training step goes through DDP (gradients averaged over ranks as in the official
+code), only rank 0 writes the checkpoint and every rank resumes from it. On one process none of
+that code runs, so a seeded single-process run is unchanged.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from disco import distributed
 from disco.checkpoint_io import load_checkpoint, save_checkpoint
 from disco.schedules import lr_at
 
@@ -28,6 +36,8 @@ class TrainRecipe:
     milestones: tuple[int, ...] = ()
     workers: int = 0
     limit_batches: int | None = None  # smoke runs: a couple of steps per epoch
+    # DDP only: SyncBN in the student's query encoder. The paper: off (per-GPU BN statistics).
+    sync_bn: bool = False
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -38,14 +48,29 @@ class TrainRecipe:
 class TrainState:
     epoch: int = 0  # epochs completed
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int = 0  # epochs found in the checkpoint when this run started
 
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+RANK_SEED_STRIDE = 1_000_003
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """Seeding every epoch from (seed, epoch) makes a resumed run identical to an uninterrupted one."""
     return seed * 100_003 + epoch
+
+
+def rank_seed(seed: int, epoch: int, rank: int) -> int:
+    """Each rank draws its own augmentations; rank 0 (and a single process) uses epoch_seed."""
+    return epoch_seed(seed, epoch) + RANK_SEED_STRIDE * rank
+
+
+def per_rank_batch(batch_size: int, world: int) -> int:
+    """recipe.batch_size is the global batch: every rank gets an equal share of it."""
+    if batch_size % world:
+        raise ValueError(f"global batch_size {batch_size} is not divisible by the world size {world}: choose a batch size that is a multiple of the number of processes")
+    return batch_size // world
 
 
 def make_loader(dataset: Dataset, recipe: TrainRecipe, seed: int, epoch: int, shuffle: bool = True) -> DataLoader:
@@ -56,13 +81,52 @@ def make_loader(dataset: Dataset, recipe: TrainRecipe, seed: int, epoch: int, sh
     )
 
 
-def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, recipe: TrainRecipe, progress: ProgressFn | None) -> dict[str, float]:
+def make_distributed_loader(dataset: Dataset, recipe: TrainRecipe, seed: int, epoch: int) -> DataLoader:
+    """This rank's share of the epoch: DistributedSampler(shuffle, drop_last) as in the official code."""
+    world, rank = distributed.world_size(), distributed.rank()
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    # The generator only seeds the workers here; per rank, so ranks do not share augmentation streams.
+    generator = torch.Generator().manual_seed(rank_seed(seed, epoch, rank))
+    return DataLoader(
+        dataset, batch_size=per_rank_batch(recipe.batch_size, world), sampler=sampler, drop_last=True, num_workers=recipe.workers,
+        generator=generator, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+    )
+
+
+class TrainingStep(nn.Module):
+    """DDP needs a forward to wrap: the method's training step. Wrapping the whole method, as the
+    official code wraps the whole MoCo model, averages the gradients of every trainable parameter
+    (the student's query encoder; frozen ones are ignored by DDP) and broadcasts rank 0's buffers
+    (BN statistics, queue) before each step."""
+
+    def __init__(self, method: nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.method.training_step(view1, view2)
+
+
+def ddp_step(method: nn.Module, device: torch.device) -> StepFn:
+    # find_unused_parameters stays False: every trainable student parameter gets a gradient.
+    return DistributedDataParallel(TrainingStep(method), device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def convert_student_sync_bn(method: nn.Module) -> None:
+    """SyncBN in the query encoder only: the key encoder keeps per-rank BN (shuffle-BN) and the
+    teacher keeps its own per-rank statistics. Same parameters, same state_dict keys."""
+    method.contrast.encoder_q = nn.SyncBatchNorm.convert_sync_batchnorm(method.contrast.encoder_q)
+
+
+def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, recipe: TrainRecipe, progress: ProgressFn | None, step: StepFn | None = None) -> dict[str, float]:
     method.train()
+    step = step or method.training_step
     totals: dict[str, float] = {}
     total_batches = min(len(loader), recipe.limit_batches or len(loader))
     steps = 0
     for steps, ((view1, view2), _) in enumerate(loader, start=1):
-        losses = method.training_step(view1.to(device, non_blocking=True), view2.to(device, non_blocking=True))
+        losses = step(view1.to(device, non_blocking=True), view2.to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -76,31 +140,52 @@ def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.opti
 
 
 def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: Path, seed: int, device: torch.device, progress: ProgressFn | None = None) -> TrainState:
-    """Train `method` for recipe.epochs, resuming from `stage_dir/checkpoint.pt` if present."""
+    """Train `method` for recipe.epochs, resuming from `stage_dir/checkpoint.pt` if present.
+    Under torchrun every rank calls this; rank 0 alone writes the checkpoint and reports progress."""
     recipe.validate()
+    world, rank = distributed.world_size(), distributed.rank()
+    per_rank_batch(recipe.batch_size, world)  # fail before any work
+    if recipe.sync_bn and world > 1:
+        if device.type == "cpu":
+            raise ValueError("sync_bn needs GPUs: torch's SyncBatchNorm does not run on CPU; set sync_bn: false")
+        convert_student_sync_bn(method)
     method.to(device)
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    state = TrainState()
     checkpoint_path = stage_dir / "checkpoint.pt"
+    state = _resume(method, optimizer, checkpoint_path)
+    step = ddp_step(method, device) if world > 1 else None
+    progress = progress if rank == 0 else None
+    for epoch in range(state.epoch, recipe.epochs):
+        torch.manual_seed(rank_seed(seed, epoch, rank))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(recipe.schedule, recipe.lr, epoch, recipe.epochs, recipe.milestones)
+        started = time.perf_counter()
+        loader = make_distributed_loader(dataset, recipe, seed, epoch) if world > 1 else make_loader(dataset, recipe, seed, epoch)
+        metrics = distributed.mean_over_ranks(train_one_epoch(method, loader, optimizer, device, recipe, progress, step), device)
+        metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
+        state.history.append(metrics)
+        state.epoch = epoch + 1
+        if rank == 0:
+            save_checkpoint(checkpoint_path, {"epoch": state.epoch, "history": state.history, "method": method.state_dict(), "optimizer": optimizer.state_dict(), "recipe": asdict(recipe)})
+        if progress:
+            progress("epoch", state.epoch, recipe.epochs)
+        _test_hook_sleep()
+    # Every rank leaves with rank 0's state (the checkpointed one), whoever saves the final encoder.
+    distributed.broadcast_buffers(method)
+    return state
+
+
+def _resume(method: nn.Module, optimizer: torch.optim.Optimizer, checkpoint_path: Path) -> TrainState:
+    """Load the last checkpoint if there is one; under DDP every rank must find the same one."""
+    state = TrainState()
     if checkpoint_path.exists():
         saved = load_checkpoint(checkpoint_path)
         method.load_state_dict(saved["method"])  # strict: a mismatched checkpoint is an error
         optimizer.load_state_dict(saved["optimizer"])
-        state = TrainState(epoch=saved["epoch"], history=saved["history"])
-    for epoch in range(state.epoch, recipe.epochs):
-        torch.manual_seed(epoch_seed(seed, epoch))
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(recipe.schedule, recipe.lr, epoch, recipe.epochs, recipe.milestones)
-        started = time.perf_counter()
-        metrics = train_one_epoch(method, make_loader(dataset, recipe, seed, epoch), optimizer, device, recipe, progress)
-        metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
-        state.history.append(metrics)
-        state.epoch = epoch + 1
-        save_checkpoint(checkpoint_path, {"epoch": state.epoch, "history": state.history, "method": method.state_dict(), "optimizer": optimizer.state_dict(), "recipe": asdict(recipe)})
-        if progress:
-            progress("epoch", state.epoch, recipe.epochs)
-        _test_hook_sleep()
+        state = TrainState(epoch=saved["epoch"], history=saved["history"], resumed_from_epoch=saved["epoch"])
+    if not distributed.all_equal(state.epoch):
+        raise RuntimeError(f"ranks disagree on the checkpoint to resume from (rank {distributed.rank()} sees epoch {state.epoch} in {checkpoint_path}): the stage directory must be on a filesystem shared by every rank")
     return state
 
 

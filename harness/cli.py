@@ -3,9 +3,12 @@ each registering itself on the `cli` group defined here."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler used by `perf` is chatty on stderr
 
 from harness.errors import UserError
 

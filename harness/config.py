@@ -99,6 +99,11 @@ class Profile(Strict):
     disco: DisCoSpec
     linear: LinearSpec
     evals: list[str] = ["linear"]
+    # evaluation -> its recipe (each evaluation validates its own fields); `linear` uses `linear:`
+    eval_recipes: dict[str, dict[str, Any]] = {}
+    # teacher name -> released checkpoint (official MoCo-v2 / SwAV layouts, ${ENV} expanded); such a
+    # teacher is imported instead of pretrained
+    teacher_checkpoints: dict[str, str] = {}
     slurm: dict[str, Any] = {}
 
 
@@ -142,15 +147,16 @@ DEFAULT_FILE = Path("benchmarks.yaml")
 
 
 def load_benchmarks(path: Path = DEFAULT_FILE) -> Benchmarks:
+    from harness.validate import validate_text  # imports this module
+
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found; pass the matrix file with --benchmarks or run from the repository root") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    try:
-        return Benchmarks.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise UserError(f"{path}: {where}: {first['msg']} ({exc.error_count()} error(s); run `disco-bench validate {path}`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the file ({exc})") from None
+    outcome = validate_text(text)
+    if outcome.bench is None:
+        count = len(outcome.problems)
+        raise UserError(f"{outcome.problems[0].render(path)} ({count} error(s); run `disco-bench validate {path}` to see all)")
+    return outcome.bench

@@ -14,7 +14,9 @@ from harness.errors import UserError
 from harness.stages import Stage
 
 TEACHER_SEED = 0  # the teacher is a fixed asset, as in the paper: seeds vary the student stages
-SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4, "probe_epochs": 2}
+SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4}
+# smoke evaluations: whichever of these fields a recipe has are shrunk to a couple of steps
+SMOKE_EVAL = {"epochs": 2, "batch_size": 8, "workers": 0, "iterations": 4, "train_images": 16, "test_images": 8, "warmup_iters": 1, "steps": [2, 3], "milestones": [1], "eval_every": 1}
 
 
 @dataclass
@@ -45,14 +47,14 @@ def expand_env(value: str | None) -> str | None:
 
 
 class Planner:
-    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None):
+    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None, speed: str = "optimized"):
         pick(profile_name, bench.profiles, "profile")
         self.bench = bench
         self.profile_name = profile_name
         self.profile: Profile = bench.profiles[profile_name]
         self.smoke = smoke
         self.label = f"{profile_name}-smoke" if smoke else profile_name
-        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root)}
+        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed}
 
     def data(self) -> dict[str, Any]:
         data = self.profile.data.model_dump(exclude={"root"})
@@ -74,10 +76,24 @@ class Planner:
     def teacher(self, teacher_name: str) -> Stage:
         pick(teacher_name, self.bench.teachers, "teacher")
         teacher = self.bench.teachers[teacher_name]
+        released = expand_env(self.profile.teacher_checkpoints.get(teacher_name))
+        if released and not (self.smoke and not os.path.exists(released)):  # smoke: a stand-in if absent
+            return self.imported_teacher(teacher_name, released)
         base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
         epochs = max(1, round(base_epochs * teacher.epochs_multiplier))
         config = {"method": teacher.pretrain, "arch": teacher.arch, "head": "mocov2", "data": self.data(), "recipe": self.pretrain_recipe(epochs), "mocov2": self.mocov2(), "seed": TEACHER_SEED}
         return self._stage(f"pretrain-{teacher.pretrain}-{teacher_name}", "pretrain", config)
+
+    def imported_teacher(self, teacher_name: str, path: str) -> Stage:
+        """A released teacher: keyed by its file name and size (not its location on this machine)."""
+        teacher = self.bench.teachers[teacher_name]
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            raise UserError(f"profiles.{self.profile_name}.teacher_checkpoints.{teacher_name}: '{path}' not found; download the release or remove the entry to pretrain the teacher") from None
+        config = {"method": "import", "arch": teacher.arch, "head": teacher.head, "checkpoint": {"file": os.path.basename(path), "bytes": size}, "data": self.data(), "seed": TEACHER_SEED}
+        stage = self._stage(f"import-{teacher_name}", "import", config)
+        return Stage(stage.name, stage.kind, stage.profile, stage.config, {}, {**self.runtime, "checkpoint": path})
 
     def baseline(self, student_name: str, seed: int) -> Stage:
         pick(student_name, self.bench.students, "student")
@@ -100,14 +116,21 @@ class Planner:
         config = {"method": "random", "arch": arch, "head": "mocov2", "data": self.data(), "seed": seed}
         return self._stage(f"init-random-{student_name}", "init", config)
 
-    def evaluation(self, evaluation: str, source: Stage, seed: int) -> Stage:
+    def eval_config(self, evaluation: str, seed: int) -> dict[str, Any]:
         pick(evaluation, self.bench.evaluations, "evaluation")
-        recipe = self.profile.linear.model_dump() | {"workers": self.profile.data.workers}
+        if evaluation == "linear":
+            recipe = self.profile.linear.model_dump() | {"workers": self.profile.data.workers}
+        elif evaluation in self.profile.eval_recipes:
+            recipe = dict(self.profile.eval_recipes[evaluation])
+        else:
+            raise UserError(f"profiles.{self.profile_name}.eval_recipes has no recipe for '{evaluation}'; add one to {self.profile_name} in benchmarks.yaml")
         if self.smoke:
-            recipe |= {"epochs": SMOKE["probe_epochs"], "batch_size": SMOKE["batch_size"], "workers": 0}
-        config = {"evaluation": evaluation, "data": self.data(), "recipe": recipe, "seed": seed}
+            recipe |= {key: value for key, value in SMOKE_EVAL.items() if key in recipe}
+        return {"evaluation": evaluation, "data": self.data(), "recipe": recipe, "seed": seed}
+
+    def evaluation(self, evaluation: str, source: Stage, seed: int) -> Stage:
         source_name = source.name.removesuffix(f"-{self.label}-s{source.config['seed']}")
-        return self._stage(f"eval-{evaluation}-{source_name}", "eval", config, {"encoder": source})
+        return self._stage(f"eval-{evaluation}-{source_name}", "eval", self.eval_config(evaluation, seed), {"encoder": source})
 
     def cell(self, pair_name: str, seed: int = 0, evals: list[str] | None = None) -> CellPlan:
         pick(pair_name, self.bench.pairs, "pair")

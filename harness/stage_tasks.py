@@ -13,10 +13,10 @@ from disco.data.augment import mocov2_augmentation
 from disco.data.datasets import TwoViews
 from disco.data.sources import load_splits
 from disco.evals import get_evaluation
-from disco.evaluate import ProbeRecipe
 from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
 from disco.models import Encoder, build_encoder
-from disco.train import TrainRecipe, train
+from disco.speed import SpeedOptions, apply_to_modules
+from disco.train import TrainRecipe, TrainState, train
 
 TaskOutput = tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]
 FINAL = "final.pt"
@@ -41,6 +41,10 @@ def load_encoder_artifact(stage_dir: Path) -> tuple[Encoder, dict[str, Any]]:
     return encoder, payload
 
 
+def _speed(runtime: dict[str, Any], device: torch.device, teacher_bn: str = "train") -> SpeedOptions:
+    return SpeedOptions.for_mode(runtime.get("speed", "optimized"), device, teacher_bn, runtime.get("compile", False))
+
+
 def _train_views(config: dict[str, Any], runtime: dict[str, Any]) -> TwoViews:
     splits = load_splits(config["data"], runtime.get("data_root"))
     return TwoViews(splits.train, mocov2_augmentation(splits.image_size))
@@ -52,10 +56,12 @@ def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Pat
     method_config = MoCoV2Config(**config["mocov2"])
     recipe = _recipe(config)
     method_config.validate(recipe.batch_size)
-    method = MoCoV2(encoder, method_config)
+    speed = _speed(runtime, device)
+    method = MoCoV2(encoder, method_config, speed)
+    apply_to_modules([method], speed)
     state = train(method, _train_views(config, runtime), recipe, stage_dir, config["seed"], device, progress)
     artifacts = _save_encoder(stage_dir, config, method.student, {"queue": method.contrast.queue.cpu(), "queue_ptr": method.contrast.queue_ptr.cpu()})
-    return _final_losses(state.history), state.history, artifacts
+    return _final_losses(state), state.history, artifacts
 
 
 def run_distill(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
@@ -65,12 +71,14 @@ def run_distill(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path
     method_config = DisCoConfig(**config["mocov2"], **{k: v for k, v in config["disco"].items() if k != "init_queue_from_teacher"})
     recipe = _recipe(config)
     method_config.validate(recipe.batch_size)
-    method = DisCo(student, teacher, method_config)
+    speed = _speed(runtime, device, method_config.teacher_bn)
+    method = DisCo(student, teacher, method_config, speed)
+    apply_to_modules([method], speed)
     if config["disco"]["init_queue_from_teacher"] and not (stage_dir / "checkpoint.pt").exists():
         _init_queue_from_teacher(method, teacher_payload)
     state = train(method, _train_views(config, runtime), recipe, stage_dir, config["seed"], device, progress)
     artifacts = _save_encoder(stage_dir, config, method.student)
-    return _final_losses(state.history), state.history, artifacts
+    return _final_losses(state), state.history, artifacts
 
 
 def _init_queue_from_teacher(method: DisCo, teacher_payload: dict[str, Any]) -> None:
@@ -88,18 +96,35 @@ def run_init(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, r
     return {}, [], _save_encoder(stage_dir, config, encoder)
 
 
+def run_import(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
+    """A released teacher loaded strictly with its projection head; a MoCo-v2 file's last queue is
+    kept, since the official DisCo load puts it into the student's queue (DISCO_PROTOCOL.md 1.6)."""
+    from disco.checkpoints import load_encoder, queue_from_checkpoint
+
+    path = runtime["checkpoint"]
+    encoder, report = load_encoder(path, config["arch"], with_head=True, image_size=config["data"]["image_size"])
+    rebuilt = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
+    rebuilt.load_state_dict(encoder.state_dict())  # strict: the head must be the benchmark's head
+    queue = queue_from_checkpoint(path)
+    extra = {"queue": queue.queue, "queue_ptr": torch.tensor([queue.ptr])} if queue is not None else {}
+    return {"load_report": report.summary()}, [], _save_encoder(stage_dir, config, rebuilt, extra)
+
+
 def run_eval(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
     encoder, _ = load_encoder_artifact(inputs["encoder"])
+    return evaluate_encoder(encoder, config, runtime, device, progress), [], {}
+
+
+def evaluate_encoder(encoder: Encoder, config: dict[str, Any], runtime: dict[str, Any], device: torch.device, progress=None) -> dict[str, Any]:
+    """One evaluation of a frozen/fine-tuned encoder: shared by eval stages and `disco-bench eval`."""
     splits = load_splits(config["data"], runtime.get("data_root"))
-    values = dict(config["recipe"])
-    values["milestones"] = tuple(values.get("milestones", ()))
-    metrics = get_evaluation(config["evaluation"])(encoder, splits, ProbeRecipe(**values), device, config["seed"], progress)
-    return metrics, [], {}
+    return get_evaluation(config["evaluation"])(encoder, splits, dict(config["recipe"]), device, config["seed"], progress)
 
 
-def _final_losses(history: list[dict[str, Any]]) -> dict[str, Any]:
-    last = history[-1] if history else {}
-    return {f"final_{name}": value for name, value in last.items() if name not in ("epoch", "seconds")} | {"epochs": len(history)}
+def _final_losses(state: TrainState) -> dict[str, Any]:
+    last = state.history[-1] if state.history else {}
+    final = {f"final_{name}": value for name, value in last.items() if name not in ("epoch", "seconds")}
+    return final | {"epochs": len(state.history), "resumed_from_epoch": state.resumed_from_epoch}
 
 
-TASKS = {"pretrain": run_pretrain, "distill": run_distill, "init": run_init, "eval": run_eval}
+TASKS = {"pretrain": run_pretrain, "distill": run_distill, "init": run_init, "import": run_import, "eval": run_eval}

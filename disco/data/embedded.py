@@ -64,7 +64,7 @@ def stratified_split(dataset: ImageSet, test_fraction: float, seed: int = 0) -> 
     for label in range(dataset.num_classes):
         members = torch.nonzero(dataset.labels == label).flatten()
         members = members[torch.randperm(len(members), generator=generator)]
-        n_test = int(round(len(members) * test_fraction))
+        n_test = max(1, int(round(len(members) * test_fraction)))  # every class keeps a sample
         test_idx.append(members[:n_test])
         train_idx.append(members[n_test:])
     train = torch.cat(train_idx).sort().values

@@ -32,8 +32,8 @@ def load_splits(data: dict[str, Any], root: str | None = None) -> Splits:
         train, test = stratified_split(dataset, float(data.get("test_fraction", 0.2)))
         return Splits(train, test, dataset.num_classes, size)
     if data["source"] == "imagenet":
-        from disco.data.real import imagenet_folders
+        from disco.data.real import imagenet_folder
 
-        train, test = imagenet_folders(root)
+        train, test = imagenet_folder(root, "train"), imagenet_folder(root, "val")
         return Splits(train, test, len(train.classes), size)
     raise ValueError(f"unknown data source '{data['source']}' (embedded, imagenet)")

@@ -27,3 +27,7 @@ def get_evaluation(name: str) -> EvalFn:
 
 
 from disco.evals import linear  # noqa: E402,F401  (registers)
+from disco.evals import knn  # noqa: E402,F401  (registers)
+from disco.evals import semi  # noqa: E402,F401  (registers)
+from disco.evals import transfer  # noqa: E402,F401  (registers)
+from disco.evals import detection  # noqa: E402,F401  (registers)

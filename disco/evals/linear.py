@@ -10,12 +10,14 @@ from disco.data.augment import probe_test_transform, probe_train_transform
 from disco.data.datasets import TransformedImages
 from disco.data.sources import Splits
 from disco.evals import register
+from disco.evals.recipes import coerce_recipe
 from disco.evaluate import ProbeRecipe, linear_probe
 from disco.models import Encoder, feature_dim
 
 
 @register("linear")
-def linear(encoder: Encoder, splits: Splits, recipe: ProbeRecipe, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
+def linear(encoder: Encoder, splits: Splits, recipe: ProbeRecipe | dict, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
+    recipe = coerce_recipe(ProbeRecipe, recipe)
     encoder.eval().to(device)
     for param in encoder.parameters():
         param.requires_grad = False

@@ -13,6 +13,7 @@ from disco.contrast import MomentumContrast
 from disco.losses import disco_loss
 from disco.methods.mocov2 import MoCoV2Config
 from disco.shuffle_bn import encode_in_groups
+from disco.speed import SpeedOptions
 
 TEACHER_BN_MODES = ("train", "eval")
 
@@ -36,9 +37,12 @@ class DisCoConfig(MoCoV2Config):
 
 
 class DisCo(nn.Module):
-    def __init__(self, student: nn.Module, teacher: nn.Module, config: DisCoConfig):
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: DisCoConfig, speed: SpeedOptions | None = None):
         super().__init__()
         self.config = config
+        self.speed = speed or SpeedOptions()
+        if self.speed.teacher_batched and config.teacher_bn != "eval":
+            raise ValueError("teacher_batched changes the faithful train-mode teacher BN statistics; use teacher_bn: eval")
         self.contrast = MomentumContrast(student, config.queue_size, config.momentum, config.temperature, config.bn_group_size)
         self.teacher = teacher
         for param in self.teacher.parameters():
@@ -56,16 +60,34 @@ class DisCo(nn.Module):
 
     @torch.no_grad()
     def embed_teacher(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(encode_in_groups(self.teacher, x, self.contrast.bn_groups(x.shape[0])), dim=1)
+        with torch.profiler.record_function("teacher_forward"):
+            groups = self.contrast.bn_groups(x.shape[0])
+            return F.normalize(encode_in_groups(self.teacher, x, groups, self.contrast.fused_bn_groups).float(), dim=1)
+
+    @torch.no_grad()
+    def teacher_targets_batched(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both views in one teacher call: exact because the teacher BN is then in eval mode."""
+        both = self.embed_teacher(torch.cat([view1, view2]))
+        return both[: len(view1)], both[len(view1) :]
 
     def training_step(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
-        q = self.contrast.embed_query(view1)
-        qk = self.contrast.embed_query(view2)
-        with torch.no_grad():  # the official order: EMA, teacher(view2), shuffled keys, teacher(view1)
+        view1, view2 = self.speed.prepare_input(view1), self.speed.prepare_input(view2)
+        device = view1.device
+        with self.speed.autocast(device), torch.profiler.record_function("student_forward"):
+            q = self.contrast.embed_query(view1)
+            qk = self.contrast.embed_query(view2)
+        with torch.no_grad(), self.speed.autocast(device):
+            # the official order: EMA, teacher(view2), shuffled keys, teacher(view1); the teacher's
+            # train-mode BN makes the order of its two calls part of the computation
             self.contrast.momentum_update()
-            teacher_qk = self.embed_teacher(view2)
-            k = self.contrast.embed_keys(view2)
-            teacher_q = self.embed_teacher(view1)
+            if self.speed.teacher_batched:
+                teacher_q, teacher_qk = self.teacher_targets_batched(view1, view2)
+                k = self.contrast.embed_keys(view2)
+            else:
+                teacher_qk = self.embed_teacher(view2)
+                k = self.contrast.embed_keys(view2)
+                teacher_q = self.embed_teacher(view1)
+        q, qk, k = q.float(), qk.float(), k.float()
         logits = self.contrast.logits(q, k)
         terms = disco_loss(logits, q, qk, teacher_q, teacher_qk, self.config.mse_per_sample_weight, self.config.ce_weight)
         self.contrast.enqueue(k)

@@ -41,7 +41,7 @@ def workspace_options(func):
 
 def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     bench = load_benchmarks(params["benchmarks_file"])
-    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"])
+    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"], speed=params["speed"])
     pairs = list(bench.pairs) if params["run_all"] else list(params["pair"]) or list(bench.default_pairs)
     evals = [name.strip() for name in params["evals"].split(",")] if params["evals"] else None
     cells = [planner.cell(pair, seed, evals) for pair in pairs for seed in range(params["seeds"])]
@@ -58,6 +58,7 @@ def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
 @click.option("--dry-run", is_flag=True, help="Print the plan (done / to run) and exit.")
 @click.option("--force", multiple=True, help="Rerun this stage (name or name prefix) even if done.")
 @click.option("--device", default=None, help="Override the profile's device (cpu, cuda, cuda:1).")
+@click.option("--speed", type=click.Choice(["optimized", "reference"]), default="optimized", show_default=True, help="reference = the official fp32/NCHW/eager computation (see disco/speed.py).")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True)
 @workspace_options
 @executor_options

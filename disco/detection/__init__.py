@@ -1,0 +1,1 @@
+"""Detection / instance-segmentation transfer (Tab. 3) through detectron2; see detectron2_backend."""

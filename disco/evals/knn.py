@@ -1,0 +1,73 @@
+"""Weighted kNN on L2-normalised frozen features (InstDisc, Wu et al. 2018): each of the k nearest
+train features votes for its class with weight exp(cosine / T); top-1/top-5 over the summed votes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch.nn import functional as F
+
+from disco.data.augment import probe_test_transform
+from disco.data.datasets import TransformedImages
+from disco.data.sources import Splits
+from disco.evals import register
+from disco.evals.recipes import coerce_recipe
+from disco.evaluate import extract_features, topk_correct
+from disco.models import Encoder
+
+RecipeT = TypeVar("RecipeT")
+
+
+@dataclass(frozen=True)
+class KnnRecipe:
+    k: int = 200
+    temperature: float = 0.07
+    batch_size: int = 256
+    workers: int = 0
+    chunk_size: int = 1024  # test rows scored against all train features at once
+    limit_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.temperature <= 0 or self.chunk_size < 1:
+            raise ValueError(f"kNN needs k >= 1, temperature > 0 and chunk_size >= 1, got k={self.k}, temperature={self.temperature}, chunk_size={self.chunk_size}")
+
+
+def knn_votes(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor, num_classes: int,
+              k: int, temperature: float, chunk_size: int = 1024) -> torch.Tensor:
+    """Summed exp(cos/T) votes [num_test, num_classes] of each test feature's k nearest train features."""
+    if len(train_feats) < k:
+        raise ValueError(f"kNN with k={k} needs at least k train features, got {len(train_feats)}")
+    bank = F.normalize(train_feats.float(), dim=1)
+    labels = train_labels.to(bank.device)
+    chunks = []
+    for queries in F.normalize(test_feats.float(), dim=1).split(chunk_size):
+        similarity, neighbours = (queries.to(bank.device) @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(queries), num_classes, device=bank.device)
+        chunks.append(votes.scatter_add_(1, labels[neighbours], (similarity / temperature).exp()).cpu())
+    return torch.cat(chunks)
+
+
+@register("knn")
+def knn(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
+    config = coerce_recipe(KnnRecipe, recipe)
+    encoder.eval().to(device)
+    transform = probe_test_transform(splits.image_size)
+    train_feats, train_labels = extract_features(encoder.features, TransformedImages(splits.train, transform), config.batch_size, device, config.workers, config.limit_batches)
+    if progress:
+        progress("features", 1, 2)
+    test_feats, test_labels = extract_features(encoder.features, TransformedImages(splits.test, transform), config.batch_size, device, config.workers, config.limit_batches)
+    k = min(config.k, len(train_feats))  # tiny/smoke sets can hold fewer than 200 images
+    votes = knn_votes(train_feats.to(device), train_labels, test_feats, splits.num_classes, k, config.temperature, config.chunk_size)
+    correct = topk_correct(votes, test_labels)
+    if progress:
+        progress("features", 2, 2)
+    return {
+        "top1": 100.0 * correct[1] / len(test_labels), "top5": 100.0 * correct[5] / len(test_labels),
+        "k": k, "temperature": config.temperature, "num_train": len(train_labels), "num_test": len(test_labels),
+        "protocol": "weighted kNN (exp(cos/T) votes) on L2-normalised frozen eval-mode pooled features, test transform on both splits",
+        "recipe": asdict(config),
+    }

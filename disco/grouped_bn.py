@@ -1,0 +1,94 @@
+"""Per-group BatchNorm statistics in one call: the exact fusion of `encode_in_groups`.
+
+The faithful recipe normalises every forward with the statistics of each per-GPU sub-batch of 32.
+On one device that means G sequential calls on small batches. Here a train-mode BN layer instead
+computes the G groups' statistics in one pass over the whole batch, and updates the running
+statistics exactly as G sequential calls would (r <- (1-m)^G r + sum_g m (1-m)^(G-g) s_g). The
+outputs equal the sequential calls up to floating-point rounding; convolutions see the full batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+_state = threading.local()
+
+
+def current_groups() -> int:
+    return getattr(_state, "groups", 1)
+
+
+@contextmanager
+def bn_groups(groups: int):
+    previous = current_groups()
+    _state.groups = groups
+    try:
+        yield
+    finally:
+        _state.groups = previous
+
+
+def _grouped_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    grouped = x.reshape(groups, n // groups, c, h, w)
+    stats_input = grouped if grouped.dtype in (torch.float32, torch.float64) else grouped.float()  # fp32 stats under autocast, as native BN
+    var, mean = torch.var_mean(stats_input, dim=(1, 3, 4), unbiased=False, keepdim=True)
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.view(1, 1, c, 1, 1)
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.view(1, 1, c, 1, 1)
+    out = torch.addcmul(shift.to(x.dtype), grouped, scale.to(x.dtype)).reshape(n, c, h, w)
+    if bn.track_running_stats:
+        _update_running_stats(bn, mean.view(groups, c), var.view(groups, c), count=(n // groups) * h * w)
+    return out
+
+
+@torch.no_grad()
+def _update_running_stats(bn: nn.BatchNorm2d, means: torch.Tensor, variances: torch.Tensor, count: int) -> None:
+    """G sequential momentum updates in closed form: r <- (1-m)^G r + sum_g m (1-m)^(G-1-g) s_g."""
+    groups = means.shape[0]
+    if bn.momentum is None:  # cumulative average: fall back to the sequential definition
+        for mean, var in zip(means, variances * (count / max(count - 1, 1))):
+            bn.num_batches_tracked.add_(1)
+            factor = 1.0 / float(bn.num_batches_tracked)
+            bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype), alpha=factor)
+            bn.running_var.mul_(1 - factor).add_(var.to(bn.running_var.dtype), alpha=factor)
+        return
+    keep = 1.0 - bn.momentum
+    weights = torch.tensor([bn.momentum * keep ** (groups - 1 - g) for g in range(groups)], device=means.device, dtype=means.dtype)
+    unbiased = variances * (count / max(count - 1, 1))
+    bn.running_mean.mul_(keep**groups).add_((weights @ means).to(bn.running_mean.dtype))
+    bn.running_var.mul_(keep**groups).add_((weights @ unbiased).to(bn.running_var.dtype))
+    bn.num_batches_tracked.add_(groups)
+
+
+def _install(bn: nn.BatchNorm2d) -> None:
+    plain_forward = bn.forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        groups = current_groups()
+        if groups <= 1 or not bn.training or x.dim() != 4:
+            return plain_forward(x)
+        out = _grouped_batch_norm(bn, x, groups)
+        if hasattr(bn, "act"):  # timm's BatchNormAct2d: BN, then dropout and activation
+            out = bn.act(bn.drop(out))
+        return out
+
+    bn.forward = forward
+
+
+def enable_grouped_bn(module: nn.Module) -> int:
+    """Make every BatchNorm2d in `module` honour `bn_groups(G)`; returns how many were patched."""
+    patched = 0
+    for child in module.modules():
+        if isinstance(child, nn.BatchNorm2d) and not getattr(child, "_grouped_bn", False):
+            _install(child)
+            child._grouped_bn = True
+            patched += 1
+    return patched

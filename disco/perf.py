@@ -1,0 +1,141 @@
+"""Measure the DisCo training step: reference (the official computation) against optimized, side by
+side in one process, with a per-phase breakdown, peak memory, FLOP/s and the data pipeline alone."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from disco.data.augment import mocov2_augmentation
+from disco.data.datasets import TwoViews
+from disco.data.synthetic import synthetic_images
+from disco.methods import DisCo, DisCoConfig
+from disco.models import build_encoder
+from disco.speed import SpeedOptions, apply_to_modules
+
+PHASES = ("student_forward", "teacher_forward", "key_forward", "backward", "optimizer")
+# dense bf16 tensor-core peaks (TFLOP/s), for the achieved-fraction figure
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+@dataclass
+class Bench:
+    mode: str
+    method: DisCo
+    optimizer: torch.optim.Optimizer
+    options: SpeedOptions
+
+
+def build_bench(mode: str, teacher: str, student: str, resolution: int, batch: int, device: torch.device, teacher_bn: str, compile_models: bool) -> Bench:
+    torch.manual_seed(0)
+    options = SpeedOptions.for_mode(mode, device, teacher_bn, compile_models)
+    config = DisCoConfig(queue_size=batch * 16, teacher_bn=teacher_bn)
+    method = DisCo(build_encoder(student, "disco", image_size=resolution), build_encoder(teacher, "mocov2", image_size=resolution), config, options).to(device)
+    apply_to_modules([method], options)
+    method.train()
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.03, momentum=0.9, weight_decay=1e-4)
+    return Bench(mode, method, optimizer, options)
+
+
+def step(bench: Bench, views: tuple[torch.Tensor, torch.Tensor]) -> None:
+    loss = bench.method.training_step(*views)["loss"]
+    bench.optimizer.zero_grad(set_to_none=True)
+    with torch.profiler.record_function("backward"):
+        loss.backward()
+    with torch.profiler.record_function("optimizer"):
+        bench.optimizer.step()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(bench: Bench, views, steps: int, device: torch.device) -> float:
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step(bench, views)
+    synchronize(device)
+    return (time.perf_counter() - started) / steps
+
+
+def breakdown_ms(bench: Bench, views, steps: int, device: torch.device) -> dict[str, float]:
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step(bench, views)
+        synchronize(device)
+    totals = {phase: 0.0 for phase in PHASES}
+    for event in profiler.key_averages():
+        if event.key in totals:
+            device_us = getattr(event, "device_time_total", 0.0) if device.type == "cuda" else 0.0
+            totals[event.key] = max(event.cpu_time_total, device_us) / 1000.0 / steps
+    return totals
+
+
+def step_flops(bench: Bench, views) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(bench, views)
+    return float(counter.get_total_flops())
+
+
+def peak_memory_mb(bench: Bench, views, device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None  # CPU peak RSS is per process: see the perf command's child-process figure
+    torch.cuda.reset_peak_memory_stats(device)
+    step(bench, views)
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def data_pipeline_pairs_per_s(resolution: int, batch: int, workers: int, batches: int = 8) -> float:
+    """Two augmented views per image (MoCo-v2 aug-plus), from uint8 images, on its own."""
+    dataset = TwoViews(synthetic_images(batch * batches, resolution), mocov2_augmentation(resolution))
+    loader = DataLoader(dataset, batch_size=batch, num_workers=workers)
+    started = time.perf_counter()
+    count = sum(len(labels) for _, labels in loader)
+    return count / (time.perf_counter() - started)
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_BF16_TFLOPS.items():
+        if key in name:
+            return value
+    return None
+
+
+def compare(teacher: str, student: str, resolution: int, batch: int, device: torch.device, steps: int, warmup: int, rounds: int, teacher_bn: str = "train", compile_models: bool = False) -> dict:
+    benches = [build_bench(mode, teacher, student, resolution, batch, device, teacher_bn, compile_models) for mode in ("reference", "optimized")]
+    views = (torch.randn(batch, 3, resolution, resolution, device=device), torch.randn(batch, 3, resolution, resolution, device=device))
+    for bench in benches:
+        time_steps(bench, views, warmup, device)
+    seconds: dict[str, list[float]] = {bench.mode: [] for bench in benches}
+    for _ in range(rounds):  # interleaved rounds: both modes see the same machine noise
+        for bench in benches:
+            seconds[bench.mode].append(time_steps(bench, views, steps, device))
+    report = {}
+    for bench in benches:
+        median = statistics.median(seconds[bench.mode])
+        flops = step_flops(bench, views)
+        report[bench.mode] = {
+            "images_per_s": batch / median, "step_ms": 1000 * median, "step_ms_rounds": [1000 * s for s in seconds[bench.mode]],
+            "breakdown_ms": breakdown_ms(bench, views, max(1, steps // 2), device), "peak_memory_mb": peak_memory_mb(bench, views, device),
+            "flops_per_step": flops, "achieved_tflops": flops / median / 1e12, "options": bench.options.describe(),
+        }
+    report["speedup"] = report["optimized"]["images_per_s"] / report["reference"]["images_per_s"]
+    peak = peak_tflops(device)
+    if peak:
+        for mode in ("reference", "optimized"):
+            report[mode]["fraction_of_bf16_peak"] = report[mode]["achieved_tflops"] / peak
+        report["peak_bf16_tflops"] = peak
+    return report

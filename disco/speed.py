@@ -1,0 +1,63 @@
+"""Speed options for the training step, each with its equivalence to the official computation.
+
+reference: fp32, NCHW, eager, one teacher call per view: the official computation.
+optimized: what measurably helps on the device (see `disco-bench perf`):
+  grouped_bn     the per-GPU (32-image) BN groups computed in one call instead of G sequential
+                 calls: exact up to rounding, running statistics included (disco/grouped_bn.py).
+  channels_last  exact up to fp32 rounding (other conv algorithms); ~2x on CPU for EfficientNet.
+  bf16 autocast  CUDA only (slower on CPUs without AMX); embeddings agree to ~1e-2, a documented
+                 deviation; the loss is computed in fp32.
+  compile        torch.compile of student and teacher: exact up to rounding; opt-in (compile time).
+  teacher_batched both views in one teacher call: exact only with an eval-mode teacher BN; with the
+                 faithful train-mode BN it changes the statistics, so it is refused there.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+MODES = ("reference", "optimized")
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    grouped_bn: bool = False
+    channels_last: bool = False
+    bf16: bool = False
+    compile: bool = False
+    teacher_batched: bool = False
+
+    @classmethod
+    def for_mode(cls, mode: str, device: torch.device, teacher_bn: str = "train", compile_models: bool = False) -> "SpeedOptions":
+        if mode not in MODES:
+            raise ValueError(f"unknown speed mode '{mode}' ({', '.join(MODES)})")
+        if mode == "reference":
+            return cls()
+        return cls(grouped_bn=True, channels_last=True, bf16=device.type == "cuda", compile=compile_models, teacher_batched=teacher_bn == "eval")
+
+    def describe(self) -> dict[str, bool]:
+        return asdict(self)
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+
+def apply_to_modules(modules: list[nn.Module], options: SpeedOptions) -> None:
+    from disco.grouped_bn import enable_grouped_bn
+
+    for module in modules:
+        if options.grouped_bn:
+            enable_grouped_bn(module)
+            for contrast in (m for m in module.modules() if hasattr(m, "fused_bn_groups")):
+                contrast.fused_bn_groups = True
+        if options.channels_last:
+            module.to(memory_format=torch.channels_last)
+        if options.compile:
+            module.compile()

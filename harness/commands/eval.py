@@ -1,0 +1,75 @@
+"""`disco-bench eval`: evaluate a checkpoint (official MoCo-v2 / DisCo / SwAV-family releases or
+ours) without retraining. Loading is strict: a silently random backbone is impossible."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from harness.cli import cli
+from harness.config import DEFAULT_FILE, load_benchmarks
+from harness.errors import UserError
+from harness.matrix import Planner
+from harness.provenance import git_state, hardware, package_versions
+from harness.results import Provenance, StageRef, StageResult
+from harness.runner import resolve_device
+from harness.workspace import Workspace, atomic_write_json
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@cli.command("eval")
+@click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(path_type=Path), help="A checkpoint file (official layouts or ours).")
+@click.option("--arch", default=None, help="Architecture (effb0, r18, r50, r50w2, ...); default: what the checkpoint records.")
+@click.option("--evals", default="linear", show_default=True, help="Comma-separated evaluations.")
+@click.option("--profile", default="tiny", show_default=True, help="Which profile's data and recipes to use.")
+@click.option("--smoke", is_flag=True, help="Synthetic data, a couple of steps.")
+@click.option("--device", default=None, help="Override the profile's device.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True)
+def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, smoke: bool, device: str | None, seed: int, results_dir: Path, benchmarks_file: Path) -> None:
+    """Load a checkpoint strictly and run evaluations on it; one result JSON per evaluation."""
+    from disco.checkpoints import load_encoder
+    from harness.stage_tasks import evaluate_encoder
+
+    if not checkpoint_path.is_file():
+        raise UserError(f"checkpoint '{checkpoint_path}' not found; pass the path of a .pth/.pth.tar/.pt file")
+    planner = Planner(load_benchmarks(benchmarks_file), profile, smoke=smoke, device=device)
+    configs = [planner.eval_config(name.strip(), seed) for name in evals.split(",")]  # validates names first
+    workspace = Workspace(Path("artifacts"), results_dir)
+    encoder, report = load_encoder(checkpoint_path, arch, with_head=False, image_size=planner.profile.data.image_size)
+    console = Console()
+    console.print(report.summary())
+    torch_device = resolve_device(planner.runtime["device"])
+    checksum = file_sha256(checkpoint_path)
+    table = Table(title=f"{checkpoint_path.name} · {report.arch} · profile {planner.label}")
+    for column in ("evaluation", "top-1 / AP", "result file"):
+        table.add_column(column)
+    for config in configs:
+        started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+        metrics = evaluate_encoder(encoder, config, planner.runtime, torch_device)
+        name = f"eval-{config['evaluation']}-{checkpoint_path.name.split('.')[0]}-{planner.label}-s{seed}"
+        result = StageResult(
+            stage=StageRef(name=name, kind="eval", key=checksum, profile=planner.label), config=config, config_hash=hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest(),
+            inputs={"checkpoint": {"name": str(checkpoint_path), "key": checksum}}, metrics=metrics | {"load_report": report.summary()},
+            provenance=Provenance(git=git_state(), packages=package_versions(), hardware=hardware(str(torch_device)), seed=seed, wall_time_s=round(time.perf_counter() - started, 3),
+                                  started_at=started_at, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), executor="eval"),
+        )
+        path = workspace.results / planner.label / "checkpoints" / f"{name}.json"
+        atomic_write_json(path, result.model_dump())
+        headline = metrics.get("top1", metrics.get("ap50", metrics.get("map")))
+        table.add_row(config["evaluation"], "n/a" if headline is None else f"{headline:.2f}", str(path))
+    console.print(table)

@@ -1,0 +1,340 @@
+"""Check benchmarks.yaml without a GPU and without stopping at the first error: the typed schema
+(harness.config.Benchmarks), every cross-reference between sections, and the provenance of every
+reference number. Each problem is one line, `FILE:LINE: KEY.PATH: what was expected`, with a
+"did you mean" for misspelled names. Line numbers come from the YAML node tree."""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from disco.models import ARCHS
+from harness.config import Benchmarks
+from harness.errors import UserError
+
+Loc = tuple[str | int, ...]
+CONFIDENCES = ("high", "medium", "low")
+DOCUMENT = "(document)"
+MAX_LISTED_CHOICES = 12
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int  # 1-based
+    path: str
+    message: str
+
+    def render(self, file: str | Path) -> str:
+        return f"{file}:{self.line}: {self.path}: {self.message}"
+
+
+@dataclass
+class Outcome:
+    problems: list[Problem]
+    bench: Benchmarks | None  # set only when there is no problem at all
+
+    def summary(self, file: str | Path) -> str:
+        if self.bench is not None:
+            b = self.bench
+            return f"{file}: valid ({len(b.pairs)} pairs, {len(b.teachers)} teachers, {len(b.students)} students, {len(b.profiles)} profiles)"
+        count = len(self.problems)
+        return f"{file}: {count} error{'s' if count != 1 else ''}"
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def validate_file(path: Path) -> Outcome:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; pass the matrix file (default: benchmarks.yaml in the repository root)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the file ({exc})") from None
+    return validate_text(text)
+
+
+def validate_text(text: str) -> Outcome:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return Outcome([yaml_problem(exc)], None)
+    if not isinstance(raw, dict):
+        expected = "a mapping of the sections " + ", ".join(Benchmarks.model_fields)
+        return Outcome([Problem(1, DOCUMENT, f"expected {expected}, got {type(raw).__name__}")], None)
+    index = NodeIndex(root)
+    bench, schema, model_level = schema_problems(raw, index)
+    problems = duplicate_key_problems(root) + schema + reference_problems(raw, index)
+    problems += reference_number_problems(raw.get("reference"), index)
+    if bench is None and not problems:
+        problems = model_level  # a model-level check that reference_problems() does not mirror
+    problems = sorted(dict.fromkeys(problems), key=lambda p: p.line)
+    return Outcome(problems, bench if not problems else None)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark else 1
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return Problem(line, DOCUMENT, f"not valid YAML: {what}")
+
+
+# ---------------------------------------------------------------- names and positions
+
+
+def nearest(name: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def hint(name: str, choices: list[str]) -> str:
+    match = nearest(name, choices)
+    return f" (did you mean '{match}'?)" if match else ""
+
+
+def choice_list(choices: list[str], where: str) -> str:
+    if len(choices) > MAX_LISTED_CHOICES:
+        return f"one of the {len(choices)} names under '{where}'"
+    return "one of: " + ", ".join(str(c) for c in choices) if choices else f"a name defined under '{where}' (there are none)"
+
+
+def dotted(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or DOCUMENT
+
+
+class NodeIndex:
+    """Positions of data paths in the composed YAML node tree."""
+
+    def __init__(self, root: yaml.Node | None):
+        self.root = root
+
+    def line(self, loc: Loc) -> int:
+        """The line of the deepest node of `loc` that exists (a mapping entry: its key's line)."""
+        node, line = self.root, (self.root.start_mark.line + 1 if self.root else 1)
+        for part in loc:
+            found = child(node, part)
+            if found is None:
+                break
+            line, node = found
+        return line
+
+
+def child(node: yaml.Node | None, part: str | int) -> tuple[int, yaml.Node] | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return key.start_mark.line + 1, value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        item = node.value[part]
+        return item.start_mark.line + 1, item
+    return None
+
+
+def duplicate_key_problems(node: yaml.Node | None, loc: Loc = ()) -> list[Problem]:
+    """safe_load keeps the last of two equal keys without a word: a duplicated pair would vanish."""
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and name != "<<" and name in first_line:
+                message = f"duplicate key (first at line {first_line[name]}); the later value silently replaces the earlier one"
+                problems.append(Problem(key.start_mark.line + 1, dotted(loc + (name,)), message))
+            elif name is not None:
+                first_line[name] = key.start_mark.line + 1
+            problems += duplicate_key_problems(value, loc + ((name,) if name is not None else ()))
+    elif isinstance(node, yaml.SequenceNode):
+        for position, item in enumerate(node.value):
+            problems += duplicate_key_problems(item, loc + (position,))
+    return problems
+
+
+# ---------------------------------------------------------------- the typed schema
+
+
+def schema_problems(raw: dict[str, Any], index: NodeIndex) -> tuple[Benchmarks | None, list[Problem], list[Problem]]:
+    """(the model, field-level problems, model-level problems). The model-level cross-reference
+    check stops at its first error; reference_problems() reports them all, so those come apart."""
+    try:
+        return Benchmarks.model_validate(raw), [], []
+    except ValidationError as exc:
+        errors = exc.errors()
+    model_level = [Problem(1, DOCUMENT, str(error["msg"]).removeprefix("Value error, ")) for error in errors if not error["loc"]]
+    field_errors = [error for error in errors if error["loc"]]
+    suggested = {(tuple(e["loc"][:-1]), nearest(str(e["loc"][-1]), fields_at(e["loc"][:-1]))) for e in field_errors if e["type"] == "extra_forbidden"}
+    problems = []
+    for error in field_errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "missing" and (loc[:-1], loc[-1]) in suggested:
+            continue  # reported once, as the misspelled key with its "did you mean"
+        problems.append(Problem(index.line(loc), dotted(loc), describe(error)))
+    return None, problems, model_level
+
+
+def describe(error: dict[str, Any]) -> str:
+    loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
+    if kind == "missing":
+        return "required field missing"
+    if kind == "extra_forbidden":
+        allowed = fields_at(loc[:-1])
+        return f"unknown key; expected {choice_list(allowed, dotted(loc[:-1]))}{hint(str(loc[-1]), allowed)}"
+    got = f", got {value!r}" if isinstance(value, (str, int, float, bool)) or value is None else f", got a {type(value).__name__}"
+    if kind == "literal_error":
+        choices = [str(choice) for choice in literal_choices(loc)]
+        return f"expected one of: {', '.join(choices)}{got}{hint(str(value), choices)}"
+    message = error["msg"].replace("Input should be ", "expected ", 1)
+    return message[0].lower() + message[1:] + got
+
+
+def annotation_at(loc: Loc) -> Any:
+    annotation: Any = Benchmarks
+    for part in loc:
+        annotation = unwrap_optional(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field else None
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        elif get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        else:
+            return None
+    return unwrap_optional(annotation)
+
+
+def unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+def fields_at(loc: Loc) -> list[str]:
+    model = annotation_at(tuple(loc))
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def literal_choices(loc: Loc) -> list[Any]:
+    annotation = annotation_at(loc)
+    return list(get_args(annotation)) if get_origin(annotation) is Literal else []
+
+
+# ---------------------------------------------------------------- cross-references
+
+
+# (pattern, what it names, section it must exist in; None = disco.models.ARCHS). In a pattern "*"
+# is every key of a mapping, "[]" every item of a list; a trailing "<key>" checks the keys themselves.
+REFERENCES: list[tuple[tuple[str, ...], str, str | None]] = [
+    (("teachers", "*", "arch"), "architecture", None),
+    (("students", "*", "arch"), "architecture", None),
+    (("teachers", "*", "pretrain"), "method", "methods"),
+    (("pairs", "*", "teacher"), "teacher", "teachers"),
+    (("pairs", "*", "student"), "student", "students"),
+    (("pairs", "*", "evals", "[]"), "evaluation", "evaluations"),
+    (("default_pairs", "[]"), "pair", "pairs"),
+    (("profiles", "*", "evals", "[]"), "evaluation", "evaluations"),
+    (("reference", "teachers", "<key>"), "teacher", "teachers"),
+    (("reference", "baselines", "<key>"), "student", "students"),
+    (("reference", "pairs", "<key>"), "pair", "pairs"),
+]
+
+
+def matches(data: Any, pattern: tuple[str, ...], loc: Loc = ()) -> Iterator[tuple[Loc, Any]]:
+    if not pattern:
+        yield loc, data
+        return
+    head, rest = pattern[0], pattern[1:]
+    if head == "<key>" and isinstance(data, dict):
+        yield from ((loc + (key,), key) for key in data)
+    elif head == "*" and isinstance(data, dict):
+        for key, value in data.items():
+            yield from matches(value, rest, loc + (key,))
+    elif head == "[]" and isinstance(data, list):
+        for position, value in enumerate(data):
+            yield from matches(value, rest, loc + (position,))
+    elif isinstance(data, dict) and head in data:
+        yield from matches(data[head], rest, loc + (head,))
+
+
+def reference_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
+    problems = []
+    for pattern, what, section in REFERENCES:
+        if section is not None and not isinstance(raw.get(section), dict):
+            continue  # the section itself is missing or malformed: reported once by the schema
+        valid = list(ARCHS) if section is None else list(raw[section])
+        where = "disco.models.ARCHS" if section is None else section
+        for loc, value in matches(raw, pattern):
+            if isinstance(value, str) and value not in valid:
+                message = f"unknown {what} '{value}'; expected {choice_list(valid, where)}{hint(value, valid)}"
+                problems.append(Problem(index.line(loc), dotted(loc), message))
+    return problems
+
+
+# ---------------------------------------------------------------- reference numbers
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def reference_number_problems(reference: Any, index: NodeIndex) -> list[Problem]:
+    """Every non-null number carries a known `source` and a `confidence`; `gain_source` and
+    `gain_confidence` cover the `gain_*` numbers of the same mapping. Nulls need nothing."""
+    if not isinstance(reference, dict):
+        return []
+    sources = reference.get("sources")
+    source_names = [str(name) for name in sources] if isinstance(sources, dict) else []
+    problems = []
+    if sources is not None and not isinstance(sources, dict):
+        problems.append(Problem(index.line(("reference", "sources")), "reference.sources", "expected a mapping of source name -> description"))
+    for key, value in reference.items():
+        if key != "sources":
+            problems += provenance_problems(value, ("reference", key), source_names, index)
+    return problems
+
+
+def provenance_problems(data: Any, loc: Loc, source_names: list[str], index: NodeIndex) -> list[Problem]:
+    if isinstance(data, list):
+        return [p for position, item in enumerate(data) for p in provenance_problems(item, loc + (position,), source_names, index)]
+    if not isinstance(data, dict):
+        return []
+    problems = tag_problems(data, loc, source_names, index)
+    prefixes = sorted({str(k)[: -len("source")] for k in data if str(k).endswith("source")} | {""}, key=len, reverse=True)
+    uncovered: dict[str, list[str]] = {}
+    for key, value in data.items():
+        if is_number(value):
+            prefix = next(p for p in prefixes if str(key).startswith(p))
+            for tag in ("source", "confidence"):
+                if prefix + tag not in data:
+                    uncovered.setdefault(prefix + tag, []).append(str(key))
+        problems += provenance_problems(value, loc + (key,), source_names, index)
+    for tag, keys in uncovered.items():
+        expected = choice_list(source_names, "reference.sources") if tag.endswith("source") else "one of: " + ", ".join(CONFIDENCES)
+        numbers = ", ".join(f"{key} = {data[key]}" for key in keys)
+        message = f"{numbers} needs a '{tag}' next to it: {expected}"
+        problems.append(Problem(index.line(loc + (keys[0],)), dotted(loc + (keys[0],)), message))
+    return problems
+
+
+def tag_problems(data: dict[Any, Any], loc: Loc, source_names: list[str], index: NodeIndex) -> list[Problem]:
+    problems = []
+    for key, value in data.items():
+        name = str(key)
+        if name.endswith("source") and value not in source_names:
+            message = f"unknown source {value!r}; expected {choice_list(source_names, 'reference.sources')}{hint(str(value), source_names)}"
+            problems.append(Problem(index.line(loc + (key,)), dotted(loc + (key,)), message))
+        if name.endswith("confidence") and value not in CONFIDENCES:
+            message = f"expected one of: {', '.join(CONFIDENCES)}, got {value!r}{hint(str(value), list(CONFIDENCES))}"
+            problems.append(Problem(index.line(loc + (key,)), dotted(loc + (key,)), message))
+    return problems

@@ -1,0 +1,236 @@
+"""Reports rendered from synthetic stored results (no training): n/a and pending, seed statistics
+against hand-computed numbers, verdicts, and the markdown/CSV/HTML/PNG files."""
+
+import csv
+import io
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from harness.config import Evaluation, load_benchmarks
+from harness.matrix import CellPlan, Planner
+from harness.report import (BELOW, ABOVE, PENDING, REPRODUCED, build_report, compare, headline_metric, print_cell_reports,
+                            profile_cells, render_csv, render_markdown, document, t_critical, write_report_files)
+from harness.results import Provenance, StageRef, StageResult
+from harness.stages import Stage
+from harness.workspace import Workspace, atomic_write_json
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = {"source": "test_source", "confidence": "high"}
+REFERENCE = {
+    "sources": {"test_source": "made up for the tests"},
+    "teachers": {"r50": {"top1": 67.4, **SOURCE}, "r152": {"top1": None}},
+    "baselines": {"effb0": {"top1": 42.2, **SOURCE}, "r18": {"top1": 52.5, **SOURCE}},
+    "pairs": {
+        "r50-effb0": {"disco": {"top1": None, "gain_over_baseline": 19.7, "gain_source": "test_source", "gain_confidence": "high"}},
+        "r50-r18": {"disco": {"top1": 60.6, **SOURCE}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    real = load_benchmarks(REPO / "benchmarks.yaml")
+    evaluations = {"linear": Evaluation(), "knn": Evaluation(), "detection": Evaluation()}
+    return real.model_copy(update={"reference": REFERENCE, "evaluations": evaluations})
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Workspace:
+    return Workspace(tmp_path / "artifacts", tmp_path / "results")
+
+
+def write_result(workspace: Workspace, stage: Stage, metrics: dict, key: str | None = None) -> Path:
+    result = StageResult(
+        stage=StageRef(name=stage.name, kind=stage.kind, key=key or stage.key, profile=stage.profile), config=stage.config,
+        config_hash="0" * 64, inputs={}, metrics=metrics,
+        provenance=Provenance(git={}, packages={}, hardware={}, seed=stage.config["seed"], wall_time_s=1.0, started_at="t0", finished_at="t1"),
+    )
+    path = workspace.result_path(stage.profile, stage.name)
+    atomic_write_json(path, result.model_dump())
+    return path
+
+
+def store_cell(workspace: Workspace, cell: CellPlan, top1: dict[str, float], evaluation: str = "linear") -> None:
+    for role, value in top1.items():
+        write_result(workspace, cell.evals[(role, evaluation)], {"top1": value, "top5": 99.0, "num_test": 1000})
+
+
+def rows_of(report, pair: str, evaluation: str = "linear"):
+    pair_report = next(p for p in report.pairs if p.pair == pair)
+    return next(ev for ev in pair_report.evals if ev.evaluation == evaluation)
+
+
+def test_nulls_show_na_and_a_missing_stage_shows_pending(bench, workspace):
+    cell = Planner(bench, "tiny").cell("r50-effb0")
+    store_cell(workspace, cell, {"random_init": 11.0, "baseline": 50.0, "teacher": 70.0})  # no DisCo result
+    report = build_report(bench, [cell], workspace)
+    ev = rows_of(report, "r50-effb0")
+    assert ev.rows["disco"].status == PENDING and ev.rows["disco"].paper is None and ev.verdict == PENDING
+    assert ev.rows["gain"].paper.value == 19.7 and ev.rows["baseline"].paper.value == 42.2
+    markdown = render_markdown(document(report))
+    assert "| DisCo student | pending | pending |  | n/a | n/a | pending |" in markdown
+    assert "| MoCo-v2 baseline | done | 50.0 |  | 42.2 | +7.8 | reproduced | test_source (high) |" in markdown
+    records = {r["role"]: r for r in csv.DictReader(io.StringIO(render_csv(report)))}
+    assert records["disco"]["paper"] == "n/a" and records["disco"]["status"] == PENDING and records["disco"]["mean"] == "n/a"
+    assert records["teacher"]["delta"] == "2.6000"
+
+
+def test_stale_result_is_not_used(bench, workspace):
+    cell = Planner(bench, "tiny").cell("r50-effb0")
+    write_result(workspace, cell.evals[("disco", "linear")], {"top1": 99.0}, key="0" * 64)
+    row = rows_of(build_report(bench, [cell], workspace), "r50-effb0").rows["disco"]
+    assert row.status == "stale" and row.stat is None
+
+
+def test_multi_seed_mean_std_and_t_interval_match_hand_computation(bench, workspace):
+    planner = Planner(bench, "tiny")
+    cells = [planner.cell("r50-effb0", seed) for seed in range(3)]
+    for cell, baseline, disco in zip(cells, (50.0, 52.0, 57.0), (60.0, 63.0, 66.0)):
+        store_cell(workspace, cell, {"random_init": 10.0, "baseline": baseline, "disco": disco, "teacher": 70.0})
+    ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
+    baseline, gain = ev.rows["baseline"].stat, ev.rows["gain"].stat
+    # baseline 50, 52, 57: mean 53, sample sd sqrt(26/2) = 3.6056, 95% CI 53 ± 4.303 * 3.6056 / sqrt(3) = 53 ± 8.957
+    assert baseline.mean == pytest.approx(53.0) and baseline.std == pytest.approx(3.605551, abs=1e-5)
+    assert baseline.ci95 == pytest.approx((44.0428, 61.9572), abs=1e-3)
+    # gains paired by seed: 10, 11, 9: mean 10, sd 1, CI 10 ± 4.303 / sqrt(3) = 10 ± 2.4843
+    assert gain.values == (10.0, 11.0, 9.0) and gain.std == pytest.approx(1.0) and gain.ci95 == pytest.approx((7.5157, 12.4843), abs=1e-3)
+    assert ev.rows["gain"].delta == pytest.approx(10.0 - 19.7)
+
+
+def test_partial_seeds_are_counted(bench, workspace):
+    planner = Planner(bench, "tiny")
+    cells = [planner.cell("r50-effb0", seed) for seed in range(2)]
+    store_cell(workspace, cells[0], {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
+    store_cell(workspace, cells[1], {"baseline": 51.0})
+    ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
+    assert ev.rows["baseline"].status == "done" and ev.rows["disco"].status == "1/2 seeds" and ev.rows["gain"].stat.values == (10.0,)
+
+
+def test_t_table():
+    assert (t_critical(1), t_critical(2), t_critical(9), t_critical(35), t_critical(500)) == (12.706, 4.303, 2.262, 2.042, 1.960)
+
+
+def test_direction_verdicts_at_the_tiny_profile(bench, workspace):
+    cell = Planner(bench, "tiny").cell("r50-effb0")
+    cases = [
+        ({"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, REPRODUCED, "same direction"),
+        ({"random_init": 10.0, "baseline": 50.0, "disco": 45.0, "teacher": 70.0}, BELOW, "DisCo does not beat"),
+        ({"random_init": 55.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, BELOW, "baseline does not beat random init"),
+    ]
+    for values, verdict, note in cases:
+        store_cell(workspace, cell, values)
+        ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
+        assert (ev.verdict, note in ev.note) == (verdict, True)
+        assert ev.rows["teacher"].verdict == "context"  # the ImageNet number is context only here
+
+
+def test_absolute_verdicts_at_the_paper_profile(bench, workspace):
+    assert [compare(m, 60.6, 1.0) for m in (60.0, 61.6, 59.5, 61.7)] == [REPRODUCED, REPRODUCED, BELOW, ABOVE]
+    assert compare(58.0, 60.6, 3.0) == REPRODUCED
+    cell = Planner(bench, "paper").cell("r50-r18")
+    store_cell(workspace, cell, {"random_init": 1.0, "baseline": 52.0, "disco": 58.0, "teacher": 67.0})
+    ev = rows_of(build_report(bench, [cell], workspace, tolerance=1.0), "r50-r18")
+    assert (ev.verdict, ev.rows["baseline"].verdict, ev.rows["teacher"].verdict, ev.rows["random_init"].verdict) == (BELOW, REPRODUCED, REPRODUCED, "n/a")
+    assert ev.rows["gain"].paper.derived and ev.rows["gain"].paper.value == pytest.approx(60.6 - 52.5)
+    assert rows_of(build_report(bench, [cell], workspace, tolerance=3.0), "r50-r18").verdict == REPRODUCED
+    # no paper DisCo number: the stated gain decides
+    cell = Planner(bench, "paper").cell("r50-effb0")
+    store_cell(workspace, cell, {"random_init": 1.0, "baseline": 42.0, "disco": 62.0, "teacher": 67.0})
+    assert rows_of(build_report(bench, [cell], workspace), "r50-effb0").verdict == REPRODUCED  # gain 20.0 vs 19.7
+
+
+def test_headline_metric_per_evaluation():
+    assert headline_metric("linear", [{"top5": 1.0, "top1": 2.0}]) == "top1"
+    assert headline_metric("semi_1pct", [{"top1": 2.0}]) == "top1"
+    assert headline_metric("detection", [{"map": 30.0, "map50": 50.0}]) == "map50"
+    assert headline_metric("detection", [{"map": 30.0}]) == "map"
+    assert headline_metric("segmentation", [{"num_test": 5, "miou": 40.0}]) == "miou"
+    assert headline_metric("knn", []) == "top1"
+
+
+def test_a_column_per_evaluation_and_discovered_seeds(bench, workspace):
+    planner = Planner(bench, "tiny")
+    for seed in range(2):
+        cell = planner.cell("r50-effb0", seed, ["linear", "knn", "detection"])
+        store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0 + seed, "disco": 60.0, "teacher": 70.0})
+        store_cell(workspace, cell, {"random_init": 5.0, "baseline": 40.0, "disco": 45.0, "teacher": 50.0}, evaluation="knn")
+        for role, value in {"random_init": 1.0, "baseline": 20.0, "disco": 25.0, "teacher": 30.0}.items():
+            write_result(workspace, cell.evals[(role, "detection")], {"map": 10.0, "map50": value})
+    cells = profile_cells(planner, workspace)
+    assert {(c.pair, c.seed) for c in cells} == {("r50-effb0", 0), ("r50-effb0", 1)} | {(p, 0) for p in bench.default_pairs}
+    report = build_report(bench, cells, workspace)
+    assert report.evaluations() == [("linear", "top1"), ("knn", "top1"), ("detection", "map50")]
+    markdown = render_markdown(document(report))
+    assert "| pair | teacher | student | seeds | linear top1: DisCo (gain) verdict | knn top1: DisCo (gain) verdict | detection map50: DisCo (gain) verdict |" in markdown
+    assert "| r50-effb0 | r50 | effb0 | 2 | 60.0 (+9.5) reproduced | 45.0 (+5.0) reproduced | 25.0 (+5.0) reproduced |" in markdown
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+
+def test_files_are_written_parseable_and_results_untouched(bench, workspace):
+    planner = Planner(bench, "tiny")
+    cells = [planner.cell("r50-effb0", seed) for seed in range(2)] + [planner.cell("r50-r18")]
+    for cell in cells[:2]:
+        store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0 + cell.seed, "disco": 60.0, "teacher": 70.0})
+    stored = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (workspace.results / "tiny" / "stages").glob("*.json")}
+    written = write_report_files(build_report(bench, cells, workspace), workspace)
+    folder = workspace.results / "tiny"
+    assert {path.relative_to(workspace.results).as_posix() for path in written} == {
+        "tiny/report.md", "tiny/report.csv", "tiny/report.html", "tiny/plots/effb0-linear.png", "tiny/plots/r18-linear.png", "README.md"}
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in stored} == stored
+    records = list(csv.DictReader((folder / "report.csv").open()))
+    assert len(records) == 2 * 5 and {r["role"] for r in records} == {"random_init", "baseline", "disco", "teacher", "gain"}
+    effb0_gain = next(r for r in records if r["pair"] == "r50-effb0" and r["role"] == "gain")
+    assert (effb0_gain["n"], effb0_gain["values"], effb0_gain["mean"], effb0_gain["std"]) == ("2", "10.0000;9.0000", "9.5000", "0.7071")
+    parser = _Tags()
+    parser.feed((folder / "report.html").read_text())
+    assert parser.tags.count("table") == 3 and parser.tags.count("img") == 2
+    assert all((folder / "plots" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for name in ("effb0-linear.png", "r18-linear.png"))
+    readme = (workspace.results / "README.md").read_text()
+    assert "disco-bench report --profile tiny" in readme and "](tiny/plots/effb0-linear.png)" in readme
+
+
+def test_print_cell_reports_prints_the_cells_and_writes_the_profile_files(bench, workspace):
+    cell = Planner(bench, "tiny", smoke=True).cell("r50-effb0")
+    store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
+    console = Console(file=io.StringIO(), width=120)
+    written = print_cell_reports(console, bench, [cell], workspace)
+    output = console.file.getvalue()
+    assert "DisCo - baseline gain" in output and "same direction as the paper" in output
+    assert workspace.results / "tiny-smoke" / "report.md" in written and not (workspace.results / "README.md").exists()
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from harness.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["disco-bench", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_report_command_renders_stored_results(workspace, monkeypatch, capsys):
+    bench = load_benchmarks(REPO / "benchmarks.yaml")
+    store_cell(workspace, Planner(bench, "tiny").cell("r50-effb0"), {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
+    where = ["--results", str(workspace.results), "--artifacts", str(workspace.artifacts)]
+    code, out, err = run_cli(monkeypatch, capsys, "report", "--profile", "tiny", *where)
+    assert code == 0, err
+    assert "60.0 (+10.0) reproduced" in out and (workspace.results / "tiny" / "report.html").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "report", "--pair", "r50-efb0", *where)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean 'r50-effb0'" in err

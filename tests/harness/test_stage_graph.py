@@ -1,0 +1,60 @@
+"""Sharing and hashing: identical stages are shared between cells; a changed recipe value changes
+exactly the stages that depend on it."""
+
+from harness.config import load_benchmarks
+from harness.matrix import Planner
+from harness.stages import topological
+
+
+def plan(bench=None, **profile_changes):
+    bench = bench or load_benchmarks()
+    if profile_changes:
+        profile = bench.profiles["tiny"]
+        for section, values in profile_changes.items():
+            profile = profile.model_copy(update={section: getattr(profile, section).model_copy(update=values)})
+        bench = bench.model_copy(update={"profiles": {**bench.profiles, "tiny": profile}})
+    planner = Planner(bench, "tiny")
+    return {stage.name: stage.key for stage in planner.cell("r50-effb0").stages()}
+
+
+def test_two_pairs_with_one_teacher_pretrain_it_once_and_share_the_student_baseline():
+    planner = Planner(load_benchmarks(), "tiny")
+    cells = [planner.cell("r50-effb0"), planner.cell("r50-r18"), planner.cell("r101-effb0")]
+    stages = topological([stage for cell in cells for stage in cell.stages()])
+    names = [stage.name for stage in stages]
+    assert names.count("pretrain-mocov2-r50-tiny-s0") == 1
+    assert names.count("pretrain-mocov2-effb0-tiny-s0") == 1  # baseline shared by r50 and r101
+    assert cells[0].teacher.key == cells[1].teacher.key
+    assert cells[0].baseline.key == cells[2].baseline.key and cells[0].disco.key != cells[2].disco.key
+    for index, stage in enumerate(stages):  # every stage comes after its inputs
+        assert all(names.index(dep.name) < index for dep in stage.inputs.values())
+
+
+def test_keys_are_stable_across_runs():
+    assert plan() == plan()
+
+
+def changed(before, after):
+    return {name for name in before if before[name] != after[name]}
+
+
+def test_pretrain_lr_changes_every_trained_stage_and_their_evals_but_not_the_random_control():
+    before, after = plan(), plan(pretrain={"lr": 0.05})
+    assert changed(before, after) == {name for name in before if "random" not in name}
+
+
+def test_linear_probe_recipe_changes_only_the_eval_stages():
+    before, after = plan(), plan(linear={"lr": 1.0})
+    assert changed(before, after) == {name for name in before if name.startswith("eval-")}
+
+
+def test_teacher_bn_mode_changes_only_distillation_and_its_eval():
+    before, after = plan(), plan(disco={"teacher_bn": "eval"})
+    assert changed(before, after) == {"distill-disco-r50-effb0-tiny-s0", "eval-linear-distill-disco-r50-effb0-tiny-s0"}
+
+
+def test_seeds_vary_the_student_stages_but_not_the_teacher():
+    planner = Planner(load_benchmarks(), "tiny")
+    seed0, seed1 = planner.cell("r50-effb0", seed=0), planner.cell("r50-effb0", seed=1)
+    assert seed0.teacher.key == seed1.teacher.key
+    assert seed0.baseline.key != seed1.baseline.key and seed0.disco.key != seed1.disco.key

@@ -1,0 +1,183 @@
+"""`disco-bench validate`: every error at once, each as FILE:LINE: KEY.PATH: expectation (did you mean)."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.config import load_benchmarks
+from harness.errors import UserError
+from harness.validate import validate_file, validate_text
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_FILE = REPO / "benchmarks.yaml"
+PROBLEM_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<path>\S+): (?P<message>.+)$")
+
+
+@pytest.fixture
+def data() -> dict:
+    """The real matrix as plain data, to be broken one field at a time and dumped one key per line."""
+    return yaml.safe_load(REAL_FILE.read_text())
+
+
+def dump(data: dict, tmp_path: Path) -> tuple[Path, str]:
+    text = yaml.safe_dump(data, sort_keys=False)
+    path = tmp_path / "benchmarks.yaml"
+    path.write_text(text)
+    return path, text
+
+
+def line_of(text: str, fragment: str) -> int:
+    matches = [number for number, line in enumerate(text.splitlines(), start=1) if fragment in line]
+    assert len(matches) == 1, f"{fragment!r} found on lines {matches}"
+    return matches[0]
+
+
+def only_problem(path: Path):
+    outcome = validate_file(path)
+    assert outcome.bench is None and len(outcome.problems) == 1, [p.render(path) for p in outcome.problems]
+    return outcome.problems[0]
+
+
+def test_the_real_benchmarks_yaml_is_valid():
+    outcome = validate_file(REAL_FILE)
+    raw = yaml.safe_load(REAL_FILE.read_text())
+    assert outcome.problems == [] and outcome.bench is not None
+    expected = f"valid ({len(raw['pairs'])} pairs, {len(raw['teachers'])} teachers, {len(raw['students'])} students, {len(raw['profiles'])} profiles)"
+    assert outcome.summary("benchmarks.yaml") == f"benchmarks.yaml: {expected}"
+
+
+def test_misspelled_key_gives_its_line_and_the_nearest_field(data, tmp_path):
+    data["teachers"]["r50"]["archh"] = data["teachers"]["r50"].pop("arch")
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)  # the consequent "arch: required field missing" is folded into this one
+    assert (problem.line, problem.path) == (line_of(text, "archh:"), "teachers.r50.archh")
+    assert problem.message.startswith("unknown key; expected one of: arch, pretrain") and problem.message.endswith("(did you mean 'arch'?)")
+
+
+def test_bad_reference_suggests_the_nearest_teacher(data, tmp_path):
+    data["pairs"]["r50-mbv3"]["teacher"] = "r05"
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "teacher: r05"), "pairs.r50-mbv3.teacher")
+    assert "unknown teacher 'r05'" in problem.message and problem.message.endswith("(did you mean 'r50'?)")
+
+
+def test_wrong_type_says_what_was_expected(data, tmp_path):
+    data["profiles"]["tiny"]["pretrain"]["epochs"] = "six"
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "epochs: six"), "profiles.tiny.pretrain.epochs")
+    assert "expected a valid integer" in problem.message and "got 'six'" in problem.message
+
+
+def test_reference_number_without_source(data, tmp_path):
+    data["reference"]["baselines"]["effb0"] = {"top1": 41.5, "confidence": "high"}
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "top1: 41.5"), "reference.baselines.effb0.top1")
+    assert "needs a 'source'" in problem.message and "seed_abstract" in problem.message
+
+
+def test_unknown_source_and_confidence_get_did_you_mean_and_nulls_need_nothing(data, tmp_path):
+    data["reference"]["baselines"]["effb0"] = {"top1": 41.5, "source": "seed_abstrct", "confidence": "hgh"}
+    data["reference"]["baselines"]["mbv3"] = {"top1": None}
+    path, _ = dump(data, tmp_path)
+    messages = {p.path: p.message for p in validate_file(path).problems}
+    assert set(messages) == {"reference.baselines.effb0.source", "reference.baselines.effb0.confidence"}
+    assert messages["reference.baselines.effb0.source"].endswith("(did you mean 'seed_abstract'?)")
+    assert messages["reference.baselines.effb0.confidence"].endswith("(did you mean 'high'?)")
+
+
+def test_a_gain_needs_its_own_source(data, tmp_path):
+    data["reference"]["pairs"]["r50-effb0"]["disco"] = {"top1": None, "gain_over_baseline": 19.7}
+    path, _ = dump(data, tmp_path)
+    assert {p.message.split(" needs")[0] + "|" + p.path for p in validate_file(path).problems} == {
+        "gain_over_baseline = 19.7|reference.pairs.r50-effb0.disco.gain_over_baseline"
+    }
+
+
+def test_several_errors_reported_at_once_in_line_order(data, tmp_path):
+    data["teachers"]["r50"]["archh"] = data["teachers"]["r50"].pop("arch")
+    data["students"]["xcitt"]["arch"] = "xcit_t"
+    data["pairs"]["r50-mbv3"]["teacher"] = "r05"
+    data["default_pairs"] = ["r50-efb0"]
+    data["profiles"]["tiny"]["pretrain"]["epochs"] = "six"
+    data["reference"]["baselines"]["effb0"] = {"top1": 41.5, "confidence": "high"}
+    path, _ = dump(data, tmp_path)
+    outcome = validate_file(path)
+    paths = [p.path for p in outcome.problems]
+    assert paths == ["teachers.r50.archh", "students.xcitt.arch", "pairs.r50-mbv3.teacher", "default_pairs[0]", "profiles.tiny.pretrain.epochs", "reference.baselines.effb0.top1"]
+    assert [p.line for p in outcome.problems] == sorted(p.line for p in outcome.problems)
+    assert "(did you mean 'xcitt'?)" in outcome.problems[1].message and "(did you mean 'r50-effb0'?)" in outcome.problems[3].message
+    assert outcome.summary(path) == f"{path}: 6 errors"
+
+
+def test_flow_style_lines_of_the_real_file(tmp_path):
+    text = REAL_FILE.read_text().replace("default_pairs: [r50-effb0]", "default_pairs: [r50-efb0]")
+    problem = only_problem(write(tmp_path, text))
+    assert (problem.line, problem.path) == (line_of(text, "default_pairs:"), "default_pairs[0]")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "benchmarks.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_syntax_error_and_duplicate_key_have_lines():
+    assert validate_text("a: [1, 2\nb: 3\n").problems[0].line == 2
+    duplicate = next(p for p in validate_text(REAL_FILE.read_text() + "pairs: {}\n").problems if "duplicate" in p.message)
+    assert duplicate.path == "pairs" and duplicate.line == len(REAL_FILE.read_text().splitlines()) + 1
+
+
+def test_load_benchmarks_raises_the_first_problem_with_file_and_line(data, tmp_path):
+    data["pairs"]["r50-mbv3"]["teacher"] = "r05"
+    path, text = dump(data, tmp_path)
+    with pytest.raises(UserError) as caught:
+        load_benchmarks(path)
+    assert caught.value.format_message().startswith(f"{path}:{line_of(text, 'teacher: r05')}: pairs.r50-mbv3.teacher: unknown teacher 'r05'")
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """The real entry point, in this process (a subprocess would re-import torch and timm)."""
+    from harness.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["disco-bench", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_prints_every_error_then_a_summary_and_exits_2(data, tmp_path, monkeypatch, capsys):
+    data["teachers"]["r50"]["archh"] = data["teachers"]["r50"].pop("arch")
+    data["pairs"]["r50-mbv3"]["teacher"] = "r05"
+    path, _ = dump(data, tmp_path)
+    code, out, err = run_cli(monkeypatch, capsys, "validate", str(path))
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err
+    assert all(PROBLEM_LINE.match(line) and line.startswith(f"{path}:") for line in lines[:-1]) and len(lines) == 3
+    assert lines[-1] == f"{path}: 2 errors"
+
+
+def test_cli_valid_file_exits_0(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "validate", str(REAL_FILE))
+    assert code == 0 and f"{REAL_FILE}: valid (" in out
+
+
+def test_cli_missing_file_is_one_error_line(tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "validate", str(tmp_path / "nope.yaml"))
+    assert code == 2 and err.strip().splitlines() == [f"error: {tmp_path / 'nope.yaml'}: file not found; pass the matrix file (default: benchmarks.yaml in the repository root)"]
+
+
+def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
+    data["pair"] = data.pop("pairs")  # default_pairs and reference.pairs now name pairs that "do not exist"
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "pair:"), "pair") and problem.message.endswith("(did you mean 'pairs'?)")
