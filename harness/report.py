@@ -339,7 +339,8 @@ def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> tuple[se
     spec = planner.bench.pairs[pair]
     disco = planner.disco(spec.teacher, spec.student, 0)
     seeds, evaluations = stored_seeds(workspace, disco), []
-    for evaluation in planner.bench.evaluations:
+    runnable = [name for name in planner.bench.evaluations if name == "linear" or name in planner.profile.eval_recipes]
+    for evaluation in runnable:
         found = stored_seeds(workspace, planner.evaluation(evaluation, disco, 0))
         if found:
             seeds |= found
@@ -643,7 +644,7 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
                Line2D([], [], color="black", linewidth=2, label="teacher")]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     heights = [ev.rows[role].stat.mean for _, ev in entries for role in ("baseline", "disco", "teacher") if ev.rows[role].stat]
-    ax.set_ylim(0, max(heights, default=100.0) * 1.1)
+    ax.set_ylim(0, max(max(heights, default=100.0), 1.0) * 1.1)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)

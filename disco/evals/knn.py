@@ -3,10 +3,8 @@ train features votes for its class with weight exp(cosine / T); top-1/top-5 over
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -19,7 +17,6 @@ from disco.evals.recipes import coerce_recipe
 from disco.evaluate import extract_features, topk_correct
 from disco.models import Encoder
 
-RecipeT = TypeVar("RecipeT")
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
