@@ -115,6 +115,7 @@ def peak_tflops(device: torch.device) -> float | None:
 
 
 def compare(teacher: str, student: str, resolution: int, batch: int, device: torch.device, steps: int, warmup: int, rounds: int, teacher_bn: str = "train", compile_models: bool = False) -> dict:
+    torch.backends.cudnn.benchmark = True  # as the official scripts set it, for both modes
     benches = [build_bench(mode, teacher, student, resolution, batch, device, teacher_bn, compile_models) for mode in ("reference", "optimized")]
     views = (torch.randn(batch, 3, resolution, resolution, device=device), torch.randn(batch, 3, resolution, resolution, device=device))
     for bench in benches:

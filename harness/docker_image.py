@@ -16,17 +16,18 @@ import re
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
-import docker
 import requests
 from docker.utils.build import exclude_paths
 from rich.console import Console
 from rich.markup import escape
 
+import docker
 import harness
 from harness.errors import UserError
 
@@ -155,7 +156,7 @@ def newest_image_for_files(client: docker.DockerClient, files_hash: str) -> str 
     if not tagged:
         return None
     newest = max(tagged, key=lambda image: image.attrs.get("Created", ""))
-    return sorted(newest.tags)[0]
+    return min(newest.tags)
 
 
 def default_image(client: docker.DockerClient) -> str:
@@ -172,7 +173,7 @@ def default_image(client: docker.DockerClient) -> str:
 
 def context_archive(recipe: ImageRecipe) -> IO[bytes]:
     """The exact bytes that were hashed, as the tar the engine builds from."""
-    archive = tempfile.TemporaryFile()
+    archive = tempfile.TemporaryFile()  # noqa: SIM115  (returned open: the build streams it)
     with tarfile.open(fileobj=archive, mode="w") as tar:
         for name, (data, mode) in sorted(recipe.files.items()):
             info = tarfile.TarInfo(name)
@@ -217,21 +218,34 @@ def build_failure(step: str, error: str, last_output: str | None) -> UserError:
     return UserError(f"image build failed at {where} with {what}{said} (full build output above)")
 
 
+def build_lines(stream: Iterator[dict[str, Any]]) -> Iterator[tuple[str, str | None]]:
+    """(output line, None) per whole line, across chunk borders; (pending text, error) at an error."""
+    pending = ""
+    for chunk in stream:
+        pending += ANSI_ESCAPE.sub("", chunk.get("stream") or chunk.get("status") or "")
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield line, None
+        if "error" in chunk:
+            yield pending, str(chunk["error"])
+            return
+    if pending:
+        yield pending, None
+
+
 def show_build(stream: Iterator[dict[str, Any]], console: Console) -> None:
     """Prints the engine's build output as it comes; raises UserError on a failed step."""
     step, last_output = "the start", None
-    for chunk in stream:
-        if "error" in chunk:
-            raise build_failure(step, str(chunk["error"]), last_output)
-        text = ANSI_ESCAPE.sub("", chunk.get("stream") or chunk.get("status") or "")
-        for line in text.splitlines():
-            if line.startswith("Step "):
-                step, last_output = line, None
-                console.print(f"[bold cyan]{escape(line)}[/]", soft_wrap=True)
-            elif line.strip():
-                console.print(escape(line), style="dim", highlight=False, soft_wrap=True)
-                if not line.startswith(("+ ", " ---> ", "Removing intermediate container")):  # set -x echo, engine chatter
-                    last_output = line
+    for line, error in build_lines(stream):
+        if line.startswith("Step "):
+            step, last_output = line, None
+            console.print(f"[bold cyan]{escape(line)}[/]", soft_wrap=True)
+        elif line.strip():
+            console.print(escape(line), style="dim", highlight=False, soft_wrap=True)
+            if not line.startswith(("+ ", " ---> ", "Removing intermediate container")):  # set -x echo, engine chatter
+                last_output = line
+        if error is not None:
+            raise build_failure(step, error, last_output)
 
 
 def build_image(recipe: ImageRecipe, network_mode: str | None = None, no_cache: bool = False, console: Console | None = None) -> str:

@@ -116,6 +116,10 @@ class Planner:
         config = {"method": "random", "arch": arch, "head": "mocov2", "data": self.data(), "seed": seed}
         return self._stage(f"init-random-{student_name}", "init", config)
 
+    def runnable_evaluations(self) -> list[str]:
+        """The evaluations this profile has a recipe for."""
+        return [name for name in self.bench.evaluations if name == "linear" or name in self.profile.eval_recipes]
+
     def eval_config(self, evaluation: str, seed: int) -> dict[str, Any]:
         pick(evaluation, self.bench.evaluations, "evaluation")
         if evaluation == "linear":

@@ -23,7 +23,9 @@ def git_state() -> dict[str, Any]:
         status = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-    return {"commit": commit or None, "dirty": bool(status.strip()) if commit else None}
+    if len(commit) != 40:  # not a checkout with history (e.g. a copied tree): say so, don't invent
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
 
 
 def package_versions() -> dict[str, str | None]:

@@ -339,8 +339,7 @@ def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> tuple[se
     spec = planner.bench.pairs[pair]
     disco = planner.disco(spec.teacher, spec.student, 0)
     seeds, evaluations = stored_seeds(workspace, disco), []
-    runnable = [name for name in planner.bench.evaluations if name == "linear" or name in planner.profile.eval_recipes]
-    for evaluation in runnable:
+    for evaluation in planner.runnable_evaluations():
         found = stored_seeds(workspace, planner.evaluation(evaluation, disco, 0))
         if found:
             seeds |= found

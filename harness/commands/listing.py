@@ -119,7 +119,7 @@ class MatrixStages:
 
 
 def matrix_stages(bench: Benchmarks, planner: Planner, workspace: Workspace) -> MatrixStages:
-    every_eval = {pair: planner.cell(pair, 0, list(bench.evaluations)) for pair in bench.pairs}
+    every_eval = {pair: planner.cell(pair, 0, planner.runnable_evaluations()) for pair in bench.pairs}
     teachers = {name: planner.teacher(name) for name in bench.teachers}
     baselines = {name: planner.baseline(name, 0) for name in bench.students}
     randoms = {name: planner.random_init(name, 0) for name in bench.students}

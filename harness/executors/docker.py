@@ -15,18 +15,25 @@ import socket
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any
 
 import click
-import docker
 import requests
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from harness.docker_image import connect, default_image, engine_address, image_exists, one_line
+import docker
+from harness.docker_image import (
+    connect,
+    default_image,
+    engine_address,
+    image_exists,
+    one_line,
+)
 from harness.errors import StageFailed, UserError
 from harness.provenance import git_state
 from harness.stages import Stage

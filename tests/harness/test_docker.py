@@ -8,6 +8,7 @@ need no engine.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,14 +22,27 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-import docker
 import pytest
+from rich.console import Console
 
-from harness.docker_image import DOCKERFILE, context_files, default_image, image_recipe
+import docker
+from harness.docker_image import (
+    DOCKERFILE,
+    context_files,
+    default_image,
+    image_recipe,
+    show_build,
+)
 from harness.errors import StageFailed, UserError
 from harness.executors import docker as docker_executor
 from harness.executors.docker import (
-    LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_RUN, LABEL_STAGE, DataMount, DockerExecutor, make_executor,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_RUN,
+    LABEL_STAGE,
+    DataMount,
+    DockerExecutor,
+    make_executor,
 )  # fmt: skip
 from harness.stages import Stage
 from harness.workspace import Workspace
@@ -147,6 +161,21 @@ def test_data_root_is_translated_into_the_container(tmp_path: Path) -> None:
     assert executor.container_data_root("missing/imagenet") == ("missing/imagenet", [])
 
 
+def test_build_failure_names_the_step_and_its_last_output_line() -> None:
+    # The engine cuts its stream anywhere, mid-line included; `+ ...` lines are `set -x` echoes.
+    chunks = [
+        {"stream": "Step 8/20 : RUN if [ \"$WITH_DETECTRON2\" = \"1\" ]; th"}, {"stream": "en make; fi\n"},
+        {"stream": "\u001b[91mnvcc: command not fo"}, {"stream": "und\n\u001b[0m+ exit "}, {"stream": "1\n"},
+        {"error": "The command '/bin/sh -c if ...' returned a non-zero code: 1", "errorDetail": {"code": 1}},
+    ]  # fmt: skip
+    with pytest.raises(UserError) as caught:
+        show_build(iter(chunks), Console(file=io.StringIO()))
+    assert caught.value.format_message() == (
+        'image build failed at Step 8/20 (RUN if [ "$WITH_DETECTRON2" = "1" ]; then make; fi) with exit code 1; '
+        "its last output: nvcc: command not found (full build output above)"
+    )
+
+
 @pytest.mark.parametrize("command", [[*SMOKE_RUN, "--gpus", "none"], ["build", "--cpu"]])
 def test_unreachable_engine_is_one_clear_line(command: list[str], tmp_path: Path) -> None:
     proc = disco_bench(*command, "--artifacts", str(tmp_path / "a"), "--results", str(tmp_path / "r"), env={"DOCKER_HOST": NO_ENGINE}) if command[0] == "run" else disco_bench(*command, env={"DOCKER_HOST": NO_ENGINE})
@@ -241,7 +270,7 @@ def test_smoke_run_writes_results_on_the_host(engine: docker.DockerClient, image
         assert result["provenance"]["hardware"]["host"] != socket.gethostname()  # computed in a container
         assert path.stat().st_uid == os.getuid() and path.stat().st_gid == os.getgid()  # not the image's `disco`
         assert f"[{result['stage']['name']}] " in proc.stdout  # its log, prefixed
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=False, capture_output=True, text=True).stdout.strip()
     if head:
         assert json.loads(results[0].read_text())["provenance"]["git"]["commit"] == head  # passed in: no .git in the image
     assert not engine.containers.list(all=True, filters={"label": LABEL_RUN, "status": "running"})

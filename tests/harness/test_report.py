@@ -35,7 +35,8 @@ REFERENCE = {
 def bench():
     real = load_benchmarks(REPO / "benchmarks.yaml")
     evaluations = {"linear": Evaluation(), "knn": Evaluation(), "detection": Evaluation()}
-    return real.model_copy(update={"reference": REFERENCE, "evaluations": evaluations})
+    profiles = {name: profile.model_copy(update={"evals": ["linear"]}) for name, profile in real.profiles.items()}
+    return real.model_copy(update={"reference": REFERENCE, "evaluations": evaluations, "profiles": profiles})
 
 
 @pytest.fixture
@@ -231,6 +232,7 @@ def test_report_command_renders_stored_results(workspace, monkeypatch, capsys):
     where = ["--results", str(workspace.results), "--artifacts", str(workspace.artifacts)]
     code, out, err = run_cli(monkeypatch, capsys, "report", "--profile", "tiny", *where)
     assert code == 0, err
-    assert "60.0 (+10.0) reproduced" in out and (workspace.results / "tiny" / "report.html").exists()
+    markdown = (workspace.results / "tiny" / "report.md").read_text()  # the terminal wraps wide tables
+    assert "60.0 (+10.0) reproduced" in markdown and (workspace.results / "tiny" / "report.html").exists() and "Overview" in out
     code, _, err = run_cli(monkeypatch, capsys, "report", "--pair", "r50-efb0", *where)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean 'r50-effb0'" in err

@@ -189,15 +189,16 @@ def squeue_state(job_id: str, name: str) -> str:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_tiny_cell_completes_with_results_on_disk(cluster, workspace: Workspace) -> None:
-    """`disco-bench run --executor slurm` as a user types it: 8 jobs chained by afterok."""
+    """`disco-bench run --executor slurm` as a user types it: 8 jobs (4 encoders, their linear
+    probes) chained by afterok."""
     command = [
-        sys.executable, "-c", "from harness.cli import main; main()", "run", "--pair", PAIR, "--profile", "tiny", "--smoke",
+        sys.executable, "-c", "from harness.cli import main; main()", "run", "--pair", PAIR, "--profile", "tiny", "--smoke", "--evals", "linear",
         "--executor", "slurm", "--artifacts", str(workspace.artifacts), "--results", str(workspace.results),
     ]  # fmt: skip
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
 
-    stages = smoke_planner().cell(PAIR).stages()
+    stages = smoke_planner().cell(PAIR, evals=["linear"]).stages()
     jobs = submitted_jobs(workspace)
     assert sorted(jobs) == sorted(stage.name for stage in stages)
     assert set(job_states(workspace).values()) == {"COMPLETED"}
