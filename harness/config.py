@@ -146,15 +146,9 @@ DEFAULT_FILE = Path("benchmarks.yaml")
 
 
 def load_benchmarks(path: Path = DEFAULT_FILE) -> Benchmarks:
-    from harness.validate import validate_text  # imports this module
+    from harness.validate import validate_file  # imports this module
 
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found; pass the matrix file with --benchmarks or run from the repository root") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the file ({exc})") from None
-    outcome = validate_text(text)
+    outcome = validate_file(path)
     if outcome.bench is None:
         count = len(outcome.problems)
         raise UserError(f"{outcome.problems[0].render(path)} ({count} error(s); run `disco-bench validate {path}` to see all)")

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cli import cli
-from harness.commands.run import plan_stages, run, workspace_options
+from harness.commands.run import plan_stages, run, selection_options, workspace_options
 from harness.config import Benchmarks, load_benchmarks
 from harness.matrix import CellPlan, Planner
 from harness.results import load_result
@@ -184,12 +184,7 @@ def list_matrix(profile: str, smoke: bool, results_dir: Path, artifacts_dir: Pat
 
 
 @cli.command("status")
-@click.option("--pair", multiple=True, help="A teacher-student pair (repeatable). Default: default_pairs.")
-@click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix.")
-@click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml).")
-@click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's).")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Student seeds 0..N-1.")
-@click.option("--smoke", is_flag=True, help="The stages of `run --smoke`.")
+@selection_options
 @workspace_options
 def status(**params) -> None:
     """Per stage of the chosen cells: done, partially trained (epochs from its checkpoint), or pending;

@@ -48,13 +48,22 @@ def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     return planner, cells, topological([stage for cell in cells for stage in cell.stages()])
 
 
+def selection_options(func):
+    """Which cells: shared by `run` and `status`."""
+    for option in reversed([
+        click.option("--pair", multiple=True, help="A teacher-student pair, e.g. r50-effb0 (repeatable). Default: default_pairs."),
+        click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix."),
+        click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml)."),
+        click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's)."),
+        click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Student seeds 0..N-1."),
+        click.option("--smoke", is_flag=True, help="Synthetic images at the profile's resolution, a couple of steps per stage."),
+    ]):
+        func = option(func)
+    return func
+
+
 @cli.command()
-@click.option("--pair", multiple=True, help="A teacher-student pair, e.g. r50-effb0 (repeatable). Default: default_pairs.")
-@click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix.")
-@click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml).")
-@click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's).")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Student seeds 0..N-1.")
-@click.option("--smoke", is_flag=True, help="Synthetic images at the profile's resolution, a couple of steps per stage.")
+@selection_options
 @click.option("--dry-run", is_flag=True, help="Print the plan (done / to run) and exit.")
 @click.option("--force", multiple=True, help="Rerun this stage (name or name prefix) even if done.")
 @click.option("--device", default=None, help="Override the profile's device (cpu, cuda, cuda:1).")

@@ -2,9 +2,11 @@
 
 import json
 
-from tests.conftest import disco_bench
+from harness.config import load_benchmarks
+from tests.conftest import REPO, disco_bench
 
-STAGE_KINDS = {"pretrain": 2, "distill": 1, "init": 1, "eval": 4}
+EVALUATIONS = load_benchmarks(REPO / "benchmarks.yaml").profiles["tiny"].evals
+STAGE_KINDS = {"pretrain": 2, "distill": 1, "init": 1, "eval": 4 * len(EVALUATIONS)}
 
 
 def test_tiny_smoke_pipeline_runs_every_stage_writes_provenance_and_reuses_on_rerun(tmp_path, workspace_args):
@@ -20,12 +22,13 @@ def test_tiny_smoke_pipeline_runs_every_stage_writes_provenance_and_reuses_on_re
         assert provenance["packages"]["torch"] and provenance["hardware"]["cpu_count"] >= 1
         assert provenance["wall_time_s"] >= 0 and "commit" in provenance["git"]
         assert provenance["seed"] == payload["config"]["seed"]
-    evals = [p for p in payloads if p["stage"]["kind"] == "eval"]
-    assert all(0.0 <= p["metrics"]["top1"] <= 100.0 and p["metrics"]["num_test"] > 0 for p in evals)
+    linear = [p for p in payloads if p["stage"]["kind"] == "eval" and p["config"]["evaluation"] == "linear"]
+    assert len(linear) == 4 and all(0.0 <= p["metrics"]["top1"] <= 100.0 and p["metrics"]["num_test"] > 0 for p in linear)
+    assert {p["config"]["evaluation"] for p in payloads if p["stage"]["kind"] == "eval"} == set(EVALUATIONS)
     assert "DisCo - baseline gain" in first.stdout
     mtimes = {path: path.stat().st_mtime_ns for path in results}
 
     second = disco_bench("run", "--pair", "r50-effb0", "--profile", "tiny", "--smoke", *workspace_args)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "8 done, 0 to run" in second.stdout
+    assert f"{sum(STAGE_KINDS.values())} done, 0 to run" in second.stdout
     assert {path: path.stat().st_mtime_ns for path in results} == mtimes  # nothing recomputed

@@ -3,7 +3,6 @@ against hand-computed numbers, verdicts, and the markdown/CSV/HTML/PNG files."""
 
 import csv
 import io
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from harness.report import (BELOW, ABOVE, PENDING, REPRODUCED, build_report, com
 from harness.results import Provenance, StageRef, StageResult
 from harness.stages import Stage
 from harness.workspace import Workspace, atomic_write_json
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = {"source": "test_source", "confidence": "high"}
@@ -212,18 +212,6 @@ def test_print_cell_reports_prints_the_cells_and_writes_the_profile_files(bench,
     assert workspace.results / "tiny-smoke" / "report.md" in written and not (workspace.results / "README.md").exists()
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from harness.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["disco-bench", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_report_command_renders_stored_results(workspace, monkeypatch, capsys):

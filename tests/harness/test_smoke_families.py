@@ -5,7 +5,10 @@ import json
 
 import pytest
 
-from tests.conftest import disco_bench
+from harness.config import load_benchmarks
+from tests.conftest import REPO, disco_bench
+
+PAPER_EVALS = load_benchmarks(REPO / "benchmarks.yaml").profiles["paper"].evals
 
 # teacher families: MoCo-v2 ResNet, SwAV ResNet-50x2, ViT, XCiT; student families: EfficientNet,
 # MobileNetV3, ResNet, ViT, XCiT
@@ -18,7 +21,7 @@ def test_paper_profile_smoke(pair, tmp_path, workspace_args):
     proc = disco_bench("run", "--pair", pair, "--profile", "paper", "--smoke", "--device", "cpu", *workspace_args, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stages = sorted((tmp_path / "results" / "paper-smoke" / "stages").glob("*.json"))
-    assert len(stages) == 8
+    assert len(stages) == 4 + 4 * len(PAPER_EVALS)
     distill = next(json.loads(path.read_text()) for path in stages if path.name.startswith("distill-"))
     assert distill["config"]["data"]["image_size"] == 224 and distill["config"]["data"]["smoke"] is True
     assert distill["metrics"]["epochs"] == 1 and distill["metrics"]["final_loss"] > 0

@@ -1,7 +1,6 @@
 """`disco-bench validate`: every error at once, each as FILE:LINE: KEY.PATH: expectation (did you mean)."""
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import yaml
 from harness.config import load_benchmarks
 from harness.errors import UserError
 from harness.validate import validate_file, validate_text
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_FILE = REPO / "benchmarks.yaml"
@@ -141,18 +141,6 @@ def test_load_benchmarks_raises_the_first_problem_with_file_and_line(data, tmp_p
     assert caught.value.format_message().startswith(f"{path}:{line_of(text, 'teacher: r05')}: pairs.r50-mbv3.teacher: unknown teacher 'r05'")
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """The real entry point, in this process (a subprocess would re-import torch and timm)."""
-    from harness.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["disco-bench", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_prints_every_error_then_a_summary_and_exits_2(data, tmp_path, monkeypatch, capsys):
