@@ -3,7 +3,8 @@
 reference: fp32, NCHW, eager, one teacher call per view: the official computation.
 optimized: what measurably helps on the device (see `disco-bench perf`):
   grouped_bn     the per-GPU (32-image) BN groups computed in one call instead of G sequential
-                 calls: exact up to rounding, running statistics included (disco/grouped_bn.py).
+                 calls: exact up to rounding, running statistics included (disco/grouped_bn.py);
+                 CUDA only (no gain measured on CPU).
   channels_last  exact up to fp32 rounding (other conv algorithms); ~2x on CPU for EfficientNet.
   bf16 autocast  CUDA only (slower on CPUs without AMX); embeddings agree to ~1e-2, a documented
                  deviation; the loss is computed in fp32.
@@ -37,7 +38,9 @@ class SpeedOptions:
             raise ValueError(f"unknown speed mode '{mode}' ({', '.join(MODES)})")
         if mode == "reference":
             return cls()
-        return cls(grouped_bn=True, channels_last=True, bf16=device.type == "cuda", compile=compile_models, teacher_batched=teacher_bn == "eval")
+        # grouped BN measured no faster on CPU (the per-group calls are already large enough
+        # there relative to the Python overhead): on only where it pays, on GPUs
+        return cls(grouped_bn=device.type == "cuda", channels_last=True, bf16=device.type == "cuda", compile=compile_models, teacher_batched=teacher_bn == "eval")
 
     def describe(self) -> dict[str, bool]:
         return asdict(self)

@@ -88,7 +88,8 @@ def run(**params) -> None:
         if stage.key in forced:
             _invalidate(stage, workspace)
     if pending:
-        executor_module(params["executor"]).make_executor(params).run(pending, workspace)
+        executor_params = params | {"profile_slurm": planner.profile.slurm}
+        executor_module(params["executor"]).make_executor(executor_params).run(pending, workspace)
     from harness.report import print_cell_reports
 
     print_cell_reports(console, planner.bench, cells, workspace)

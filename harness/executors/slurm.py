@@ -23,7 +23,6 @@ import pickle
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -372,7 +371,8 @@ def run_under_torchrun(spec_path: Path, workspace: Workspace, ranks_per_node: in
         rdzv_id=str(job.job_id), extra_args=["--executor-name", "slurm"],
     )  # fmt: skip
     print(" ".join(shlex.quote(part) for part in command), flush=True)
-    process = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
+    ignoring_usr2 = ["/bin/sh", "-c", 'trap "" USR2; exec "$@"', "sh", *command]  # an ignored signal stays ignored across exec
+    process = subprocess.Popen(ignoring_usr2)
     while process.poll() is None:  # short waits, so submitit's USR2 handler runs promptly
         time.sleep(1)
     if process.returncode != 0:

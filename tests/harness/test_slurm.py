@@ -25,7 +25,13 @@ from submitit.slurm.slurm import _make_sbatch_string
 from harness.config import load_benchmarks
 from harness.errors import StageFailed, UserError
 from harness.executors import slurm
-from harness.executors.slurm import SlurmExecutor, SlurmResources, job_states, logs_dir, submitted_jobs
+from harness.executors.slurm import (
+    SlurmExecutor,
+    SlurmResources,
+    job_states,
+    logs_dir,
+    submitted_jobs,
+)
 from harness.matrix import Planner
 from harness.results import load_result
 from harness.stages import Stage, topological
