@@ -13,7 +13,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BASE_IMAGE="${DISCO_TEST_BASE_IMAGE:-disco-bench-test-base:bookworm-py311}"
+pinned() { grep -E "^$1==" "$ROOT/requirements.lock" | cut -d= -f3; }
+# Named after the pins, so a lock bump builds a new base instead of reusing a stale one.
+BASE_IMAGE="${DISCO_TEST_BASE_IMAGE:-disco-bench-test-base:bookworm-torch$(pinned torch)-tv$(pinned torchvision)}"
 DOCKER_LOG="${DOCKER_LOG:-/var/log/dockerd-ci.log}"
 VENV="${VENV:-$ROOT/.venv}"
 SITE_IN_IMAGE="opt/venv/lib/python3.11/site-packages"
@@ -52,8 +54,6 @@ start_daemon() {
     tail -n 20 "$DOCKER_LOG" >&2
     die "dockerd did not come up within 60 s; its log is $DOCKER_LOG"
 }
-
-pinned() { grep -E "^$1==" "$ROOT/requirements.lock" | cut -d= -f3; }
 
 check_venv() {
     [ -x "$VENV/bin/python" ] || die "no project venv at $VENV; run \`make install\` first"

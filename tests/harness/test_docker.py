@@ -50,7 +50,8 @@ from tests.conftest import disco_bench
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks.yaml"
-BASE_IMAGE = os.environ.get("DISCO_TEST_BASE_IMAGE", "disco-bench-test-base:bookworm-py311")
+PINS = dict(re.findall(r"(?m)^(torch|torchvision)==(\S+)$", (REPO / "requirements.lock").read_text()))
+BASE_IMAGE = os.environ.get("DISCO_TEST_BASE_IMAGE", f"disco-bench-test-base:bookworm-torch{PINS['torch']}-tv{PINS['torchvision']}")  # as .ci/setup-docker.sh names it
 PAIR = "r50-effb0"
 # --evals linear: the 8-stage chain (two pretrains, DisCo, init, four linear evals) keeps CI short
 SMOKE_RUN = ["run", "--benchmarks", str(BENCHMARKS), "--pair", PAIR, "--profile", "tiny", "--smoke", "--evals", "linear", "--executor", "docker"]
