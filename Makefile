@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= tiny
 
-.PHONY: install bench test test-fast report validate smoke perf clean-artifacts
+.PHONY: install bench test test-fast report validate image perf clean-artifacts
 
 install: $(BIN)/disco-bench
 
@@ -30,6 +30,12 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -ra -m "not slow and not docker and not slurm" tests
+
+image: install
+	$(BIN)/disco-bench build
+
+perf: install
+	$(BIN)/disco-bench perf --pair r50-effb0 --device cpu --resolution 32 --batch 64
 
 clean-artifacts:
 	rm -rf artifacts
