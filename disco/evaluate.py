@@ -33,11 +33,30 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 ProgressFn = Callable[[str, int, int], None]
 
 
+def tensor_batches(dataset: TensorDataset, batch_size: int, generator: torch.Generator | None = None):
+    """DataLoader(dataset, batch_size, shuffle=generator is not None, generator=generator)'s batches,
+    sliced from the tensors instead of collated item by item, and the same ones: the loader's
+    iterator first draws its workers' base seed from the generator, then RandomSampler draws
+    torch.randperm(n, generator=generator); both draws are repeated here."""
+    count = len(dataset.tensors[0])
+    if generator is None:
+        yield from zip(*(tensor.split(batch_size) for tensor in dataset.tensors))
+        return
+    torch.empty((), dtype=torch.int64).random_(generator=generator)  # the loader's base seed
+    for indices in torch.randperm(count, generator=generator).split(batch_size):
+        yield tuple(tensor[indices] for tensor in dataset.tensors)
+
+
+def batches(dataset: Dataset, batch_size: int, workers: int = 0, generator: torch.Generator | None = None):
+    if isinstance(dataset, TensorDataset):
+        return tensor_batches(dataset, batch_size, generator)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator, num_workers=workers)
+
+
 @torch.no_grad()
 def extract_features(features: FeatureFn, dataset: Dataset, batch_size: int, device: torch.device, workers: int = 0, limit_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     feats, labels = [], []
-    for index, (images, targets) in enumerate(loader):
+    for index, (images, targets) in enumerate(batches(dataset, batch_size, workers)):
         if limit_batches is not None and index >= limit_batches:
             break
         feats.append(features(images.to(device)).float().cpu())
@@ -69,8 +88,7 @@ def linear_probe(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(recipe.schedule, recipe.lr, epoch, recipe.epochs, recipe.milestones, recipe.gamma)
         generator = torch.Generator().manual_seed(seed * 7919 + epoch)
-        loader = DataLoader(cached_train or train_set, batch_size=recipe.batch_size, shuffle=True, generator=generator, num_workers=0 if cached_train else recipe.workers)
-        for index, (inputs, targets) in enumerate(loader):
+        for index, (inputs, targets) in enumerate(batches(cached_train or train_set, recipe.batch_size, recipe.workers, generator)):
             if recipe.limit_batches is not None and index >= recipe.limit_batches:
                 break
             inputs, targets = inputs.to(device), torch.as_tensor(targets).to(device)

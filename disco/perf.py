@@ -1,10 +1,13 @@
 """Measure the DisCo training step: reference (the official computation) against optimized, side by
-side in one process, with a per-phase breakdown, peak memory, FLOP/s and the data pipeline alone."""
+side in one process, with a per-phase breakdown, peak memory, FLOP/s, the data pipeline alone, and
+the step fed by each mode's own data path (per-image views from loader workers, or views drawn
+batched on the device), which is what a training stage sees."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +15,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from disco.data.augment import mocov2_augmentation
+from disco.data.batched_augment import BatchedMoCoV2Augmentation
 from disco.data.datasets import TwoViews
 from disco.data.synthetic import synthetic_images
 from disco.methods import DisCo, DisCoConfig
@@ -36,7 +40,7 @@ def build_bench(mode: str, teacher: str, student: str, resolution: int, batch: i
     options = SpeedOptions.for_mode(mode, device, teacher_bn, compile_models)
     config = DisCoConfig(queue_size=batch * 16, teacher_bn=teacher_bn)
     method = DisCo(build_encoder(student, "disco", image_size=resolution), build_encoder(teacher, "mocov2", image_size=resolution), config, options).to(device)
-    apply_to_modules([method], options)
+    apply_to_modules([method], options, device)
     method.train()
     optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.03, momentum=0.9, weight_decay=1e-4)
     return Bench(mode, method, optimizer, options)
@@ -61,6 +65,41 @@ def time_steps(bench: Bench, views, steps: int, device: torch.device) -> float:
     started = time.perf_counter()
     for _ in range(steps):
         step(bench, views)
+    synchronize(device)
+    return (time.perf_counter() - started) / steps
+
+
+Views = tuple[torch.Tensor, torch.Tensor]
+
+
+def data_feed(options: SpeedOptions, resolution: int, batch: int, device: torch.device, workers: int, batches: int = 8) -> Iterator[Views]:
+    """Endless batches of two views, from this mode's data path over uint8 images."""
+    images = synthetic_images(batch * batches, resolution)
+    if options.batched_augment:
+        augment, raw = BatchedMoCoV2Augmentation(resolution).to(device), images.images.to(device)
+        while True:
+            for chunk in raw.split(batch):
+                yield augment(chunk), augment(chunk)
+    loader = DataLoader(TwoViews(images, mocov2_augmentation(resolution)), batch_size=batch, num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    while True:
+        for (view1, view2), _ in loader:
+            yield view1.to(device, non_blocking=True), view2.to(device, non_blocking=True)
+
+
+def time_data(feed: Iterator[Views], batches: int, device: torch.device) -> float:
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(feed)
+    synchronize(device)
+    return (time.perf_counter() - started) / batches
+
+
+def time_fed_steps(bench: Bench, feed: Iterator[Views], steps: int, device: torch.device) -> float:
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step(bench, next(feed))
     synchronize(device)
     return (time.perf_counter() - started) / steps
 
@@ -114,26 +153,34 @@ def peak_tflops(device: torch.device) -> float | None:
     return None
 
 
-def compare(teacher: str, student: str, resolution: int, batch: int, device: torch.device, steps: int, warmup: int, rounds: int, teacher_bn: str = "train", compile_models: bool = False) -> dict:
+def compare(teacher: str, student: str, resolution: int, batch: int, device: torch.device, steps: int, warmup: int, rounds: int, teacher_bn: str = "train", compile_models: bool = False, workers: int = 1) -> dict:
     torch.backends.cudnn.benchmark = True  # as the official scripts set it, for both modes
     benches = [build_bench(mode, teacher, student, resolution, batch, device, teacher_bn, compile_models) for mode in ("reference", "optimized")]
+    feeds = {bench.mode: data_feed(bench.options, resolution, batch, device, workers) for bench in benches}
     views = (torch.randn(batch, 3, resolution, resolution, device=device), torch.randn(batch, 3, resolution, resolution, device=device))
     for bench in benches:
-        time_steps(bench, views, warmup, device)
+        for _ in range(warmup):
+            step(bench, views)
+            step(bench, next(feeds[bench.mode]))
     seconds: dict[str, list[float]] = {bench.mode: [] for bench in benches}
+    fed: dict[str, list[float]] = {bench.mode: [] for bench in benches}
     for _ in range(rounds):  # interleaved rounds: both modes see the same machine noise
         for bench in benches:
             seconds[bench.mode].append(time_steps(bench, views, steps, device))
+            fed[bench.mode].append(time_fed_steps(bench, feeds[bench.mode], steps, device))
     report = {}
     for bench in benches:
-        median = statistics.median(seconds[bench.mode])
+        median, fed_median = statistics.median(seconds[bench.mode]), statistics.median(fed[bench.mode])
         flops = step_flops(bench, views)
         report[bench.mode] = {
             "images_per_s": batch / median, "step_ms": 1000 * median, "step_ms_rounds": [1000 * s for s in seconds[bench.mode]],
+            "data_ms": 1000 * time_data(feeds[bench.mode], 4, device),
+            "images_per_s_with_data": batch / fed_median, "step_with_data_ms_rounds": [1000 * s for s in fed[bench.mode]],
             "breakdown_ms": breakdown_ms(bench, views, max(1, steps // 2), device), "peak_memory_mb": peak_memory_mb(bench, views, device),
             "flops_per_step": flops, "achieved_tflops": flops / median / 1e12, "options": bench.options.describe(),
         }
     report["speedup"] = report["optimized"]["images_per_s"] / report["reference"]["images_per_s"]
+    report["speedup_with_data"] = report["optimized"]["images_per_s_with_data"] / report["reference"]["images_per_s_with_data"]
     peak = peak_tflops(device)
     if peak:
         for mode in ("reference", "optimized"):

@@ -5,10 +5,17 @@ optimized: what measurably helps on the device (see `disco-bench perf`):
   grouped_bn     the per-GPU (32-image) BN groups computed in one call instead of G sequential
                  calls: exact up to rounding, running statistics included (disco/grouped_bn.py);
                  CUDA only (no gain measured on CPU).
-  channels_last  exact up to fp32 rounding (other conv algorithms); ~2x on CPU for EfficientNet.
+  channels_last  exact up to fp32 rounding (other conv algorithms). Per encoder, where it pays: every
+                 encoder on CUDA (NHWC tensor cores); on CPU only encoders with depthwise convolutions
+                 (EfficientNet, MobileNet: ~2x training, ~4x inference), since the ResNet step is ~5%
+                 slower in NHWC there. A conv follows its weight's format, so CPU inputs stay NCHW.
   bf16 autocast  CUDA only (slower on CPUs without AMX); embeddings agree to ~1e-2, a documented
                  deviation; the loss is computed in fp32.
   compile        torch.compile of student and teacher: exact up to rounding; opt-in (compile time).
+  batched_augment the two views drawn on the device for a whole uint8 batch in the training process
+                 (kornia, disco/data/batched_augment.py) instead of per image in loader workers:
+                 equal in distribution, a different random stream; in-memory tensor datasets only
+                 (the tiny profile). On 2 CPU cores a loader worker also steals a core from the step.
   teacher_batched both views in one teacher call: exact only with an eval-mode teacher BN; with the
                  faithful train-mode BN it changes the statistics, so it is refused there.
 """
@@ -31,6 +38,8 @@ class SpeedOptions:
     bf16: bool = False
     compile: bool = False
     teacher_batched: bool = False
+    batched_augment: bool = False
+    channels_last_input: bool = False  # CUDA: hand the views over in NHWC (every encoder is NHWC there)
 
     @classmethod
     def for_mode(cls, mode: str, device: torch.device, teacher_bn: str = "train", compile_models: bool = False) -> "SpeedOptions":
@@ -40,7 +49,8 @@ class SpeedOptions:
             return cls()
         # grouped BN measured no faster on CPU (the per-group calls are already large enough
         # there relative to the Python overhead): on only where it pays, on GPUs
-        return cls(grouped_bn=device.type == "cuda", channels_last=True, bf16=device.type == "cuda", compile=compile_models, teacher_batched=teacher_bn == "eval")
+        cuda = device.type == "cuda"
+        return cls(grouped_bn=cuda, channels_last=True, channels_last_input=cuda, bf16=cuda, compile=compile_models, teacher_batched=teacher_bn == "eval", batched_augment=True)
 
     def describe(self) -> dict[str, bool]:
         return asdict(self)
@@ -49,10 +59,28 @@ class SpeedOptions:
         return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last_input and x.dim() == 4 else x
 
 
-def apply_to_modules(modules: list[nn.Module], options: SpeedOptions) -> None:
+def has_depthwise_conv(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels for m in module.modules())
+
+
+def wants_channels_last(encoder: nn.Module, device: torch.device) -> bool:
+    return device.type == "cuda" or has_depthwise_conv(encoder)
+
+
+def to_channels_last_where_it_pays(module: nn.Module, device: torch.device) -> None:
+    """Each encoder inside `module` (student, key encoder, teacher) in NHWC where that pays on `device`."""
+    from disco.models import Encoder
+
+    encoders = [m for m in module.modules() if isinstance(m, Encoder)] or [module]
+    for encoder in encoders:
+        if wants_channels_last(encoder, device):
+            encoder.to(memory_format=torch.channels_last)
+
+
+def apply_to_modules(modules: list[nn.Module], options: SpeedOptions, device: torch.device) -> None:
     from disco.grouped_bn import enable_grouped_bn
 
     for module in modules:
@@ -61,6 +89,6 @@ def apply_to_modules(modules: list[nn.Module], options: SpeedOptions) -> None:
             for contrast in (m for m in module.modules() if hasattr(m, "fused_bn_groups")):
                 contrast.fused_bn_groups = True
         if options.channels_last:
-            module.to(memory_format=torch.channels_last)
+            to_channels_last_where_it_pays(module, device)
         if options.compile:
             module.compile()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -53,6 +53,8 @@ class TrainState:
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+BatchAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 images on the device -> one augmented view
+LoaderFactory = Callable[[int], Iterable]  # epoch -> batches of ((view1, view2), labels)
 RANK_SEED_STRIDE = 1_000_003
 
 
@@ -119,14 +121,23 @@ def convert_student_sync_bn(method: nn.Module) -> None:
     method.contrast.encoder_q = nn.SyncBatchNorm.convert_sync_batchnorm(method.contrast.encoder_q)
 
 
-def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, recipe: TrainRecipe, progress: ProgressFn | None, step: StepFn | None = None) -> dict[str, float]:
+def two_views(inputs, device: torch.device, augment: BatchAugment | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loader's (view1, view2), or two views augmented here on the device from its uint8 batch."""
+    if augment is None:
+        view1, view2 = inputs
+        return view1.to(device, non_blocking=True), view2.to(device, non_blocking=True)
+    images = inputs.to(device, non_blocking=True)
+    return augment(images), augment(images)
+
+
+def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, recipe: TrainRecipe, progress: ProgressFn | None, step: StepFn | None = None, augment: BatchAugment | None = None) -> dict[str, float]:
     method.train()
     step = step or method.training_step
     totals: dict[str, float] = {}
     total_batches = min(len(loader), recipe.limit_batches or len(loader))
     steps = 0
-    for steps, ((view1, view2), _) in enumerate(loader, start=1):
-        losses = step(view1.to(device, non_blocking=True), view2.to(device, non_blocking=True))
+    for steps, (inputs, _) in enumerate(loader, start=1):
+        losses = step(*two_views(inputs, device, augment))
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -139,10 +150,16 @@ def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.opti
     return {name: value / max(steps, 1) for name, value in totals.items()}
 
 
-def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: Path, seed: int, device: torch.device, progress: ProgressFn | None = None) -> TrainState:
+def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: Path, seed: int, device: torch.device, progress: ProgressFn | None = None, augment: BatchAugment | None = None, loader_factory: LoaderFactory | None = None) -> TrainState:
     """Train `method` for recipe.epochs, resuming from `stage_dir/checkpoint.pt` if present.
-    Under torchrun every rank calls this; rank 0 alone writes the checkpoint and reports progress."""
+    Under torchrun every rank calls this; rank 0 alone writes the checkpoint and reports progress.
+    augment: `dataset` yields uint8 images and the views are drawn on the device, batched, in this
+    process (disco/data/batched_augment.py); loader workers would only compete with the step then.
+    loader_factory: epoch -> this rank's batches of ((view1, view2), labels), replacing the
+    DataLoader (the optional DALI loader, disco/data/dali.py)."""
     recipe.validate()
+    if augment is not None:
+        recipe = replace(recipe, workers=0)
     world, rank = distributed.world_size(), distributed.rank()
     per_rank_batch(recipe.batch_size, world)  # fail before any work
     if recipe.sync_bn and world > 1:
@@ -161,8 +178,11 @@ def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: P
         for group in optimizer.param_groups:
             group["lr"] = lr_at(recipe.schedule, recipe.lr, epoch, recipe.epochs, recipe.milestones)
         started = time.perf_counter()
-        loader = make_distributed_loader(dataset, recipe, seed, epoch) if world > 1 else make_loader(dataset, recipe, seed, epoch)
-        metrics = distributed.mean_over_ranks(train_one_epoch(method, loader, optimizer, device, recipe, progress, step), device)
+        if loader_factory is not None:
+            loader = loader_factory(epoch)
+        else:
+            loader = make_distributed_loader(dataset, recipe, seed, epoch) if world > 1 else make_loader(dataset, recipe, seed, epoch)
+        metrics = distributed.mean_over_ranks(train_one_epoch(method, loader, optimizer, device, recipe, progress, step, augment), device)
         metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
         state.history.append(metrics)
         state.epoch = epoch + 1

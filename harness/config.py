@@ -53,6 +53,15 @@ class DataSpec(Strict):
     image_size: int = Field(gt=0)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     workers: int = Field(0, ge=0)
+    # dali: the optional GPU loader for the self-supervised stages on ImageNet (disco/data/dali.py);
+    # a documented deviation from the official per-image pipeline, so opt-in
+    loader: Literal["torch", "dali"] = "torch"
+
+    @model_validator(mode="after")
+    def _dali_reads_files(self) -> "DataSpec":
+        if self.loader == "dali" and self.source != "imagenet":
+            raise ValueError(f"loader: dali reads image files, so it needs source: imagenet, not {self.source}; use loader: torch")
+        return self
 
 
 class PretrainSpec(Strict):

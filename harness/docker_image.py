@@ -108,6 +108,7 @@ def image_recipe(base_image: str | None = None, cpu: bool = False, root: Path | 
         # Always explicit, so naming the default base gives the same tag as leaving it out.
         "BASE_IMAGE": base_image or default_base_image(root),
         "WITH_DETECTRON2": "0" if cpu else "1",
+        "WITH_DALI": "0" if cpu else "1",
     }
     return ImageRecipe(root, project_version(root), read_files(root, context_files(root)), build_args)
 

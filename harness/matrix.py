@@ -57,7 +57,9 @@ class Planner:
         self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed}
 
     def data(self) -> dict[str, Any]:
-        data = self.profile.data.model_dump(exclude={"root"})
+        # the default torch loader stays out of the stage keys (they predate the option); DALI's
+        # views differ from torchvision's, so choosing it gives new keys
+        data = self.profile.data.model_dump(exclude={"root"} | ({"loader"} if self.profile.data.loader == "torch" else set()))
         return data | {"smoke": True} if self.smoke else data
 
     def pretrain_recipe(self, epochs: int) -> dict[str, Any]:

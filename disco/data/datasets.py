@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, TensorDataset
 
 from disco.data.embedded import ImageSet
 
 
 class TransformedImages(Dataset):
-    def __init__(self, source: ImageSet | Dataset, transform: Callable[[Any], Any]):
+    """transform None: the raw images (uint8 tensors for an ImageSet), for batched augmentation."""
+
+    def __init__(self, source: ImageSet | Dataset, transform: Callable[[Any], Any] | None):
         self.source = source
         self.transform = transform
 
@@ -26,7 +29,7 @@ class TransformedImages(Dataset):
 
     def __getitem__(self, index: int):
         image, label = self._raw(index)
-        return self.transform(image), label
+        return (self.transform(image) if self.transform else image), label
 
 
 class TwoViews(TransformedImages):
@@ -35,3 +38,12 @@ class TwoViews(TransformedImages):
     def __getitem__(self, index: int):
         image, label = self._raw(index)
         return (self.transform(image), self.transform(image)), label
+
+
+def fixed_view(source: ImageSet | Dataset, transform: Callable[[Any], Any], batched: bool = True) -> Dataset:
+    """A deterministic (evaluation) transform: for an in-memory ImageSet applied once to the whole
+    batch (the same torchvision ops on a batched tensor, equal to the per-image result), otherwise
+    lazily per item. Not for random transforms: a batched call would draw one crop for all images."""
+    if batched and isinstance(source, ImageSet):
+        return TensorDataset(torch.as_tensor(transform(source.images)).as_subclass(torch.Tensor), source.labels)
+    return TransformedImages(source, transform)

@@ -7,6 +7,7 @@ Splits are stratified and seeded, hence identical on every machine.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +79,10 @@ def label_fraction(dataset: ImageSet, fraction: float, seed: int = 0) -> ImageSe
     return kept
 
 
+@functools.lru_cache(maxsize=8)
 def load_embedded(name: str, size: int) -> ImageSet:
+    """Cached per process (parsing MNIST-5k's text takes ~1 s and every stage of a run needs it);
+    callers index into it and never write to it."""
     if name not in EMBEDDED:
         raise KeyError(f"unknown embedded dataset '{name}'; valid: {', '.join(EMBEDDED)}")
     return EMBEDDED[name](size)

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from disco.data.augment import probe_test_transform
-from disco.data.datasets import TransformedImages
+from disco.data.datasets import fixed_view
 from disco.data.sources import Splits
 from disco.evals import register
 from disco.evals.recipes import coerce_recipe
@@ -53,10 +53,10 @@ def knn(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, see
     config = coerce_recipe(KnnRecipe, recipe)
     encoder.eval().to(device)
     transform = probe_test_transform(splits.image_size)
-    train_feats, train_labels = extract_features(encoder.features, TransformedImages(splits.train, transform), config.batch_size, device, config.workers, config.limit_batches)
+    train_feats, train_labels = extract_features(encoder.features, fixed_view(splits.train, transform), config.batch_size, device, config.workers, config.limit_batches)
     if progress:
         progress("features", 1, 2)
-    test_feats, test_labels = extract_features(encoder.features, TransformedImages(splits.test, transform), config.batch_size, device, config.workers, config.limit_batches)
+    test_feats, test_labels = extract_features(encoder.features, fixed_view(splits.test, transform), config.batch_size, device, config.workers, config.limit_batches)
     k = min(config.k, len(train_feats))  # tiny/smoke sets can hold fewer than 200 images
     votes = knn_votes(train_feats.to(device), train_labels, test_feats, splits.num_classes, k, config.temperature, config.chunk_size)
     correct = topk_correct(votes, test_labels)

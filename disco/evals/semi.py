@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from disco.data.augment import probe_test_transform, probe_train_transform
-from disco.data.datasets import TransformedImages
+from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.embedded import ImageSet, label_fraction
 from disco.data.sources import Splits
 from disco.evals import register
@@ -112,7 +112,7 @@ def semi_finetune(encoder: Encoder, splits: Splits, recipe: Any, device: torch.d
     groups = [{"params": trunk, "lr": config.trunk_lr, "base_lr": config.trunk_lr}, {"params": list(head.parameters()), "lr": config.head_lr, "base_lr": config.head_lr}]
     optimizer = torch.optim.SGD(groups, lr=config.trunk_lr, momentum=config.momentum, weight_decay=config.weight_decay)
     train = TransformedImages(subset, probe_train_transform(splits.image_size, augment=True))
-    test = TransformedImages(splits.test, probe_test_transform(splits.image_size))
+    test = fixed_view(splits.test, probe_test_transform(splits.image_size))
     classify = lambda images: head(model.features(images))  # noqa: E731
     best, last = {"top1": 0.0, "top5": 0.0}, {"top1": 0.0, "top5": 0.0}
     for epoch in range(config.epochs):

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD, probe_test_transform
-from disco.data.datasets import TransformedImages
+from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.embedded import ImageSet, load_embedded, stratified_split
 from disco.data.sources import Splits
 from disco.evals import register
@@ -84,8 +84,9 @@ def transfer(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device
     for param in encoder.parameters():
         param.requires_grad = False
     size = splits.image_size  # the pretraining resolution: 224 in the paper, the profile's in tiny runs
-    train = TransformedImages(train_images, transfer_train_transform(size, config.train_augment))
-    test = TransformedImages(test_images, transfer_test_transform(size))
+    train_transform = transfer_train_transform(size, config.train_augment)
+    train = TransformedImages(train_images, train_transform) if config.train_augment else fixed_view(train_images, train_transform)
+    test = fixed_view(test_images, transfer_test_transform(size))
     metrics = linear_probe(encoder.features, feature_dim(encoder.backbone), num_classes, train, test, config, device, seed, progress)
     protocol = f"linear probe on frozen eval-mode backbone, {target} upsampled bicubic to {size} px (cifar_main_lincls.py)"
     return {**metrics, "target": target, "protocol": protocol, "recipe": asdict(config)}

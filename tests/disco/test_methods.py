@@ -1,9 +1,11 @@
+import pytest
 import torch
 
 from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
 from disco.models import build_encoder
 from disco.train import TrainRecipe, train
-from disco.data.datasets import TwoViews
+from disco.data.batched_augment import BatchedMoCoV2Augmentation
+from disco.data.datasets import TransformedImages, TwoViews
 from disco.data.synthetic import synthetic_images
 from disco.data.augment import mocov2_augmentation
 
@@ -57,17 +59,20 @@ def test_key_encoder_receives_no_gradient_and_follows_the_query_by_ema():
     assert int(method.contrast.queue_ptr) == 8
 
 
-def _two_step_run(tmp_path, name: str) -> dict[str, torch.Tensor]:
-    dataset = TwoViews(synthetic_images(16, 32), mocov2_augmentation(32))
+def _two_step_run(tmp_path, name: str, batched: bool = False) -> dict[str, torch.Tensor]:
+    images = synthetic_images(16, 32)
+    dataset = TransformedImages(images, None) if batched else TwoViews(images, mocov2_augmentation(32))
+    augment = BatchedMoCoV2Augmentation(32) if batched else None
     torch.manual_seed(123)
     method = DisCo(build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=32, bn_group_size=4))
     recipe = TrainRecipe(epochs=1, batch_size=8, limit_batches=2)
-    train(method, dataset, recipe, tmp_path / name, seed=7, device=torch.device("cpu"))
+    train(method, dataset, recipe, tmp_path / name, seed=7, device=torch.device("cpu"), augment=augment)
     return method.state_dict()
 
 
-def test_seeded_two_step_run_is_bit_for_bit_reproducible(tmp_path):
-    first, second = _two_step_run(tmp_path, "a"), _two_step_run(tmp_path, "b")
+@pytest.mark.parametrize("batched", [False, True], ids=["per-image-views", "batched-views"])
+def test_seeded_two_step_run_is_bit_for_bit_reproducible(tmp_path, batched):
+    first, second = _two_step_run(tmp_path, "a", batched), _two_step_run(tmp_path, "b", batched)
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
