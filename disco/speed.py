@@ -18,6 +18,8 @@ optimized: what measurably helps on the device (see `disco-bench perf`):
                  (the tiny profile). On 2 CPU cores a loader worker also steals a core from the step.
   teacher_batched both views in one teacher call: exact only with an eval-mode teacher BN; with the
                  faithful train-mode BN it changes the statistics, so it is refused there.
+The teacher runs under no_grad, not inference_mode: its embeddings are the MSE targets, which
+autograd saves for the backward pass, and inference tensors cannot be saved.
 """
 
 from __future__ import annotations

@@ -193,6 +193,8 @@ def describe(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         choices = [str(choice) for choice in literal_choices(loc)]
         return f"expected one of: {', '.join(choices)}{got}{hint(str(value), choices)}"
+    if kind == "value_error":  # a model's own check: its message already says what and how to fix
+        return error["msg"].removeprefix("Value error, ")
     message = error["msg"].replace("Input should be ", "expected ", 1)
     return message[0].lower() + message[1:] + got
 

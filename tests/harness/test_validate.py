@@ -73,6 +73,14 @@ def test_wrong_type_says_what_was_expected(data, tmp_path):
     assert "expected a valid integer" in problem.message and "got 'six'" in problem.message
 
 
+def test_dali_loader_on_an_in_memory_set_is_one_line_with_the_fix(data, tmp_path):
+    data["profiles"]["tiny"]["data"]["loader"] = "dali"
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert problem.path == "profiles.tiny.data"
+    assert problem.message == "loader: dali reads image files, so it needs source: imagenet, not embedded; use loader: torch"
+
+
 def test_reference_number_without_source(data, tmp_path):
     data["reference"]["baselines"]["effb0"] = {"top1": 41.5, "confidence": "high"}
     path, text = dump(data, tmp_path)
