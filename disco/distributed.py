@@ -70,8 +70,13 @@ def init_from_env(requested: torch.device) -> torch.device:
     return requested
 
 
-def shutdown() -> None:
+def shutdown(synchronize: bool = True) -> None:
+    """Leave the group. synchronize: a barrier first, so no rank tears gloo down while another's
+    last collective is still in flight (that aborts the process: "terminate called without an
+    active exception"). Skipped on error paths, where a failed rank would never reach it."""
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -82,9 +87,12 @@ def session(requested: torch.device) -> Iterator[torch.device]:
     device = init_from_env(requested)
     try:
         yield device
-    finally:
+    except BaseException:
         if joined:
-            shutdown()
+            shutdown(synchronize=False)
+        raise
+    if joined:
+        shutdown()
 
 
 def broadcast_object(value: T) -> T:

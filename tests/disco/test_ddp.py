@@ -42,8 +42,10 @@ def _entry(rank: int, worker, out: Path, port: int) -> None:
     torch.set_num_threads(1)
     try:
         worker(rank, out)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(synchronize=False)  # the other rank may never reach a barrier
+        raise
+    distributed.shutdown()
 
 
 def _spawn(worker, out: Path) -> None:
