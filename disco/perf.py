@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
+from itertools import repeat
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,9 @@ from disco.speed import SpeedOptions, apply_to_modules
 PHASES = ("student_forward", "teacher_forward", "key_forward", "backward", "optimizer")
 # dense bf16 tensor-core peaks (TFLOP/s), for the achieved-fraction figure
 PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+Views = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -60,16 +64,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(bench: Bench, views, steps: int, device: torch.device) -> float:
+def time_steps(bench: Bench, feed: Iterator[Views], steps: int, device: torch.device) -> float:
+    """Seconds per step, each step on the feed's next views (`itertools.repeat(views)`: the step alone)."""
     synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
-        step(bench, views)
+        step(bench, next(feed))
     synchronize(device)
     return (time.perf_counter() - started) / steps
-
-
-Views = tuple[torch.Tensor, torch.Tensor]
 
 
 def data_feed(options: SpeedOptions, resolution: int, batch: int, device: torch.device, workers: int, batches: int = 8) -> Iterator[Views]:
@@ -93,15 +95,6 @@ def time_data(feed: Iterator[Views], batches: int, device: torch.device) -> floa
         next(feed)
     synchronize(device)
     return (time.perf_counter() - started) / batches
-
-
-def time_fed_steps(bench: Bench, feed: Iterator[Views], steps: int, device: torch.device) -> float:
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step(bench, next(feed))
-    synchronize(device)
-    return (time.perf_counter() - started) / steps
 
 
 def breakdown_ms(bench: Bench, views, steps: int, device: torch.device) -> dict[str, float]:
@@ -166,8 +159,8 @@ def compare(teacher: str, student: str, resolution: int, batch: int, device: tor
     fed: dict[str, list[float]] = {bench.mode: [] for bench in benches}
     for _ in range(rounds):  # interleaved rounds: both modes see the same machine noise
         for bench in benches:
-            seconds[bench.mode].append(time_steps(bench, views, steps, device))
-            fed[bench.mode].append(time_fed_steps(bench, feeds[bench.mode], steps, device))
+            seconds[bench.mode].append(time_steps(bench, repeat(views), steps, device))
+            fed[bench.mode].append(time_steps(bench, feeds[bench.mode], steps, device))
     report = {}
     for bench in benches:
         median, fed_median = statistics.median(seconds[bench.mode]), statistics.median(fed[bench.mode])

@@ -18,12 +18,13 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from harness.errors import UserError
 
 JITTER = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue (fraction of a turn)
 
 
-class DaliUnavailable(RuntimeError):
-    pass
+class DaliUnavailable(UserError):
+    """data.loader: dali without DALI installed: one line saying how to get it or turn it off."""
 
 
 def _dali():
@@ -36,7 +37,7 @@ def _dali():
     return fn, pipeline_def, types, DALIGenericIterator, LastBatchPolicy
 
 
-def _aug_plus(fn, types, images, image_size: int, on_gpu: bool):
+def _aug_plus(fn, types, images, image_size: int):
     """One MoCo-v2 view of every image in the batch, parameters drawn per image."""
     scale = image_size / 224.0
     views = fn.random_resized_crop(images, size=[image_size, image_size], random_area=[0.2, 1.0], random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=10)
@@ -72,7 +73,7 @@ def build_pipeline(files: Sequence[str], labels: Sequence[int], image_size: int,
     def two_views():
         jpegs, targets = fn.readers.file(files=list(files), labels=list(labels), random_shuffle=True, shard_id=shard, num_shards=num_shards, name="reader")
         images = fn.decoders.image(jpegs, device="mixed" if on_gpu else "cpu", output_type=types.RGB)
-        return _aug_plus(fn, types, images, image_size, on_gpu), _aug_plus(fn, types, images, image_size, on_gpu), targets
+        return _aug_plus(fn, types, images, image_size), _aug_plus(fn, types, images, image_size), targets
 
     pipeline = two_views()
     pipeline.build()

@@ -40,10 +40,10 @@ class TwoViews(TransformedImages):
         return (self.transform(image), self.transform(image)), label
 
 
-def fixed_view(source: ImageSet | Dataset, transform: Callable[[Any], Any], batched: bool = True) -> Dataset:
+def fixed_view(source: ImageSet | Dataset, transform: Callable[[Any], Any]) -> Dataset:
     """A deterministic (evaluation) transform: for an in-memory ImageSet applied once to the whole
     batch (the same torchvision ops on a batched tensor, equal to the per-image result), otherwise
     lazily per item. Not for random transforms: a batched call would draw one crop for all images."""
-    if batched and isinstance(source, ImageSet):
+    if isinstance(source, ImageSet):
         return TensorDataset(torch.as_tensor(transform(source.images)).as_subclass(torch.Tensor), source.labels)
     return TransformedImages(source, transform)

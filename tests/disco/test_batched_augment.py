@@ -35,7 +35,6 @@ def test_colour_jitter_uses_each_images_own_factors_and_order_with_torchvisions_
             for step in order[index].tolist():
                 expected = TORCHVISION_STEPS[step](expected, float(factors[index, step]))
         torch.testing.assert_close(out[index], expected, atol=2e-5, rtol=0)
-    assert not torch.equal(out[0], out[2]) or not torch.equal(order[0], order[2])  # orders differ per image
 
 
 def test_batched_views_have_per_image_parameters():

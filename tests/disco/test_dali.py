@@ -1,6 +1,7 @@
 """The optional DALI loader (disco/data/dali.py), on DALI's CPU operators (the CI installs the
 image's pinned DALI, .ci/setup-dali.sh)."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +9,26 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("nvidia.dali")
+from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from disco.data.dali import DaliTwoViews, DaliUnavailable
+from harness.errors import UserError
 
-from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from disco.data.dali import DaliTwoViews  # noqa: E402
+try:
+    import nvidia.dali  # noqa: F401
+
+    HAVE_DALI = True
+except ImportError:
+    HAVE_DALI = False
+needs_dali = pytest.mark.skipif(not HAVE_DALI, reason="NVIDIA DALI is not installed (.ci/setup-dali.sh installs it)")
+
+
+def test_without_dali_the_loader_is_one_line_saying_how_to_fix_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # as if not installed
+    with pytest.raises(DaliUnavailable) as caught:
+        DaliTwoViews([("a.jpg", 0)], image_size=32, batch_size=1, seed=0)
+    message = caught.value.format_message()
+    assert isinstance(caught.value, UserError) and "\n" not in message
+    assert "pip install nvidia-dali-cuda120" in message and "data.loader: torch" in message
 
 
 def write_jpegs(folder: Path, classes: int, per_class: int, pattern: str = "noise") -> list[tuple[str, int]]:
@@ -31,6 +48,7 @@ def write_jpegs(folder: Path, classes: int, per_class: int, pattern: str = "nois
     return samples
 
 
+@needs_dali
 def test_dali_views_have_the_training_loops_layout(tmp_path):
     samples = write_jpegs(tmp_path, classes=2, per_class=9)
     loader = DaliTwoViews(samples, image_size=32, batch_size=4, seed=1)
@@ -44,6 +62,7 @@ def test_dali_views_have_the_training_loops_layout(tmp_path):
         assert not torch.equal(view1, view2)  # two independent views of each image
 
 
+@needs_dali
 def test_dali_views_are_seeded(tmp_path):
     samples = write_jpegs(tmp_path, classes=2, per_class=4)
     first = [views[0] for views, _ in DaliTwoViews(samples, 32, 4, seed=5)]
@@ -53,6 +72,7 @@ def test_dali_views_are_seeded(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
 
 
+@needs_dali
 def test_dali_draws_flip_and_grayscale_per_image_at_the_recipes_rates(tmp_path):
     samples = write_jpegs(tmp_path, classes=1, per_class=64, pattern="halves")
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -65,6 +85,7 @@ def test_dali_draws_flip_and_grayscale_per_image_at_the_recipes_rates(tmp_path):
     assert 0.3 < red_side_right.float().mean() < 0.7  # p = 0.5 (crops keep the halves' sides)
 
 
+@needs_dali
 def test_a_pretrain_stage_trains_from_the_dali_loader(tmp_path):
     from harness.stage_tasks import run_pretrain
 
