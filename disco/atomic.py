@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from disco.pause_points import pause_point
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -16,11 +18,16 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's pid in the name: a temp file left by a killed writer is told from one in flight
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from a shared group
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            view = memoryview(data)
+            half = len(view) // 2
+            handle.write(view[:half])
+            pause_point(f"write:{path.name}")  # crash tests kill a run here, mid-write
+            handle.write(view[half:])
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from disco.errors import first_line
 from disco.models import ARCHS, Encoder, arch_spec, create_backbone, feature_dim, head_attr
 from harness.errors import UserError
 
@@ -105,8 +106,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         reason = str(exc).splitlines()[0][:160]
         raise CheckpointError(f"checkpoint {file} holds Python objects other than tensors and plain containers ({reason}); re-save only its state_dict") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {file}: {str(exc).splitlines()[0][:160]} (truncated download or not a torch file?)") from None
+    except Exception as exc:  # anything else the parser meets in a foreign or torn file (EOFError, KeyError, ...)
+        raise CheckpointError(f"cannot read checkpoint {file}: {first_line(exc)} (truncated download or not a torch file?)") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {file} holds a {type(obj).__name__}, not a dict of tensors")
     return dict(obj)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -13,20 +13,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from disco.schedules import lr_at
 
-
-@dataclass(frozen=True)
-class ProbeRecipe:
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 3.0
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "step"
-    milestones: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40, 45, 60, 80)
-    gamma: float = 0.5
-    train_augment: bool = True  # False: features are computed once and cached (exact: frozen BN)
-    workers: int = 0
-    limit_batches: int | None = None
+if TYPE_CHECKING:
+    from disco.eval_recipes import ProbeRecipe
 
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
@@ -82,7 +70,7 @@ def linear_probe(
     nn.init.zeros_(head.bias)
     optimizer = torch.optim.SGD(head.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     test_feats, test_labels = extract_features(features, test_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches)
-    cached_train = None if recipe.train_augment else TensorDataset(*extract_features(features, train_set, recipe.batch_size, device, recipe.workers))
+    cached_train = None if recipe.train_augment else TensorDataset(*extract_features(features, train_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches))
     best, last = {"top1": 0.0, "top5": 0.0}, {"top1": 0.0, "top5": 0.0}
     for epoch in range(recipe.epochs):
         for group in optimizer.param_groups:

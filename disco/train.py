@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from disco import distributed
-from disco.checkpoint_io import load_checkpoint, save_checkpoint
+from disco.checkpoint_io import load_newest_good, save_keeping_previous, training_checkpoint_problem
 from disco.schedules import lr_at
 
 
@@ -187,7 +187,7 @@ def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: P
         state.history.append(metrics)
         state.epoch = epoch + 1
         if rank == 0:
-            save_checkpoint(checkpoint_path, {"epoch": state.epoch, "history": state.history, "method": method.state_dict(), "optimizer": optimizer.state_dict(), "recipe": asdict(recipe)})
+            save_keeping_previous(checkpoint_path, {"epoch": state.epoch, "history": state.history, "method": method.state_dict(), "optimizer": optimizer.state_dict(), "recipe": asdict(recipe)})
         if progress:
             progress("epoch", state.epoch, recipe.epochs)
         _test_hook_sleep()
@@ -197,10 +197,11 @@ def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: P
 
 
 def _resume(method: nn.Module, optimizer: torch.optim.Optimizer, checkpoint_path: Path) -> TrainState:
-    """Load the last checkpoint if there is one; under DDP every rank must find the same one."""
+    """Load the newest good checkpoint (the last epoch's, else the one before; a damaged one is moved
+    aside by rank 0), if any; under DDP every rank must find the same one."""
     state = TrainState()
-    if checkpoint_path.exists():
-        saved = load_checkpoint(checkpoint_path)
+    saved = load_newest_good(checkpoint_path, lambda payload: training_checkpoint_problem(payload, method, optimizer), move=distributed.rank() == 0)
+    if saved is not None:
         method.load_state_dict(saved["method"])  # strict: a mismatched checkpoint is an error
         optimizer.load_state_dict(saved["optimizer"])
         state = TrainState(epoch=saved["epoch"], history=saved["history"], resumed_from_epoch=saved["epoch"])

@@ -10,6 +10,7 @@ import click
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler used by `perf` is chatty on stderr
 
+from disco.errors import InputError
 from harness.errors import UserError
 
 
@@ -35,6 +36,9 @@ def main() -> None:
         else:
             click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
+    except InputError as exc:  # bad input found inside disco (a recipe value, a file): the user's to fix
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(UserError.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

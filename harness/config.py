@@ -81,7 +81,7 @@ class MoCoSpec(Strict):
 
 
 class DisCoSpec(Strict):
-    mse_per_sample_weight: float | None = 32.0
+    mse_per_sample_weight: float | None = Field(32.0, ge=0)
     ce_weight: float = 1.0
     teacher_bn: Literal["train", "eval"] = "train"
     init_queue_from_teacher: bool = True

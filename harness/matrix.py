@@ -8,15 +8,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from disco.eval_recipes import smoke_recipe
 from disco.models import did_you_mean
 from harness.config import Benchmarks, Profile
 from harness.errors import UserError
 from harness.stages import Stage
 
 TEACHER_SEED = 0  # the teacher is a fixed asset, as in the paper: seeds vary the student stages
+SMOKE_THREADS = 1
 SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4}
-# smoke evaluations: whichever of these fields a recipe has are shrunk to a couple of steps
-SMOKE_EVAL = {"epochs": 2, "batch_size": 8, "workers": 0, "iterations": 4, "train_images": 16, "test_images": 8, "warmup_iters": 1, "steps": [2, 3], "milestones": [1], "eval_every": 1}
+# smoke evaluations: each evaluation's recipe class shrinks its own recipe (disco/eval_recipes.py SMOKE)
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -47,14 +49,18 @@ def expand_env(value: str | None) -> str | None:
 
 
 class Planner:
-    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None, speed: str = "optimized"):
+    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None, speed: str = "optimized", threads: int | None = None):
         pick(profile_name, bench.profiles, "profile")
+        if device is not None and not DEVICE.match(device):
+            raise UserError(f"--device '{device}' is not a device; use cpu, cuda or cuda:N (N: the GPU's index)")
         self.bench = bench
         self.profile_name = profile_name
         self.profile: Profile = bench.profiles[profile_name]
         self.smoke = smoke
         self.label = f"{profile_name}-smoke" if smoke else profile_name
-        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed}
+        # smoke tensors are tiny: one thread beats waiting on a second one, above all on a busy machine
+        threads = threads or (SMOKE_THREADS if smoke else None)
+        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed} | ({"threads": threads} if threads else {})
 
     def data(self) -> dict[str, Any]:
         # the default torch loader stays out of the stage keys (they predate the option); DALI's
@@ -131,7 +137,7 @@ class Planner:
         else:
             raise UserError(f"profiles.{self.profile_name}.eval_recipes has no recipe for '{evaluation}'; add one to {self.profile_name} in benchmarks.yaml")
         if self.smoke:
-            recipe |= {key: value for key, value in SMOKE_EVAL.items() if key in recipe}
+            recipe = smoke_recipe(evaluation, recipe)
         return {"evaluation": evaluation, "data": self.data(), "recipe": recipe, "seed": seed}
 
     def evaluation(self, evaluation: str, source: Stage, seed: int) -> Stage:

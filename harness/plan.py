@@ -1,6 +1,9 @@
-"""`run --dry-run`: which stages are done, which will run, and what they are expected to cost."""
+"""`run --dry-run`: which stages are done, which will run, and what they are expected to cost.
+A long plan lists its first rows and then counts per kind and status."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
@@ -8,6 +11,8 @@ from rich.table import Table
 from harness.results import load_result
 from harness.stages import Stage
 from harness.workspace import Workspace
+
+LISTED_ROWS = 40
 
 
 def estimated_seconds(stage: Stage, workspace: Workspace) -> float | None:
@@ -22,14 +27,28 @@ def print_plan(console: Console, stages: list[Stage], pending: list[Stage], work
     for column in ("stage", "kind", "key", "status", "est. cost"):
         table.add_column(column)
     total, unknown = 0.0, 0
-    for stage in stages:
+    for position, stage in enumerate(stages):
         todo = stage.key in pending_keys
         estimate = estimated_seconds(stage, workspace) if todo else None
         if todo and estimate is None:
             unknown += 1
         total += estimate or 0.0
-        cost = "-" if not todo else (f"{estimate:.0f} s" if estimate is not None else "unknown")
-        table.add_row(stage.name, stage.kind, stage.key[:10], "[yellow]to run[/]" if todo else "[green]done[/]", cost)
+        if position < LISTED_ROWS:
+            cost = "-" if not todo else (f"{estimate:.0f} s" if estimate is not None else "unknown")
+            table.add_row(stage.name, stage.kind, stage.key[:10], "[yellow]to run[/]" if todo else "[green]done[/]", cost)
     console.print(table)
+    if len(stages) > LISTED_ROWS:
+        console.print(f"... {len(stages) - LISTED_ROWS} more stage(s) not listed")
+        console.print(counts_table(stages, pending_keys))
     if pending:
         console.print(f"estimated cost of what will run: {total / 60:.1f} min" + (f" + {unknown} stage(s) never run before" if unknown else ""))
+
+
+def counts_table(stages: list[Stage], pending_keys: set[str]) -> Table:
+    counts = Counter((stage.kind, stage.key in pending_keys) for stage in stages)
+    table = Table(title="all stages by kind")
+    for column in ("kind", "done", "to run"):
+        table.add_column(column)
+    for kind in dict.fromkeys(stage.kind for stage in stages):
+        table.add_row(kind, str(counts[(kind, False)]), str(counts[(kind, True)]))
+    return table

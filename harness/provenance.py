@@ -51,7 +51,10 @@ def cpu_model() -> str:
 def hardware(device: str) -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {"device": device, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "host": socket.gethostname(), "platform": platform.platform()}
+    # threads and the CPU's vector ISA choose the CPU kernels' summation order: a run repeats bit
+    # for bit only under the same ones (README, "Repeatability")
+    info: dict[str, Any] = {"device": device, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "host": socket.gethostname(), "platform": platform.platform()}
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
         info["cuda"] = torch.version.cuda

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from disco.damaged import remove_leftover_temps
 from harness.config import Benchmarks
 from harness.matrix import CellPlan, Planner
 from harness.results import load_result
@@ -660,6 +661,8 @@ def write_report_files(report: ProfileReport, workspace: Workspace) -> list[Path
     """report.md/.csv/.html and plots/<student>-<evaluation>.png under results/<profile>/ (and
     results/README.md for the committed profile). Only these files are written."""
     folder = workspace.results / report.profile
+    for directory in (folder, folder / "plots", workspace.results):  # temp files of a killed run's writes
+        remove_leftover_temps(directory, None, only_dead_writers=True)
     written, images = [], []
     for student in dict.fromkeys(pair.student for pair in report.pairs):
         for evaluation, metric in report.evaluations():

@@ -6,33 +6,54 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
+from pydantic import ValidationError
 
 from disco import distributed
+from disco.damaged import move_aside, remove_leftover_temps
+from disco.errors import InputError
+from disco.pause_points import with_pause_points
 from harness.errors import UserError
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult, load_result
-from harness.workspace import Workspace, atomic_write_json, read_json
+from harness.stages import StageSpec, damaged_artifacts
+from harness.workspace import Workspace, atomic_write_json, ensure_directory, read_json
 
 LOCK_POLL_S = 5.0
+WRITTEN_UNDER_LOCK = ["checkpoint.pt", "checkpoint.prev.pt", "final.pt"]  # a killed write's temp files are ours to remove
 
 
 def resolve_device(requested: str) -> torch.device:
-    if requested.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"device '{requested}' is not a device; use cpu, cuda or cuda:N (N: the GPU's index)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device '{requested}': disco-bench runs on cpu or cuda, not {device.type}")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{requested}' requested but CUDA is not available here; use --device cpu or run on a GPU host")
-    return torch.device(requested)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device '{requested}': this host has {torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def load_spec(spec_path: Path) -> dict[str, Any]:
     spec = read_json(spec_path)
-    if not isinstance(spec, dict) or "kind" not in spec:
+    if not isinstance(spec, dict):
         raise UserError(f"{spec_path}: not a stage spec (missing or invalid JSON); rerun `disco-bench run` to regenerate it")
-    return spec
+    try:
+        return StageSpec.model_validate(spec).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(spec)"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise UserError(f"{spec_path}: not a valid stage spec: {where}: {message} ({len(exc.errors())} problem(s)); rerun `disco-bench run` to regenerate it") from None
 
 
 def run_stage_from_spec(spec_path: Path, workspace: Workspace, progress=None, executor: str = "local", wait_for_lock: bool = True) -> dict[str, Any]:
@@ -42,7 +63,7 @@ def run_stage_from_spec(spec_path: Path, workspace: Workspace, progress=None, ex
     spec = load_spec(Path(spec_path))
     stage_dir = workspace.artifacts / spec["stage_dir"]
     result_path = workspace.results / spec["result"]
-    stage_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(stage_dir)
     if distributed.env_world_size() > 1:
         return _run_ranked(spec, stage_dir, result_path, workspace, progress, executor, wait_for_lock)
     lock = FileLock(str(stage_dir / ".lock"))
@@ -50,7 +71,7 @@ def run_stage_from_spec(spec_path: Path, workspace: Workspace, progress=None, ex
         if progress:
             progress("waiting", 0, 0)
     try:
-        return _existing(spec, result_path) or _execute(spec, stage_dir, result_path, workspace, progress, executor)
+        return _existing(spec, result_path, workspace) or _execute(spec, stage_dir, result_path, workspace, progress, executor)
     finally:
         lock.release()
 
@@ -70,7 +91,7 @@ def _run_ranked(spec: dict[str, Any], stage_dir: Path, result_path: Path, worksp
             if progress and main:
                 progress("waiting", 0, 0)
         try:
-            existing = distributed.broadcast_object(_existing(spec, result_path) if main else None)
+            existing = distributed.broadcast_object(_existing(spec, result_path, workspace) if main else None)
             if existing:
                 return existing
             payload = _execute(spec, stage_dir, result_path, workspace, progress if main else None, executor, device=device, write=main)
@@ -100,22 +121,48 @@ def _busy(spec: dict[str, Any], stage_dir: Path) -> UserError:
     return UserError(f"stage {spec['name']} is being run by another process (lock {stage_dir / '.lock'})")
 
 
-def _existing(spec: dict[str, Any], result_path: Path) -> dict[str, Any] | None:
+def _existing(spec: dict[str, Any], result_path: Path, workspace: Workspace) -> dict[str, Any] | None:
+    """The stored result for this key, unless a checkpoint it lists is damaged: that one is moved
+    aside and the stage runs again (a training stage resumes from its last epoch's checkpoint)."""
     existing = load_result(result_path)
-    return existing.model_dump() if existing and existing.stage.key == spec["key"] else None
+    if not existing or existing.stage.key != spec["key"]:
+        return None
+    damaged = damaged_artifacts(existing.artifacts, workspace)
+    for path in damaged:
+        if path.exists() or path.is_symlink():
+            move_aside(path, "torn or unreadable")
+    return None if damaged else existing.model_dump()
 
 
-def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace: Workspace, progress, executor: str, device: torch.device | None = None, write: bool = True) -> dict[str, Any]:
-    from harness.stage_tasks import TASKS
+def _clean_leftovers(stage_dir: Path, result_path: Path) -> None:
+    """Temp files of atomic writes killed mid-way: only this stage's lock holder writes these names."""
+    remove_leftover_temps(stage_dir, WRITTEN_UNDER_LOCK)
+    remove_leftover_temps(result_path.parent, [result_path.name])  # any writer's: they too hold this lock
 
-    runtime = spec.get("runtime", {})
-    device = device or resolve_device(runtime.get("device", "cpu"))
+
+def _input_dirs(spec: dict[str, Any], workspace: Workspace) -> dict[str, Path]:
     inputs = {role: workspace.artifacts / ref["stage_dir"] for role, ref in spec["inputs"].items()}
     for role, path in inputs.items():
         if not (path / "final.pt").exists():
             raise UserError(f"stage {spec['name']}: input '{role}' ({spec['inputs'][role]['name']}) has no checkpoint at {path}; run its stage first")
+    return inputs
+
+
+def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace: Workspace, progress, executor: str, device: torch.device | None = None, write: bool = True) -> dict[str, Any]:
+    from harness.stage_tasks import TASKS  # torch, timm, the evaluations: only when a stage runs
+
+    runtime = spec.get("runtime", {})
+    device = device or resolve_device(runtime.get("device", "cpu"))
+    if write:
+        _clean_leftovers(stage_dir, result_path)
+    inputs = _input_dirs(spec, workspace)
     started_at, started = _now(), time.perf_counter()
-    metrics, history, artifacts = TASKS[spec["kind"]](spec["config"], inputs, stage_dir, runtime, device, progress)
+    try:
+        with threads(runtime.get("threads")):
+            metrics, history, artifacts = TASKS[spec["kind"]](spec["config"], inputs, stage_dir, runtime, device, with_pause_points(spec["kind"], progress))
+            machine = hardware(str(device))  # with the stage's thread count
+    except InputError as exc:  # a value or file disco was given: the user's to fix
+        raise UserError(f"stage {spec['name']}: {exc}") from None
     result = StageResult(
         stage=StageRef(name=spec["name"], kind=spec["kind"], key=spec["key"], profile=spec["profile"]),
         config=spec["config"],
@@ -125,7 +172,7 @@ def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace
         history=history,
         artifacts={name: str(Path(spec["stage_dir"]) / rel) for name, rel in artifacts.items()},
         provenance=Provenance(
-            git=git_state(), packages=package_versions(), hardware=hardware(str(device)), seed=spec["config"].get("seed", 0),
+            git=git_state(), packages=package_versions(), hardware=machine, seed=spec["config"].get("seed", 0),
             wall_time_s=round(time.perf_counter() - started, 3), started_at=started_at, finished_at=_now(), executor=executor,
             runtime=runtime,
         ),
@@ -134,6 +181,19 @@ def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace
     if write:
         atomic_write_json(result_path, payload)
     return payload
+
+
+@contextmanager
+def threads(count: int | None):
+    """Intra-op CPU threads for one stage: their number sets the summation order of CPU kernels, so a
+    pinned count makes a run repeat bit for bit (README, "Repeatability"); restored afterwards."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _now() -> str:

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from disco.checkpoint_io import load_checkpoint, save_checkpoint
+from disco.checkpoint_io import UnreadableCheckpoint, load_checkpoint, save_checkpoint
+from disco.damaged import move_aside
+from disco.errors import InputError
 from disco.data.augment import mocov2_augmentation
 from disco.data.batched_augment import BatchedMoCoV2Augmentation
 from disco.data.datasets import TransformedImages, TwoViews
@@ -28,7 +30,12 @@ FINAL = "final.pt"
 def _recipe(config: dict[str, Any]) -> TrainRecipe:
     values = dict(config["recipe"])
     values["milestones"] = tuple(values.get("milestones", ()))
-    return TrainRecipe(**values)
+    try:
+        recipe = TrainRecipe(**values)
+        recipe.validate()
+    except (TypeError, ValueError) as exc:  # a hand-edited spec: benchmarks.yaml's schema rules these out
+        raise InputError(f"training recipe: {exc}") from None
+    return recipe
 
 
 def _save_encoder(stage_dir: Path, config: dict[str, Any], encoder: Encoder, extra: dict[str, Any] | None = None) -> dict[str, str]:
@@ -38,7 +45,11 @@ def _save_encoder(stage_dir: Path, config: dict[str, Any], encoder: Encoder, ext
 
 
 def load_encoder_artifact(stage_dir: Path) -> tuple[Encoder, dict[str, Any]]:
-    payload = load_checkpoint(stage_dir / FINAL)
+    try:
+        payload = load_checkpoint(stage_dir / FINAL)
+    except UnreadableCheckpoint as exc:  # torn past the cheap check of `is_done`: its stage must run again
+        move_aside(stage_dir / FINAL, str(exc))
+        raise InputError(f"{exc}: the input's checkpoint was moved aside; run again and its stage is recomputed first") from None
     encoder = build_encoder(payload["arch"], payload["head"], image_size=payload["image_size"])
     encoder.load_state_dict(payload["encoder"])  # strict
     return encoder, payload
@@ -76,7 +87,7 @@ def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Pat
     encoder = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
     method_config = MoCoV2Config(**config["mocov2"])
     recipe = _recipe(config)
-    method_config.validate(recipe.batch_size)
+    _checked(method_config, recipe.batch_size)
     speed = _speed(runtime, device)
     method = MoCoV2(encoder, method_config, speed)
     apply_to_modules([method], speed, device)
@@ -92,16 +103,24 @@ def run_distill(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path
     student = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
     method_config = DisCoConfig(**config["mocov2"], **{k: v for k, v in config["disco"].items() if k != "init_queue_from_teacher"})
     recipe = _recipe(config)
-    method_config.validate(recipe.batch_size)
+    _checked(method_config, recipe.batch_size)
     speed = _speed(runtime, device, method_config.teacher_bn)
     method = DisCo(student, teacher, method_config, speed)
     apply_to_modules([method], speed, device)
-    if config["disco"]["init_queue_from_teacher"] and not (stage_dir / "checkpoint.pt").exists():
+    if config["disco"]["init_queue_from_teacher"]:  # a resumed checkpoint then overwrites the queue
         _init_queue_from_teacher(method, teacher_payload)
     dataset, views = _train_inputs(config, runtime, speed, device)
     state = train(method, dataset, recipe, stage_dir, config["seed"], device, progress, **views)
     artifacts = _save_encoder(stage_dir, config, method.student)
     return _final_losses(state), state.history, artifacts
+
+
+def _checked(method_config: MoCoV2Config, batch_size: int) -> None:
+    """The method's own checks (validate catches them in benchmarks.yaml; a hand-written spec may not)."""
+    try:
+        method_config.validate(batch_size)
+    except ValueError as exc:
+        raise InputError(f"{exc}; fix the profile's mocov2/disco/pretrain values (`disco-bench validate` checks benchmarks.yaml)") from None
 
 
 def _init_queue_from_teacher(method: DisCo, teacher_payload: dict[str, Any]) -> None:

@@ -7,10 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
 
-from harness.workspace import Workspace, atomic_write_json, read_json
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+
+from disco.damaged import is_damaged, remove_leftover_temps
+from harness.results import load_result
+from harness.workspace import Workspace, atomic_write_json, ensure_directory
 
 # Bump a kind's version when its computation changes in a way that invalidates stored results.
 # pretrain/distill 2: batched on-device augmentation in the optimized mode (a different random stream).
@@ -30,7 +35,7 @@ class Stage:
     inputs: dict[str, "Stage"] = field(default_factory=dict, hash=False)
     runtime: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # device, data root: not hashed
 
-    @property
+    @cached_property  # a plan of thousands of stages would rehash every input chain on each access
     def key(self) -> str:
         return canonical_hash(
             {
@@ -69,12 +74,59 @@ class Stage:
 
     def write_spec(self, workspace: Workspace) -> Path:
         path = self.spec_path(workspace)
+        ensure_directory(path.parent)
+        remove_leftover_temps(path.parent, [path.name], only_dead_writers=True)  # from a run killed writing it
         atomic_write_json(path, self.spec(workspace))
         return path
 
     def is_done(self, workspace: Workspace) -> bool:
-        result = read_json(workspace.result_path(self.profile, self.name))
-        return bool(result) and result.get("stage", {}).get("key") == self.key and result.get("status") == "done"
+        """A valid result for this key whose checkpoints are not damaged (a torn final.pt makes the stage pending)."""
+        result = load_result(workspace.result_path(self.profile, self.name))
+        return result is not None and result.stage.key == self.key and not damaged_artifacts(result.artifacts, workspace)
+
+
+def damaged_artifacts(artifacts: dict[str, str], workspace: Workspace) -> list[Path]:
+    """The result's artifact files that are torn or were moved aside (a missing one is not damaged:
+    committed results come without their checkpoints)."""
+    return [path for path in (workspace.artifacts / relative for relative in artifacts.values()) if is_damaged(path)]
+
+
+def _relative(path: str) -> str:
+    if PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+        raise ValueError(f"'{path}' must be relative to the workspace roots, without '..'")
+    return path
+
+
+InWorkspace = Annotated[str, AfterValidator(_relative)]
+
+
+class InputRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    key: str
+    stage_dir: InWorkspace
+
+
+class StageSpec(BaseModel):
+    """The executor contract: what `disco-bench run-stage SPEC` reads (written by Stage.spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: str
+    profile: str
+    key: str
+    config: dict[str, Any]
+    runtime: dict[str, Any] = {}
+    stage_dir: InWorkspace
+    result: InWorkspace
+    inputs: dict[str, InputRef] = {}
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in CODE_VERSIONS:
+            raise ValueError(f"unknown stage kind '{kind}'; expected one of {', '.join(CODE_VERSIONS)}")
+        return kind
 
 
 def topological(stages: list[Stage]) -> list[Stage]:

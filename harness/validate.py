@@ -15,6 +15,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from disco.eval_recipes import RECIPES, recipe_problems
 from disco.models import ARCHS
 from harness.config import Benchmarks
 from harness.errors import UserError
@@ -74,6 +75,7 @@ def validate_text(text: str) -> Outcome:
     bench, schema, model_level = schema_problems(raw, index)
     problems = duplicate_key_problems(root) + schema + reference_problems(raw, index)
     problems += reference_number_problems(raw.get("reference"), index)
+    problems += evaluation_problems(raw, index) + profile_problems(raw, index)
     if bench is None and not problems:
         problems = model_level  # a model-level check that reference_problems() does not mirror
     problems = sorted(dict.fromkeys(problems), key=lambda p: p.line)
@@ -280,6 +282,68 @@ def reference_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
             if isinstance(value, str) and value not in valid:
                 message = f"unknown {what} '{value}'; expected {choice_list(valid, where)}{hint(value, valid)}"
                 problems.append(Problem(index.line(loc), dotted(loc), message))
+    return problems
+
+
+# ---------------------------------------------------------------- what a run would refuse at run time
+
+
+def evaluation_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
+    """Every evaluation named under `evaluations:` is implemented (disco/eval_recipes.py RECIPES)."""
+    names = raw.get("evaluations")
+    if not isinstance(names, dict):
+        return []
+    implemented = list(RECIPES)
+    return [
+        Problem(index.line(("evaluations", name)), f"evaluations.{name}", f"no evaluation '{name}' is implemented; expected {choice_list(implemented, 'disco.evals')}{hint(str(name), implemented)}")
+        for name in names if name not in RECIPES
+    ]
+
+
+def profile_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
+    profiles = raw.get("profiles")
+    if not isinstance(profiles, dict):
+        return []
+    problems = []
+    for name, profile in profiles.items():
+        if isinstance(profile, dict):
+            problems += batch_problems(profile, ("profiles", name), index) + eval_recipe_problems(profile, ("profiles", name), index)
+    return problems
+
+
+def batch_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) -> list[Problem]:
+    """MoCo's queue takes whole batches of keys, and a batch splits into whole BN groups."""
+    pretrain, mocov2 = profile.get("pretrain"), profile.get("mocov2")
+    if not (isinstance(pretrain, dict) and isinstance(mocov2, dict)):
+        return []
+    batch, queue, group = pretrain.get("batch_size"), mocov2.get("queue_size"), mocov2.get("bn_group_size")
+    if not all(isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in (batch, queue, group)):
+        return []  # missing or mistyped: the schema says so
+    problems = []
+    if queue % batch:
+        where = loc + ("mocov2", "queue_size")
+        problems.append(Problem(index.line(where), dotted(where), f"queue_size {queue} must be a multiple of pretrain.batch_size {batch} (the queue takes whole batches of keys); e.g. {max(1, round(queue / batch)) * batch}"))
+    if batch > group and batch % group:
+        where = loc + ("mocov2", "bn_group_size")
+        problems.append(Problem(index.line(where), dotted(where), f"pretrain.batch_size {batch} must split into whole BN groups of bn_group_size {group}; choose a divisor of {batch}"))
+    return problems
+
+
+def eval_recipe_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) -> list[Problem]:
+    """Each evaluation recipe as its evaluation will read it, and a recipe for every evaluation the profile runs."""
+    recipes = profile.get("eval_recipes") or {}
+    if not isinstance(recipes, dict):
+        return []
+    problems = []
+    for evaluation, recipe in recipes.items():
+        where = loc + ("eval_recipes", evaluation)
+        if evaluation in RECIPES:
+            problems += [Problem(index.line(where + ((field,) if field else ())), dotted(where + ((field,) if field else ())), message) for field, message in recipe_problems(RECIPES[evaluation], recipe)]
+    evals = profile.get("evals")
+    for position, evaluation in enumerate(evals if isinstance(evals, list) else []):
+        if isinstance(evaluation, str) and evaluation != "linear" and evaluation in RECIPES and evaluation not in recipes:
+            where = loc + ("evals", position)
+            problems.append(Problem(index.line(where), dotted(where), f"'{evaluation}' has no recipe; add one under {dotted(loc + ('eval_recipes',))}"))
     return problems
 
 

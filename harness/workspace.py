@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from disco.atomic import atomic_write_bytes
+from disco.damaged import broken_link, link_loop, move_aside
 from harness.errors import UserError
 
 
@@ -24,7 +26,7 @@ class Workspace:
         return self.results / profile / "stages" / f"{stage_name}.json"
 
     def ensure_writable(self) -> None:
-        for path in (self.artifacts, self.results):
+        for path in (self.artifacts, self.artifacts / "stages", self.results):
             try:
                 path.mkdir(parents=True, exist_ok=True)
                 probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True)
@@ -34,6 +36,21 @@ class Workspace:
                     f"output directory '{path}' is not writable ({exc.strerror}); choose another with "
                     f"--artifacts/--results or fix its permissions"
                 ) from None
+
+
+def ensure_directory(path: Path) -> None:
+    """`path` as a directory: a symbolic link loop or a file in its place is moved aside (kept); a
+    link to a missing target is the user's to restore."""
+    if broken_link(path):
+        if not link_loop(path):
+            raise UserError(f"{path} is a symbolic link to a missing target ({os.readlink(path)}); restore or mount it, or remove the link")
+        move_aside(path, "a symbolic link loop")
+    elif path.exists() and not path.is_dir():
+        move_aside(path, "not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the directory {path} ({exc.strerror or exc}); check --artifacts/--results and the links under them") from None
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:

@@ -20,7 +20,7 @@ import io
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -37,60 +37,16 @@ from disco.data.detection_embedded import DetectionSet, paste_digits
 from disco.data.embedded import ImageSet
 from disco.data.sources import Splits
 from disco.evals import register
-from disco.evals.recipes import coerce_recipe
+from disco.eval_recipes import DetectionRecipe, coerce_recipe
 from disco.models import Encoder
 from harness.errors import UserError
 
-BACKENDS = ("torchvision", "detectron2")
 DETECTRON2_BENCHMARKS = ("voc", "coco")
-
-
-@dataclass(frozen=True)
-class DetectionRecipe:
-    backend: str = "torchvision"
-    # torchvision back end (embedded digits)
-    train_images: int = 256
-    test_images: int = 128
-    data_seed: int = 0  # canvases are fixed across runs, like a benchmark's images
-    canvas: int = 64
-    digits_per_image: tuple[int, ...] = (1, 3)
-    digit_height: tuple[int, ...] = (16, 40)
-    input_size: int = 64  # canvases are resized to this before the backbone
-    feature_stride: int = 16  # 16: the C4 cut (detectron2 R-C4); 32: the last map (forward_features)
-    train_backbone: bool = False
-    iterations: int = 300
-    batch_size: int = 8
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1.0e-4
-    warmup_iters: int = 50
-    steps: tuple[int, ...] = (225, 275)
-    gamma: float = 0.1
-    anchor_sizes: tuple[int, ...] = (16, 32, 48)  # in input pixels; digits are 16-40 px tall on a 64-px canvas
-    aspect_ratios: tuple[float, ...] = (1.0, 2.0)  # height / width: digits are upright
-    neck_channels: int = 128  # 0: no 1x1 reduction
-    roi_output_size: int = 4
-    representation_size: int = 128
-    score_threshold: float = 0.01
-    # detectron2 back end (paper)
-    benchmark: str = "voc"
-    datasets_root: str | None = None
-    output_dir: str | None = None
-    num_gpus: int = 1
-    faithful_yaml_bug: bool = False
-
-    def __post_init__(self) -> None:
-        counts = {"train_images": self.train_images, "test_images": self.test_images, "iterations": self.iterations, "batch_size": self.batch_size, "input_size": self.input_size, "num_gpus": self.num_gpus}
-        bad = [f"{name}={value}" for name, value in counts.items() if value < 1]
-        if bad or self.lr <= 0 or self.warmup_iters < 0:
-            raise UserError(f"detection recipe needs positive counts and lr, warmup_iters >= 0; got {', '.join(bad) or f'lr={self.lr}, warmup_iters={self.warmup_iters}'}")
 
 
 @register("detection")
 def detection(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
     config = coerce_recipe(DetectionRecipe, recipe)
-    if config.backend not in BACKENDS:
-        raise UserError(f"detection backend must be one of {', '.join(BACKENDS)}, got '{config.backend}'")
     if config.backend == "detectron2":
         metrics = detectron2_detection(encoder, config)
     else:
@@ -345,6 +301,9 @@ def detectron2_detection(encoder: Encoder, config: DetectionRecipe) -> dict[str,
     with open(weights, "wb") as handle:
         pickle.dump(d2.detectron2_payload(encoder.backbone_state_dict()), handle)
     setup = d2.voc_c4_config(depth, faithful_yaml_bug=config.faithful_yaml_bug) if config.benchmark == "voc" else d2.coco_c4_config(depth)
+    if config.max_iter is not None:  # smoke runs: a couple of iterations, decays at or after them
+        solver = setup["SOLVER"]
+        setup = d2.deep_merge(setup, {"SOLVER": {"MAX_ITER": config.max_iter, "STEPS": tuple(min(step, config.max_iter) for step in solver.get("STEPS", ())), "WARMUP_ITERS": min(solver.get("WARMUP_ITERS", 0), config.max_iter)}})
     results = d2.run_detectron2(setup, weights, output, datasets_root=datasets_root, num_gpus=config.num_gpus)
     if "bbox" not in results:
         raise UserError(f"detectron2 wrote no bbox results under {output} (got: {', '.join(results) or 'nothing'}); see its log there")

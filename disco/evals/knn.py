@@ -3,7 +3,7 @@ train features votes for its class with weight exp(cosine / T); top-1/top-5 over
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -13,24 +13,9 @@ from disco.data.augment import probe_test_transform
 from disco.data.datasets import fixed_view
 from disco.data.sources import Splits
 from disco.evals import register
-from disco.evals.recipes import coerce_recipe
+from disco.eval_recipes import KnnRecipe, coerce_recipe
 from disco.evaluate import extract_features, topk_correct
 from disco.models import Encoder
-
-
-
-@dataclass(frozen=True)
-class KnnRecipe:
-    k: int = 200
-    temperature: float = 0.07
-    batch_size: int = 256
-    workers: int = 0
-    chunk_size: int = 1024  # test rows scored against all train features at once
-    limit_batches: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.k < 1 or self.temperature <= 0 or self.chunk_size < 1:
-            raise ValueError(f"kNN needs k >= 1, temperature > 0 and chunk_size >= 1, got k={self.k}, temperature={self.temperature}, chunk_size={self.chunk_size}")
 
 
 def knn_votes(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor, num_classes: int,

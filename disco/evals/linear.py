@@ -10,8 +10,8 @@ from disco.data.augment import probe_test_transform, probe_train_transform
 from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.sources import Splits
 from disco.evals import register
-from disco.evals.recipes import coerce_recipe
-from disco.evaluate import ProbeRecipe, linear_probe
+from disco.eval_recipes import ProbeRecipe, coerce_recipe
+from disco.evaluate import linear_probe
 from disco.models import Encoder, feature_dim
 
 

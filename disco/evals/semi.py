@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
@@ -28,45 +28,14 @@ from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.embedded import ImageSet, label_fraction
 from disco.data.sources import Splits
 from disco.evals import register
-from disco.evals.recipes import coerce_recipe
+from disco.eval_recipes import SemiFinetuneRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
 from disco.evals.linear import linear
-from disco.evaluate import ProbeRecipe, extract_features, topk_correct
+from disco.evaluate import extract_features, topk_correct
 from disco.models import Encoder, feature_dim
 from disco.schedules import step_lr
 from harness.errors import UserError
 
 PERCENTS = (1, 10)
-
-
-@dataclass(frozen=True)
-class SubsetChoice:
-    subset_list: str | None = None  # ImageNet: a SimCLR {1,10}percent.txt; None: fetched once into the cache
-    faithful_header_bug: bool = False  # True: drop the first listed image, as imagenet_1_fraction.py does
-    subset_seed: int = 0  # embedded: which class-balanced fraction (fixed, like the SimCLR lists)
-
-
-@dataclass(frozen=True)
-class SemiLinearRecipe(ProbeRecipe, SubsetChoice):
-    milestones: tuple[int, ...] = (60, 80)
-
-
-@dataclass(frozen=True)
-class SemiFinetuneRecipe(SubsetChoice):
-    epochs: int = 20
-    batch_size: int = 256
-    trunk_lr: float = 0.01
-    head_lr: float = 0.2
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    milestones: tuple[int, ...] = (12, 16)
-    gamma: float = 0.2
-    eval_every: int = 1  # epochs between test passes (SwAV: every epoch, best reported)
-    workers: int = 0
-    limit_batches: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise UserError(f"semi_finetune needs epochs, batch_size and eval_every >= 1, got {self.epochs}, {self.batch_size}, {self.eval_every}")
 
 
 def labelled_subset(train: ImageSet | Dataset, percent: int, choice: SubsetChoice) -> tuple[ImageSet | Dataset, str]:

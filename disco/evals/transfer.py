@@ -11,7 +11,7 @@ transfer_digits: scikit-learn's 8x8 digits (embedded), upsampled bicubic as CIFA
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
@@ -24,22 +24,13 @@ from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.embedded import ImageSet, load_embedded, stratified_split
 from disco.data.sources import Splits
 from disco.evals import register
-from disco.evals.recipes import coerce_recipe
-from disco.evaluate import ProbeRecipe, linear_probe
+from disco.eval_recipes import TransferRecipe, coerce_recipe
+from disco.evaluate import linear_probe
 from disco.models import Encoder, feature_dim
 from harness.errors import UserError
 
 TARGETS = ("cifar10", "cifar100", "digits")
 DIGITS_NATIVE_SIZE = 8
-
-
-@dataclass(frozen=True)
-class TransferRecipe(ProbeRecipe):
-    epochs: int = 200
-    schedule: str = "constant"
-    milestones: tuple[int, ...] = ()
-    root: str | None = None  # CIFAR: the torchvision root holding cifar-10-batches-py / cifar-100-python (else $DISCO_CIFAR)
-    test_fraction: float = 0.2  # digits: the stratified, seeded held-out share
 
 
 def transfer_train_transform(image_size: int, augment: bool) -> v2.Compose:
@@ -61,8 +52,6 @@ def transfer_test_transform(image_size: int) -> v2.Compose:
 def transfer_sets(target: str, config: TransferRecipe) -> tuple[ImageSet | Dataset, ImageSet | Dataset, int]:
     """(train, test, classes) of a transfer target, untransformed."""
     if target == "digits":
-        if not 0.0 < config.test_fraction < 1.0:
-            raise UserError(f"transfer test_fraction must be in (0, 1), got {config.test_fraction}")
         digits = load_embedded("digits", DIGITS_NATIVE_SIZE)
         train, test = stratified_split(digits, config.test_fraction, seed=0)
         return train, test, digits.num_classes

@@ -12,13 +12,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from disco.damaged import remove_leftover_temps
 from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
-from harness.runner import resolve_device
+from harness.runner import resolve_device, threads
 from harness.workspace import Workspace, atomic_write_json
 
 
@@ -60,7 +61,8 @@ def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, 
         table.add_column(column)
     for config in configs:
         started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-        metrics = evaluate_encoder(encoder, config, planner.runtime, torch_device)
+        with threads(planner.runtime.get("threads")):
+            metrics = evaluate_encoder(encoder, config, planner.runtime, torch_device)
         name = f"eval-{config['evaluation']}-{checkpoint_path.name.split('.')[0]}-{planner.label}-s{seed}"
         result = StageResult(
             stage=StageRef(name=name, kind="eval", key=checksum, profile=planner.label), config=config, config_hash=hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest(),
@@ -69,6 +71,8 @@ def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, 
                                   started_at=started_at, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), executor="eval"),
         )
         path = workspace.results / planner.label / "checkpoints" / f"{name}.json"
+        if path.parent.is_dir():
+            remove_leftover_temps(path.parent, [path.name], only_dead_writers=True)  # of a killed `eval`
         atomic_write_json(path, result.model_dump())
         headline = metrics.get("top1", metrics.get("ap50", metrics.get("map")))
         table.add_row(config["evaluation"], "n/a" if headline is None else f"{headline:.2f}", str(path))

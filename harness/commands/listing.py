@@ -14,22 +14,23 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from disco.checkpoint_io import previous_path
 from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
 from harness.config import Benchmarks, load_benchmarks
 from harness.matrix import CellPlan, Planner
 from harness.results import load_result
-from harness.stages import Stage, topological
+from harness.stages import Stage, damaged_artifacts, topological
 from harness.workspace import Workspace, read_json
 
 CHECKPOINT = "checkpoint.pt"  # written by disco.train after every epoch
 PROGRESS_SIDECAR = "checkpoint.json"  # {"epoch": n}: read instead of the checkpoint when a training loop writes it
-STYLES = {"done": "green", "partial": "yellow", "stale": "magenta", "pending": "red"}
+STYLES = {"done": "green", "partial": "yellow", "stale": "magenta", "damaged": "magenta", "pending": "red"}
 
 
 @dataclass(frozen=True)
 class StageState:
-    state: str  # "done" | "partial" (a per-epoch checkpoint exists) | "stale" (stored for another key) | "pending"
+    state: str  # "done" | "partial" (a per-epoch checkpoint exists) | "stale" (stored for another key) | "damaged" (its checkpoint is) | "pending"
     epochs_done: int | None = None
     epochs_total: int | None = None
 
@@ -38,6 +39,8 @@ class StageState:
             return "partially trained" + (f" ({self.epochs_done}/{self.epochs_total} epochs)" if self.epochs_done is not None else "")
         if self.state == "stale":
             return "pending (stored result is for another config or code version)"
+        if self.state == "damaged":
+            return "pending (its final checkpoint is damaged: the next run recomputes it)"
         return self.state
 
 
@@ -47,20 +50,23 @@ def checkpoint_epoch(stage_dir: Path) -> int | None:
         return sidecar["epoch"]
     import torch
 
-    try:  # mmap: the tensors stay on disk; only the small pickled structure is read
-        payload = torch.load(stage_dir / CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # a torn or foreign file: the stage is still partial, its epoch unknown
-        return None
-    epoch = payload.get("epoch") if isinstance(payload, dict) else None
-    return epoch if isinstance(epoch, int) else None
+    for path in (stage_dir / CHECKPOINT, previous_path(stage_dir / CHECKPOINT)):  # the newest that reads
+        try:  # mmap: the tensors stay on disk; only the small pickled structure is read
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # a torn or foreign file: try the previous one; the epoch may stay unknown
+            continue
+        epoch = payload.get("epoch") if isinstance(payload, dict) else None
+        if isinstance(epoch, int):
+            return epoch
+    return None
 
 
 def stage_state(stage: Stage, workspace: Workspace, read_epochs: bool = True) -> StageState:
     result = load_result(workspace.result_path(stage.profile, stage.name))
     if result is not None and result.stage.key == stage.key:
-        return StageState("done")
+        return StageState("damaged" if damaged_artifacts(result.artifacts, workspace) else "done")
     stage_dir = workspace.stage_dir(stage.name, stage.key)
-    if (stage_dir / CHECKPOINT).exists():
+    if (stage_dir / CHECKPOINT).exists() or previous_path(stage_dir / CHECKPOINT).exists():
         total = stage.config.get("recipe", {}).get("epochs")
         return StageState("partial", checkpoint_epoch(stage_dir) if read_epochs else None, total)
     return StageState("stale" if result is not None else "pending")
@@ -203,7 +209,7 @@ def status(**params) -> None:
         table.add_row(stage.name, stage.key[:10], styled(state), *([jobs.get(stage.name, "-")] if jobs else []))
     console = Console()
     console.print(table)
-    partial, pending = counts.get("partial", 0), counts.get("pending", 0) + counts.get("stale", 0)
+    partial, pending = counts.get("partial", 0), counts.get("pending", 0) + counts.get("stale", 0) + counts.get("damaged", 0)
     console.print(f"{counts.get('done', 0)} done, {partial} partially trained, {pending} pending")
     if slurm_note:
         console.print(slurm_note)

@@ -11,7 +11,7 @@ from rich.console import Console
 from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
-from harness.matrix import Planner
+from harness.matrix import Planner, pick
 from harness.stages import Stage, topological
 from harness.workspace import Workspace
 
@@ -39,13 +39,27 @@ def workspace_options(func):
     return click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True, help="The matrix file.")(func)
 
 
+MAX_SEEDS = 100
+MAX_PLAN_STAGES = 20_000  # beyond this a plan takes minutes to build and is unreadable; split the run
+
+
 def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     bench = load_benchmarks(params["benchmarks_file"])
-    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"], speed=params["speed"])
-    pairs = list(bench.pairs) if params["run_all"] else list(params["pair"]) or list(bench.default_pairs)
-    evals = [name.strip() for name in params["evals"].split(",")] if params["evals"] else None
+    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"], speed=params["speed"], threads=params.get("threads"))
+    pairs = list(dict.fromkeys(bench.pairs if params["run_all"] else params["pair"] or bench.default_pairs))
+    evals = list(dict.fromkeys(name.strip() for name in params["evals"].split(","))) if params["evals"] else None
+    _check_plan_size(planner, pairs, evals, params["seeds"])
     cells = [planner.cell(pair, seed, evals) for pair in pairs for seed in range(params["seeds"])]
     return planner, cells, topological([stage for cell in cells for stage in cell.stages()])
+
+
+def _check_plan_size(planner: Planner, pairs: list[str], evals: list[str] | None, seeds: int) -> None:
+    """Refuse, before building anything, a plan too large to build or read (at most its cells' stages)."""
+    for pair in pairs:
+        pick(pair, planner.bench.pairs, "pair")
+    per_cell = max((4 + 4 * len(evals or planner.bench.pairs[pair].evals or planner.profile.evals) for pair in pairs), default=0)
+    if len(pairs) * seeds * per_cell > MAX_PLAN_STAGES:
+        raise UserError(f"{len(pairs)} pair(s) x {seeds} seed(s) x {per_cell} stages per cell is up to {len(pairs) * seeds * per_cell:,} stages, over the {MAX_PLAN_STAGES:,} one run plans; run fewer pairs, seeds or evaluations at a time")
 
 
 def selection_options(func):
@@ -55,7 +69,7 @@ def selection_options(func):
         click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix."),
         click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml)."),
         click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's)."),
-        click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Student seeds 0..N-1."),
+        click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=1, show_default=True, help=f"Student seeds 0..N-1 (at most {MAX_SEEDS})."),
         click.option("--smoke", is_flag=True, help="Synthetic images at the profile's resolution, a couple of steps per stage."),
     ]):
         func = option(func)
@@ -68,6 +82,7 @@ def selection_options(func):
 @click.option("--force", multiple=True, help="Rerun this stage (name or name prefix) even if done.")
 @click.option("--device", default=None, help="Override the profile's device (cpu, cuda, cuda:1).")
 @click.option("--speed", type=click.Choice(["optimized", "reference"]), default="optimized", show_default=True, help="reference = the official fp32/NCHW/eager computation (see disco/speed.py).")
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None, help="CPU threads per stage (default: torch's, one per core). Results repeat bit for bit only at the same count.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True)
 @workspace_options
 @executor_options

@@ -199,7 +199,7 @@ def _training_worker(rank: int, out: Path) -> None:
     import harness.stage_tasks
 
     distributed.init_from_env(CPU)
-    disco.train.save_checkpoint = _logging_save(out / "checkpoint_writes", rank, disco.train.save_checkpoint)
+    disco.train.save_keeping_previous = _logging_save(out / "checkpoint_writes", rank, disco.train.save_keeping_previous)
     # constant lr: the run stopped after 2 epochs has the same schedule as the 3-epoch ones
     recipe = TrainRecipe(epochs=3, batch_size=8, lr=0.1, schedule="constant")
     straight, interrupted, resumed = _bn_method(), _bn_method(), _bn_method()

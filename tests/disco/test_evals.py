@@ -9,10 +9,11 @@ from torch.nn import functional as F
 
 from disco.data.embedded import load_embedded, stratified_split
 from disco.data.sources import Splits
+from disco.errors import InputError
 from disco.evals import EVALUATIONS, get_evaluation
-from disco.evals.knn import KnnRecipe, coerce_recipe, knn_votes
-from disco.evals.semi import SemiLinearRecipe, SubsetChoice, labelled_subset
-from disco.evaluate import ProbeRecipe
+from disco.evals.knn import knn_votes
+from disco.eval_recipes import KnnRecipe, ProbeRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
+from disco.evals.semi import labelled_subset
 from disco.models import Encoder, build_encoder
 from harness.errors import UserError
 
@@ -200,11 +201,11 @@ def test_detection_embedded_runs_end_to_end(small_splits):
 
 def test_detection_rejects_bad_recipes(small_splits):
     detection = get_evaluation("detection")
-    with pytest.raises(UserError, match="backend must be one of"):
+    with pytest.raises(InputError, match="backend must be one of"):
         detection(Encoder(PixelBackbone(), None), small_splits, {"backend": "mmdet"}, CPU)
-    with pytest.raises(UserError, match="feature_stride must be 16"):
+    with pytest.raises(InputError, match="feature_stride must be 16"):
         detection(build_encoder("r18", "none"), small_splits, {"feature_stride": 8, "train_images": 2, "test_images": 2}, CPU)
-    with pytest.raises(UserError, match="positive counts.*iterations=0"):
+    with pytest.raises(InputError, match="positive counts.*iterations=0"):
         detection(Encoder(PixelBackbone(), None), small_splits, {"iterations": 0}, CPU)
     with pytest.raises(UserError, match="needs a ResNet student"):
         detection(build_encoder("effb0", "none"), small_splits, {"backend": "detectron2"}, CPU)

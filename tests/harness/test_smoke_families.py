@@ -18,7 +18,7 @@ PAIRS = ["r101-effb1", "r50w2-mbv3", "r152-r34", "vits-vitt", "xcits-xcitt"]
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", PAIRS)
 def test_paper_profile_smoke(pair, tmp_path, workspace_args):
-    proc = disco_bench("run", "--pair", pair, "--profile", "paper", "--smoke", "--device", "cpu", *workspace_args, timeout=900)
+    proc = disco_bench("run", "--pair", pair, "--profile", "paper", "--smoke", "--device", "cpu", *workspace_args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stages = sorted((tmp_path / "results" / "paper-smoke" / "stages").glob("*.json"))
     assert len(stages) == 4 + 4 * len(PAPER_EVALS)

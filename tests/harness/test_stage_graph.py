@@ -1,6 +1,12 @@
 """Sharing and hashing: identical stages are shared between cells; a changed recipe value changes
 exactly the stages that depend on it."""
 
+import pytest
+
+from disco import eval_recipes
+from disco.errors import InputError
+from disco.eval_recipes import RECIPES, coerce_recipe
+from disco.evals import EVALUATIONS
 from harness.config import load_benchmarks
 from harness.matrix import Planner
 from harness.stages import topological
@@ -60,3 +66,24 @@ def test_seeds_vary_the_student_stages_but_not_the_teacher():
     seed0, seed1 = planner.cell("r50-effb0", seed=0), planner.cell("r50-effb0", seed=1)
     assert seed0.teacher.key == seed1.teacher.key
     assert seed0.baseline.key != seed1.baseline.key and seed0.disco.key != seed1.disco.key
+
+
+def test_every_evaluation_shrinks_to_a_couple_of_steps_under_smoke_in_every_profile():
+    """Each evaluation's recipe class says how smoke shrinks it, whatever the profile asks for: a new
+    evaluation without one is refused when planned, never run at full length."""
+    assert set(RECIPES) == set(EVALUATIONS)
+    bench = load_benchmarks()
+    for profile in bench.profiles:
+        planner = Planner(bench, profile, smoke=True)
+        for evaluation in planner.runnable_evaluations():
+            recipe = coerce_recipe(RECIPES[evaluation], planner.eval_config(evaluation, 0)["recipe"])
+            bounds = {"epochs": 1, "limit_batches": 2, "iterations": 2, "max_iter": 2, "train_images": 8, "batch_size": 8}
+            assert all(getattr(recipe, field) <= most for field, most in bounds.items() if hasattr(recipe, field)), (profile, evaluation, recipe)
+            assert hasattr(recipe, "limit_batches") or hasattr(recipe, "iterations"), evaluation
+
+
+def test_an_evaluation_without_a_recipe_class_is_refused_when_planned_with_smoke(monkeypatch):
+    planner = Planner(load_benchmarks(), "tiny", smoke=True)
+    monkeypatch.delitem(eval_recipes.RECIPES, "knn")  # as a newly registered evaluation would be
+    with pytest.raises(InputError, match="'knn' has no recipe class"):
+        planner.eval_config("knn", 0)

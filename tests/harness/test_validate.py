@@ -177,3 +177,30 @@ def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
     path, text = dump(data, tmp_path)
     problem = only_problem(path)
     assert (problem.line, problem.path) == (line_of(text, "pair:"), "pair") and problem.message.endswith("(did you mean 'pairs'?)")
+
+
+# ---------------------------------------------------------------- what a run would refuse, caught by validate
+
+
+@pytest.mark.parametrize(("break_it", "fragment", "path", "expected"), [
+    (lambda d: d["profiles"]["tiny"]["mocov2"].update(queue_size=4000), "queue_size: 4000", "profiles.tiny.mocov2.queue_size", "queue_size 4000 must be a multiple of pretrain.batch_size 64"),
+    (lambda d: d["profiles"]["tiny"]["mocov2"].update(bn_group_size=48), "bn_group_size: 48", "profiles.tiny.mocov2.bn_group_size", "must split into whole BN groups"),
+    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(k=-5), "k: -5", "profiles.tiny.eval_recipes.knn.k", "k >= 1, temperature > 0 and chunk_size >= 1, got k=-5"),
+    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["detection"].update(iterations="many"), "iterations: many", "profiles.tiny.eval_recipes.detection.iterations", "expected a valid integer"),
+    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["transfer_digits"].update(epochz=3), "epochz: 3", "profiles.tiny.eval_recipes.transfer_digits.epochz", "unknown TransferRecipe field (did you mean 'epochs'?)"),
+    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["semi_finetune_1pct"].update(eval_every=0), "eval_every: 0", "profiles.tiny.eval_recipes.semi_finetune_1pct.eval_every", "eval_every >= 1"),
+    (lambda d: d["profiles"]["tiny"]["disco"].update(mse_per_sample_weight=-1.0), "mse_per_sample_weight: -1.0", "profiles.tiny.disco.mse_per_sample_weight", "greater than or equal to 0"),
+    (lambda d: d["evaluations"].update(knnn={"description": "x"}), "knnn:", "evaluations.knnn", "no evaluation 'knnn' is implemented"),
+    (lambda d: d["profiles"]["tiny"]["eval_recipes"].pop("transfer_digits"), "- transfer_digits", "profiles.tiny.evals[6]", "'transfer_digits' has no recipe"),
+], ids=["queue", "bn-group", "knn-k", "recipe-type", "recipe-field", "finetune", "mse-weight", "unimplemented", "no-recipe"])
+def test_values_a_run_would_refuse_are_caught_with_file_and_line(data, tmp_path, break_it, fragment, path, expected):
+    break_it(data)
+    written, text = dump(data, tmp_path)
+    problem = only_problem(written)
+    assert (problem.line, problem.path) == (line_of(text, fragment), path)
+    assert expected in problem.message, problem.message
+
+
+def test_a_top_level_list_is_one_problem(tmp_path):
+    problem = only_problem(write(tmp_path, "- schema_version: 1\n- teachers: {}\n"))
+    assert (problem.line, problem.path) == (1, "(document)") and "expected a mapping of the sections" in problem.message and "got list" in problem.message
