@@ -1,4 +1,4 @@
-"""Semi-supervised evaluation with 1% / 10% of the train labels (DISCO_PROTOCOL.md 4.2).
+"""Semi-supervised evaluation with 1% / 10% of the train labels (docs/protocol.md 4.2).
 
 semi_linear_{1,10}pct:   what DisCo/main_lincls_semi.py does: the linear probe of 4.1 (frozen eval-mode
                          backbone) trained on the labelled fraction only, lr 3.0 halved at 60/80, 100 epochs.
@@ -41,13 +41,16 @@ PERCENTS = (1, 10)
 @dataclass(frozen=True)
 class SubsetChoice:
     subset_list: str | None = None  # ImageNet: a SimCLR {1,10}percent.txt; None: fetched once into the cache
-    faithful_header_bug: bool = False  # True: drop the first listed image, as imagenet_1_fraction.py does
+    # True: drop the first listed image, as DisCo's imagenet_1_fraction.py does (pandas reads it as a
+    # header): 12,810 / 128,115 images. SwAV's eval_semisup.py (the fine-tuning recipe) reads every line.
+    faithful_header_bug: bool = False
     subset_seed: int = 0  # embedded: which class-balanced fraction (fixed, like the SimCLR lists)
 
 
 @dataclass(frozen=True)
 class SemiLinearRecipe(ProbeRecipe, SubsetChoice):
     milestones: tuple[int, ...] = (60, 80)
+    faithful_header_bug: bool = True  # DisCo's subset builder, faithful by default; false: every listed image
 
 
 @dataclass(frozen=True)

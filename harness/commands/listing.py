@@ -22,8 +22,8 @@ from harness.results import load_result
 from harness.stages import Stage, topological
 from harness.workspace import Workspace, read_json
 
-CHECKPOINT = "checkpoint.pt"  # written by disco.train after every epoch
-PROGRESS_SIDECAR = "checkpoint.json"  # {"epoch": n}: read instead of the checkpoint when a training loop writes it
+CHECKPOINT = "checkpoint.pt"  # disco.train.CHECKPOINT_FILE, written after every epoch
+PROGRESS_SIDECAR = "checkpoint.json"  # disco.train.PROGRESS_FILE: {"epoch": n, "epochs": total}, read instead of the checkpoint
 STYLES = {"done": "green", "partial": "yellow", "stale": "magenta", "pending": "red"}
 
 

@@ -1,4 +1,9 @@
-from tests.conftest import disco_bench
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, disco_bench
 
 
 def assert_one_line_error(proc, *fragments):
@@ -31,3 +36,22 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path):
 def test_missing_matrix_file_is_a_clear_error(tmp_path, workspace_args):
     proc = disco_bench("run", "--benchmarks", str(tmp_path / "nope.yaml"), "--dry-run", *workspace_args)
     assert_one_line_error(proc, "nope.yaml", "not found")
+
+
+IMPORT_PROBE = """
+import sys
+from harness.cli import main
+sys.argv = ["disco-bench", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("heavy:", sorted(name for name in ("torch", "timm", "torchvision") if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["validate"], ["list"]])
+def test_help_validate_and_list_do_not_import_torch(args, workspace_args):
+    extra = workspace_args if args == ["list"] else []
+    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip().splitlines()[-1] == "heavy: []", proc.stderr[-2000:]
