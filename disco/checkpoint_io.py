@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from disco.atomic import atomic_write_bytes
-from disco.damaged import move_aside
+from disco.damaged import move_aside, previous_path
 from disco.errors import InputError, first_line
 
 
@@ -25,10 +25,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getbuffer())
-
-
-def previous_path(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def save_keeping_previous(path: Path, payload: dict[str, Any]) -> None:

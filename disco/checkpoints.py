@@ -3,7 +3,7 @@
 The load is strict on everything it keeps: a missing, unexpected or mis-shaped key raises
 `CheckpointMismatch`, so a checkpoint for another architecture can never leave a backbone randomly
 initialised. What it deliberately drops (key encoder, teacher, queue, prototypes, a head not asked
-for) is listed in the `LoadReport`. Formats: DISCO_PROTOCOL.md sections 5.1-5.2.
+for) is listed in the `LoadReport`. Formats: docs/protocol.md sections 5.1-5.2.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _raw_state(ckpt: Mapping[str, Any]) -> StateDict:
 
 
 def detect_format(ckpt: Mapping[str, Any]) -> str:
-    """One of FORMATS, from the key layout (DISCO_PROTOCOL.md 5.1)."""
+    """One of FORMATS, from the key layout (docs/protocol.md 5.1)."""
     if isinstance(ckpt.get("encoder"), Mapping) and "arch" in ckpt:
         return "disco-bench"
     if isinstance(ckpt.get("method"), Mapping) and any(str(k).startswith("contrast.encoder_q.") for k in ckpt["method"]):
@@ -323,14 +323,18 @@ def _source(source: CheckpointSource) -> tuple[Mapping[str, Any], str]:
     return read_checkpoint(source), str(source)
 
 
-def load_encoder(source: CheckpointSource, arch: str | None = None, *, with_head: bool, image_size: int | None = None) -> tuple[Encoder, LoadReport]:
+def load_encoder(source: CheckpointSource, arch: str | None = None, *, with_head: bool, image_size: int | None = None, expect_format: str | None = None) -> tuple[Encoder, LoadReport]:
     """Build `arch` (None: the arch the checkpoint records) and load the checkpoint's query encoder strictly.
 
     with_head=True also loads the projection head (or, for lincls, the linear classifier) the
     checkpoint holds; with_head=False drops it (listed in the report) and returns a headless Encoder.
+    expect_format: one of FORMATS that the file must have (e.g. a teacher's `checkpoint_format`).
     """
     ckpt, where = _source(source)
     parsed = parse_checkpoint(ckpt)
+    if expect_format is not None and parsed.format != expect_format:
+        raise CheckpointMismatch(f"checkpoint {where} is a {parsed.format} checkpoint ({FORMATS[parsed.format]}), but a {expect_format} one is expected "
+                                 f"({FORMATS.get(expect_format, expect_format)}); point the entry at the right file or fix the teacher's checkpoint_format")
     arch = _resolve_arch(arch, parsed, where)
     backbone = create_backbone(arch, image_size)
     slot = head_attr(backbone)
@@ -381,7 +385,7 @@ def queue_from_checkpoint(source: CheckpointSource, dim: int = 128) -> QueueStat
     """The MoCo queue a checkpoint carries (None for formats without one).
 
     DisCo's teacher loading renames only `encoder` keys, so a MoCo-v2 teacher's `queue`/`queue_ptr`
-    land in the student and DisCo starts from the teacher's last keys (DISCO_PROTOCOL.md 1.6).
+    land in the student and DisCo starts from the teacher's last keys (docs/protocol.md 1.6).
     """
     ckpt, where = _source(source)
     parsed = parse_checkpoint(ckpt)

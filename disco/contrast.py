@@ -1,5 +1,5 @@
 """The MoCo machinery shared by MoCo-v2 and DisCo: query encoder, momentum key encoder (EMA of
-parameters only), shuffle-BN key encoding and the queue of student keys (DISCO_PROTOCOL.md 1.3)."""
+parameters only), shuffle-BN key encoding and the queue of student keys (docs/protocol.md 1.3)."""
 
 from __future__ import annotations
 

@@ -98,3 +98,8 @@ def _writer_alive(temp_name: str) -> bool:
     except OSError:  # another user's process: running
         return True
     return True
+
+
+def previous_path(path: Path) -> Path:
+    """Where the checkpoint before `path` is kept (disco.checkpoint_io.save_keeping_previous)."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")

@@ -70,13 +70,16 @@ class KnnRecipe:
 @dataclass(frozen=True)
 class SubsetChoice:
     subset_list: str | None = None  # ImageNet: a SimCLR {1,10}percent.txt; None: fetched once into the cache
-    faithful_header_bug: bool = False  # True: drop the first listed image, as imagenet_1_fraction.py does
+    # True: drop the first listed image, as DisCo's imagenet_1_fraction.py does (pandas reads it as a
+    # header): 12,810 / 128,115 images. SwAV's eval_semisup.py (the fine-tuning recipe) reads every line.
+    faithful_header_bug: bool = False
     subset_seed: int = 0  # embedded: which class-balanced fraction (fixed, like the SimCLR lists)
 
 
 @dataclass(frozen=True)
 class SemiLinearRecipe(ProbeRecipe, SubsetChoice):
     milestones: tuple[int, ...] = (60, 80)
+    faithful_header_bug: bool = True  # DisCo's subset builder, faithful by default; false: every listed image
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,9 @@ class DetectionRecipe:
     datasets_root: str | None = None
     output_dir: str | None = None
     num_gpus: int = 1
-    faithful_yaml_bug: bool = False
+    # VOC: True (faithful) trains as the official run did, with detectron2's default BGR mean / std 1 /
+    # STRIDE_IN_1X1 on RGB input (the moco yaml's duplicated MODEL key); False: the intended normalisation
+    faithful_yaml_bug: bool = True
     max_iter: int | None = None  # detectron2: SOLVER.MAX_ITER instead of the official schedule's (smoke runs)
 
     SMOKE: ClassVar[dict[str, Any]] = {"train_images": 8, "test_images": 4, "iterations": SMOKE_STEPS, "batch_size": 4, "warmup_iters": 1, "steps": (1,), "max_iter": SMOKE_STEPS}
@@ -171,6 +176,8 @@ RECIPES: dict[str, type] = {
     **{f"semi_finetune_{percent}pct": SemiFinetuneRecipe for percent in (1, 10)},
     **{f"transfer_{target}": TransferRecipe for target in ("cifar10", "cifar100", "digits")},
     "detection": DetectionRecipe,
+    "detection_voc": DetectionRecipe,
+    "detection_coco": DetectionRecipe,
 }
 
 

@@ -1,4 +1,4 @@
-"""The one evaluation loop: a linear classifier on a frozen, eval-mode backbone (DISCO_PROTOCOL.md
+"""The one evaluation loop: a linear classifier on a frozen, eval-mode backbone (docs/protocol.md
 4.1), parametrized by recipe; plus feature extraction shared with kNN and other probes."""
 
 from __future__ import annotations

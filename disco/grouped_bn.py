@@ -5,6 +5,10 @@ On one device that means G sequential calls on small batches. Here a train-mode 
 computes the G groups' statistics in one pass over the whole batch, and updates the running
 statistics exactly as G sequential calls would (r <- (1-m)^G r + sum_g m (1-m)^(G-g) s_g). The
 outputs equal the sequential calls up to floating-point rounding; convolutions see the full batch.
+
+Every BN layer is grouped, whatever its input rank: BatchNorm2d in the backbones and BatchNorm1d
+in the SwAV-family projection head (Linear-BN1d-ReLU-Linear), which the official per-GPU batch
+also normalises with 32-image statistics.
 """
 
 from __future__ import annotations
@@ -32,25 +36,28 @@ def bn_groups(groups: int):
         _state.groups = previous
 
 
-def _grouped_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, groups: int) -> torch.Tensor:
-    n, c, h, w = x.shape
-    grouped = x.reshape(groups, n // groups, c, h, w)
+def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """x: [N, C, *spatial] (BN1d: [N, C] or [N, C, L]; BN2d: [N, C, H, W]), N = groups * group size."""
+    n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    grouped = x.reshape(groups, n // groups, c, *spatial)
     stats_input = grouped if grouped.dtype in (torch.float32, torch.float64) else grouped.float()  # fp32 stats under autocast, as native BN
-    var, mean = torch.var_mean(stats_input, dim=(1, 3, 4), unbiased=False, keepdim=True)
+    reduce = (1, *range(3, grouped.dim()))
+    var, mean = torch.var_mean(stats_input, dim=reduce, unbiased=False, keepdim=True)
+    per_channel = (1, 1, c) + (1,) * len(spatial)
     scale = torch.rsqrt(var + bn.eps)
     if bn.weight is not None:
-        scale = scale * bn.weight.view(1, 1, c, 1, 1)
+        scale = scale * bn.weight.view(per_channel)
     shift = -mean * scale
     if bn.bias is not None:
-        shift = shift + bn.bias.view(1, 1, c, 1, 1)
-    out = torch.addcmul(shift.to(x.dtype), grouped, scale.to(x.dtype)).reshape(n, c, h, w)
+        shift = shift + bn.bias.view(per_channel)
+    out = torch.addcmul(shift.to(x.dtype), grouped, scale.to(x.dtype)).reshape(x.shape)
     if bn.track_running_stats:
-        _update_running_stats(bn, mean.view(groups, c), var.view(groups, c), count=(n // groups) * h * w)
+        _update_running_stats(bn, mean.view(groups, c), var.view(groups, c), count=(n // groups) * spatial.numel())
     return out
 
 
 @torch.no_grad()
-def _update_running_stats(bn: nn.BatchNorm2d, means: torch.Tensor, variances: torch.Tensor, count: int) -> None:
+def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, means: torch.Tensor, variances: torch.Tensor, count: int) -> None:
     """G sequential momentum updates in closed form: r <- (1-m)^G r + sum_g m (1-m)^(G-1-g) s_g."""
     groups = means.shape[0]
     if bn.momentum is None:  # cumulative average: fall back to the sequential definition
@@ -68,12 +75,15 @@ def _update_running_stats(bn: nn.BatchNorm2d, means: torch.Tensor, variances: to
     bn.num_batches_tracked.add_(groups)
 
 
-def _install(bn: nn.BatchNorm2d) -> None:
+GROUPED_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # SyncBatchNorm syncs across ranks instead
+
+
+def _install(bn: nn.modules.batchnorm._BatchNorm) -> None:
     plain_forward = bn.forward
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         groups = current_groups()
-        if groups <= 1 or not bn.training or x.dim() != 4:
+        if groups <= 1 or not bn.training or x.dim() < 2:
             return plain_forward(x)
         out = _grouped_batch_norm(bn, x, groups)
         if hasattr(bn, "act"):  # timm's BatchNormAct2d: BN, then dropout and activation
@@ -84,10 +94,10 @@ def _install(bn: nn.BatchNorm2d) -> None:
 
 
 def enable_grouped_bn(module: nn.Module) -> int:
-    """Make every BatchNorm2d in `module` honour `bn_groups(G)`; returns how many were patched."""
+    """Make every BatchNorm layer (1d, 2d, 3d) in `module` honour `bn_groups(G)`; returns how many were patched."""
     patched = 0
     for child in module.modules():
-        if isinstance(child, nn.BatchNorm2d) and not getattr(child, "_grouped_bn", False):
+        if isinstance(child, GROUPED_TYPES) and not getattr(child, "_grouped_bn", False):
             _install(child)
             child._grouped_bn = True
             patched += 1

@@ -1,4 +1,4 @@
-"""Loss terms as pure functions (DISCO_PROTOCOL.md section 1.4). Embeddings are L2-normalised."""
+"""Loss terms as pure functions (docs/protocol.md section 1.4). Embeddings are L2-normalised."""
 
 from __future__ import annotations
 

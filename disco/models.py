@@ -1,63 +1,22 @@
 """Backbones by short name (timm underneath) and the projection heads of MoCo-v2 and DisCo.
 
 The head is attached under the backbone's own classifier attribute (`fc`, `classifier`, `head`),
-so state_dict keys match the official checkpoints (DISCO_PROTOCOL.md section 5.2).
+so state_dict keys match the official checkpoints (docs/protocol.md section 5.2).
 """
 
 from __future__ import annotations
-
-import difflib
-from dataclasses import dataclass
 
 import timm
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from disco.archs import ARCHS, INITS, TIMM_INIT, TORCHVISION_INIT, TORCHVISION_RESNETS, ArchSpec, arch_spec, did_you_mean
+
+__all__ = ["ARCHS", "ArchSpec", "arch_spec", "did_you_mean", "build_encoder", "create_backbone", "Encoder"]
+
 EMBED_DIM = 128
 DISCO_STUDENT_HIDDEN = 2048
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    name: str  # our short name, e.g. "effb0"
-    timm_name: str  # timm registry name, or "resnet50w2" for the patched SwAV ResNet
-    mocov2_hidden: int  # MoCo-v2 projection hidden width used by the official scripts (-1: = feature dim)
-    family: str  # "resnet" | "efficientnet" | "mobilenet" | "vit" | "xcit"
-
-
-ARCHS: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in [
-        ArchSpec("r50", "resnet50", 2048, "resnet"),
-        ArchSpec("r101", "resnet101", 2048, "resnet"),
-        ArchSpec("r152", "resnet152", 2048, "resnet"),
-        ArchSpec("r50w2", "resnet50w2", 8192, "resnet"),
-        ArchSpec("r18", "resnet18", 1280, "resnet"),
-        ArchSpec("r34", "resnet34", 1280, "resnet"),
-        ArchSpec("effb0", "efficientnet_b0", 1280, "efficientnet"),
-        ArchSpec("effb1", "efficientnet_b1", 1280, "efficientnet"),
-        ArchSpec("mbv3", "mobilenetv3_large_100", 512, "mobilenet"),
-        ArchSpec("vits", "vit_small_patch16_224", -1, "vit"),
-        ArchSpec("vitt", "vit_tiny_patch16_224", -1, "vit"),
-        ArchSpec("xcits", "xcit_small_12_p16_224", -1, "xcit"),
-        ArchSpec("xcitt", "xcit_tiny_12_p16_224", -1, "xcit"),
-    ]
-}
-
-
-def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def arch_spec(name: str) -> ArchSpec:
-    if name in ARCHS:
-        return ARCHS[name]
-    by_timm = {spec.timm_name: spec for spec in ARCHS.values()}
-    if name in by_timm:
-        return by_timm[name]
-    raise KeyError(f"unknown architecture '{name}'{did_you_mean(name, list(ARCHS))}; valid: {', '.join(ARCHS)}")
 
 
 def _resnet50w2() -> nn.Module:
@@ -75,9 +34,28 @@ def _resnet50w2() -> nn.Module:
     return model
 
 
-def create_backbone(arch: str, image_size: int | None = None) -> nn.Module:
-    """A randomly initialised timm backbone with no classifier (pooled features out)."""
+def _torchvision_initialised_resnet(spec: ArchSpec) -> nn.Module:
+    """timm's ResNet holding exactly the weights torchvision's constructor draws, as DisCo/main.py
+    builds its ResNet students (`models.__dict__[arch](num_classes=128)`); the keys are the same."""
+    import torchvision
+
+    reference = torchvision.models.get_model(spec.timm_name, weights=None, num_classes=EMBED_DIM)
+    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
+    model.load_state_dict({k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}, strict=True)
+    return model
+
+
+def create_backbone(arch: str, image_size: int | None = None, init: str = TIMM_INIT) -> nn.Module:
+    """A randomly initialised timm backbone with no classifier (pooled features out).
+    init "timm": timm's own (ResNets: last BN weight of each block zeroed, as the vendored timm of
+    moco/main_moco.py); "torchvision": torchvision's constructor (ResNets only, DisCo students)."""
     spec = arch_spec(arch)
+    if init not in INITS:
+        raise ValueError(f"unknown init '{init}'{did_you_mean(init, INITS)}; valid: {', '.join(INITS)}")
+    if init == TORCHVISION_INIT:
+        if spec.timm_name not in TORCHVISION_RESNETS:
+            raise ValueError(f"init 'torchvision' is for torchvision's ResNets ({', '.join(TORCHVISION_RESNETS)}), not {arch}")
+        return _torchvision_initialised_resnet(spec)
     if spec.timm_name == "resnet50w2":
         return _resnet50w2()
     kwargs: dict = {"pretrained": False, "num_classes": 0}
@@ -134,9 +112,10 @@ class Encoder(nn.Module):
         return {k: v for k, v in self.backbone.state_dict().items() if not k.startswith(prefix)}
 
 
-def build_encoder(arch: str, head: str = "mocov2", image_size: int | None = None, hidden: int | None = None) -> Encoder:
-    """`head`: "mocov2" (per-backbone hidden width), "disco" (F-2048-128), "swav" (F-h(BN)-128), "none"."""
-    backbone = create_backbone(arch, image_size)
+def build_encoder(arch: str, head: str = "mocov2", image_size: int | None = None, hidden: int | None = None, init: str = TIMM_INIT) -> Encoder:
+    """`head`: "mocov2" (per-backbone hidden width), "disco" (F-2048-128), "swav" (F-h(BN)-128), "none".
+    `init`: see create_backbone; the head is always fresh nn.Linear layers, as in the official builders."""
+    backbone = create_backbone(arch, image_size, init)
     dim = feature_dim(backbone)
     spec = arch_spec(arch)
     if head == "none":

@@ -39,9 +39,10 @@ class Bench:
     options: SpeedOptions
 
 
-def build_bench(mode: str, teacher: str, student: str, resolution: int, batch: int, device: torch.device, teacher_bn: str, compile_models: bool) -> Bench:
+def build_bench(mode: str, teacher: str, student: str, resolution: int, batch: int, device: torch.device, teacher_bn: str, compile_models: bool, precision: str = "fp32") -> Bench:
     torch.manual_seed(0)
-    options = SpeedOptions.for_mode(mode, device, teacher_bn, compile_models)
+    # the reference is the official computation, fp32 whatever the optimized side is measured in
+    options = SpeedOptions.for_mode(mode, device, teacher_bn, compile_models, precision if mode == "optimized" else "fp32")
     config = DisCoConfig(queue_size=batch * 16, teacher_bn=teacher_bn)
     method = DisCo(build_encoder(student, "disco", image_size=resolution), build_encoder(teacher, "mocov2", image_size=resolution), config, options).to(device)
     apply_to_modules([method], options, device)
@@ -146,9 +147,9 @@ def peak_tflops(device: torch.device) -> float | None:
     return None
 
 
-def compare(teacher: str, student: str, resolution: int, batch: int, device: torch.device, steps: int, warmup: int, rounds: int, teacher_bn: str = "train", compile_models: bool = False, workers: int = 1) -> dict:
+def compare(teacher: str, student: str, resolution: int, batch: int, device: torch.device, steps: int, warmup: int, rounds: int, teacher_bn: str = "train", compile_models: bool = False, workers: int = 1, precision: str = "fp32") -> dict:
     torch.backends.cudnn.benchmark = True  # as the official scripts set it, for both modes
-    benches = [build_bench(mode, teacher, student, resolution, batch, device, teacher_bn, compile_models) for mode in ("reference", "optimized")]
+    benches = [build_bench(mode, teacher, student, resolution, batch, device, teacher_bn, compile_models, precision) for mode in ("reference", "optimized")]
     feeds = {bench.mode: data_feed(bench.options, resolution, batch, device, workers) for bench in benches}
     views = (torch.randn(batch, 3, resolution, resolution, device=device), torch.randn(batch, 3, resolution, resolution, device=device))
     for bench in benches:

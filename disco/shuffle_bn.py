@@ -1,4 +1,4 @@
-"""Shuffle-BN for the key encoder (DISCO_PROTOCOL.md section 1.3c).
+"""Shuffle-BN for the key encoder (docs/protocol.md section 1.3c).
 
 Under DDP: gather the key batch from all ranks, apply rank 0's permutation, encode this rank's
 slice with its own BN statistics, gather and un-shuffle. On one device it is emulated: the batch is

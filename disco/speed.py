@@ -1,7 +1,7 @@
 """Speed options for the training step, each with its equivalence to the official computation.
 
 reference: fp32, NCHW, eager, one teacher call per view: the official computation.
-optimized: what measurably helps on the device (see `disco-bench perf`):
+optimized: what measurably helps on the device (see `disco-bench perf`), in fp32 unless asked:
   grouped_bn     the per-GPU (32-image) BN groups computed in one call instead of G sequential
                  calls: exact up to rounding, running statistics included (disco/grouped_bn.py);
                  CUDA only (no gain measured on CPU).
@@ -9,8 +9,9 @@ optimized: what measurably helps on the device (see `disco-bench perf`):
                  encoder on CUDA (NHWC tensor cores); on CPU only encoders with depthwise convolutions
                  (EfficientNet, MobileNet: ~2x training, ~4x inference), since the ResNet step is ~5%
                  slower in NHWC there. A conv follows its weight's format, so CPU inputs stay NCHW.
-  bf16 autocast  CUDA only (slower on CPUs without AMX); embeddings agree to ~1e-2, a documented
-                 deviation; the loss is computed in fp32.
+  bf16 autocast  not a speed mode but a precision (`precision: bf16`, in the stage key): an explicit,
+                 documented deviation, off by default since the official code is fp32 throughout;
+                 embeddings agree to ~1e-2; the loss is computed in fp32. Slower on CPUs without AMX.
   compile        torch.compile of student and teacher: exact up to rounding; opt-in (compile time).
   batched_augment the two views drawn on the device for a whole uint8 batch in the training process
                  (kornia, disco/data/batched_augment.py) instead of per image in loader workers:
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 MODES = ("reference", "optimized")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,18 @@ class SpeedOptions:
     channels_last_input: bool = False  # CUDA: hand the views over in NHWC (every encoder is NHWC there)
 
     @classmethod
-    def for_mode(cls, mode: str, device: torch.device, teacher_bn: str = "train", compile_models: bool = False) -> "SpeedOptions":
+    def for_mode(cls, mode: str, device: torch.device, teacher_bn: str = "train", compile_models: bool = False, precision: str = "fp32") -> "SpeedOptions":
         if mode not in MODES:
             raise ValueError(f"unknown speed mode '{mode}' ({', '.join(MODES)})")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision '{precision}' ({', '.join(PRECISIONS)})")
+        bf16 = precision == "bf16"
         if mode == "reference":
-            return cls()
+            return cls(bf16=bf16)
         # grouped BN measured no faster on CPU (the per-group calls are already large enough
         # there relative to the Python overhead): on only where it pays, on GPUs
         cuda = device.type == "cuda"
-        return cls(grouped_bn=cuda, channels_last=True, channels_last_input=cuda, bf16=cuda, compile=compile_models, teacher_batched=teacher_bn == "eval", batched_augment=True)
+        return cls(grouped_bn=cuda, channels_last=True, channels_last_input=cuda, bf16=bf16, compile=compile_models, teacher_batched=teacher_bn == "eval", batched_augment=True)
 
     def describe(self) -> dict[str, bool]:
         return asdict(self)

@@ -9,6 +9,7 @@ that code runs, so a seeded single-process run is unchanged.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from disco import distributed
+from disco.atomic import atomic_write_bytes
 from disco.checkpoint_io import load_newest_good, save_keeping_previous, training_checkpoint_problem
 from disco.schedules import lr_at
 
@@ -56,6 +58,10 @@ StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 BatchAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 images on the device -> one augmented view
 LoaderFactory = Callable[[int], Iterable]  # epoch -> batches of ((view1, view2), labels)
 RANK_SEED_STRIDE = 1_000_003
+CHECKPOINT_FILE = "checkpoint.pt"
+# {"epoch": done, "epochs": total}, written after each checkpoint: `disco-bench status` reads it
+# instead of unpickling a checkpoint that can hold a whole teacher
+PROGRESS_FILE = "checkpoint.json"
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -169,7 +175,7 @@ def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: P
     method.to(device)
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    checkpoint_path = stage_dir / "checkpoint.pt"
+    checkpoint_path = stage_dir / CHECKPOINT_FILE
     state = _resume(method, optimizer, checkpoint_path)
     step = ddp_step(method, device) if world > 1 else None
     progress = progress if rank == 0 else None
@@ -188,6 +194,7 @@ def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: P
         state.epoch = epoch + 1
         if rank == 0:
             save_keeping_previous(checkpoint_path, {"epoch": state.epoch, "history": state.history, "method": method.state_dict(), "optimizer": optimizer.state_dict(), "recipe": asdict(recipe)})
+            atomic_write_bytes(stage_dir / PROGRESS_FILE, json.dumps({"epoch": state.epoch, "epochs": recipe.epochs}).encode())
         if progress:
             progress("epoch", state.epoch, recipe.epochs)
         _test_hook_sleep()

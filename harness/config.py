@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from disco.models import ARCHS, did_you_mean
+from disco.archs import ARCHS, did_you_mean
 from harness.errors import UserError
 
 
@@ -16,10 +16,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The self-supervised methods the code implements per kind (harness.stage_tasks dispatches on them).
+IMPLEMENTED_METHODS: dict[str, tuple[str, ...]] = {"pretrain": ("mocov2",), "distill": ("disco",)}
+PRECISIONS = ("fp32", "bf16")
+
+
 class Teacher(Strict):
     arch: str
-    pretrain: str = "mocov2"
+    pretrain: str = "mocov2"  # the method that pretrains it when no released checkpoint is given
     head: Literal["mocov2", "swav"] = "mocov2"
+    # the layout a released checkpoint must have (profiles.*.teacher_checkpoints): checked on import
     checkpoint_format: Literal["mocov2", "swav"] = "mocov2"
     epochs_multiplier: float = 1.0
     description: str = ""
@@ -38,6 +44,8 @@ class Method(Strict):
 
 class Evaluation(Strict):
     description: str = ""
+    # the encoders it runs on (null: every one); a cell plans it for the roles whose arch is listed
+    archs: list[str] | None = None
 
 
 class Pair(Strict):
@@ -100,6 +108,8 @@ class LinearSpec(Strict):
 class Profile(Strict):
     description: str = ""
     device: Literal["cpu", "cuda"] = "cpu"
+    # training numerics: fp32 as the official code; bf16 autocast is an explicit, recorded deviation
+    precision: Literal["fp32", "bf16"] = "fp32"
     data: DataSpec
     pretrain: PretrainSpec
     teacher_epochs: int | None = None
@@ -132,7 +142,10 @@ class Benchmarks(Strict):
             for name, entry in section.items():
                 _require(entry.arch, list(ARCHS), f"{name}.arch", "architecture")
         for name, teacher in self.teachers.items():
-            _require(teacher.pretrain, list(self.methods), f"teachers.{name}.pretrain", "method")
+            _require(teacher.pretrain, pretrain_methods(self.methods), f"teachers.{name}.pretrain", "pretraining method")
+        for name, evaluation in self.evaluations.items():
+            for arch in evaluation.archs or []:
+                _require(arch, list(ARCHS), f"evaluations.{name}.archs", "architecture")
         for name, pair in self.pairs.items():
             _require(pair.teacher, list(self.teachers), f"pairs.{name}.teacher", "teacher")
             _require(pair.student, list(self.students), f"pairs.{name}.student", "student")
@@ -144,6 +157,14 @@ class Benchmarks(Strict):
             for evaluation in profile.evals:
                 _require(evaluation, list(self.evaluations), f"profiles.{name}.evals", "evaluation")
         return self
+
+
+def pretrain_methods(methods: dict[str, Any]) -> list[str]:
+    """Methods that can pretrain a teacher: of kind pretrain, and implemented by the code."""
+    def kind(method: Any) -> Any:
+        return method.get("kind") if isinstance(method, dict) else getattr(method, "kind", None)
+
+    return [name for name, method in methods.items() if kind(method) == "pretrain" and name in IMPLEMENTED_METHODS["pretrain"]]
 
 
 def _require(value: str, valid: list[str], where: str, what: str) -> None:

@@ -8,12 +8,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from disco.archs import did_you_mean, disco_student_init
 from disco.eval_recipes import smoke_recipe
-from disco.models import did_you_mean
-from harness.config import Benchmarks, Profile
+from harness.config import PRECISIONS, Benchmarks, Profile
 from harness.errors import UserError
 from harness.stages import Stage
 
+ROLES = ("teacher", "baseline", "disco", "random_init")
 TEACHER_SEED = 0  # the teacher is a fixed asset, as in the paper: seeds vary the student stages
 SMOKE_THREADS = 1
 SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4}
@@ -49,7 +50,7 @@ def expand_env(value: str | None) -> str | None:
 
 
 class Planner:
-    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None, speed: str = "optimized", threads: int | None = None):
+    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None, speed: str = "optimized", threads: int | None = None, precision: str | None = None):
         pick(profile_name, bench.profiles, "profile")
         if device is not None and not DEVICE.match(device):
             raise UserError(f"--device '{device}' is not a device; use cpu, cuda or cuda:N (N: the GPU's index)")
@@ -61,6 +62,23 @@ class Planner:
         # smoke tensors are tiny: one thread beats waiting on a second one, above all on a busy machine
         threads = threads or (SMOKE_THREADS if smoke else None)
         self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed} | ({"threads": threads} if threads else {})
+        self.precision = precision or self.profile.precision
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision '{self.precision}'{did_you_mean(self.precision, PRECISIONS)}; valid: {', '.join(PRECISIONS)}")
+
+    def numerics(self) -> dict[str, Any]:
+        """What changes a training stage's numbers besides its recipe, for its key. Structure that is
+        exact up to rounding (grouped BN, channels_last, compile) stays out.
+        precision: on a CUDA profile always (its optimized default was bf16 before fp32 became the
+        default, so its keys change); on a CPU profile only bf16 (CPU runs were always fp32).
+        views: the reference mode draws in-memory images per image in loader workers, another
+        random stream than the optimized mode's batched draw (which keeps the keys it had)."""
+        values: dict[str, Any] = {}
+        if self.precision != "fp32" or self.profile.device == "cuda":
+            values["precision"] = self.precision
+        if self.runtime["speed"] == "reference" and (self.smoke or self.profile.data.source == "embedded") and self.profile.data.loader == "torch":
+            values["views"] = "per_image"
+        return values
 
     def data(self) -> dict[str, Any]:
         # the default torch loader stays out of the stage keys (they predate the option); DALI's
@@ -89,7 +107,8 @@ class Planner:
             return self.imported_teacher(teacher_name, released)
         base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
         epochs = max(1, round(base_epochs * teacher.epochs_multiplier))
-        config = {"method": teacher.pretrain, "arch": teacher.arch, "head": "mocov2", "data": self.data(), "recipe": self.pretrain_recipe(epochs), "mocov2": self.mocov2(), "seed": TEACHER_SEED}
+        config = {"method": teacher.pretrain, "arch": teacher.arch, "head": self.bench.methods[teacher.pretrain].head, "data": self.data(),
+                  "recipe": self.pretrain_recipe(epochs), "mocov2": self.mocov2(), "seed": TEACHER_SEED, **self.numerics()}
         return self._stage(f"pretrain-{teacher.pretrain}-{teacher_name}", "pretrain", config)
 
     def imported_teacher(self, teacher_name: str, path: str) -> Stage:
@@ -101,12 +120,14 @@ class Planner:
             raise UserError(f"profiles.{self.profile_name}.teacher_checkpoints.{teacher_name}: '{path}' not found; download the release or remove the entry to pretrain the teacher") from None
         config = {"method": "import", "arch": teacher.arch, "head": teacher.head, "checkpoint": {"file": os.path.basename(path), "bytes": size}, "data": self.data(), "seed": TEACHER_SEED}
         stage = self._stage(f"import-{teacher_name}", "import", config)
-        return Stage(stage.name, stage.kind, stage.profile, stage.config, {}, {**self.runtime, "checkpoint": path})
+        # the expected layout is checked on import; it cannot change the numbers, so it is not keyed
+        return Stage(stage.name, stage.kind, stage.profile, stage.config, {}, {**self.runtime, "checkpoint": path, "checkpoint_format": teacher.checkpoint_format})
 
     def baseline(self, student_name: str, seed: int) -> Stage:
         pick(student_name, self.bench.students, "student")
         arch = self.bench.students[student_name].arch
-        config = {"method": "mocov2", "arch": arch, "head": "mocov2", "data": self.data(), "recipe": self.pretrain_recipe(self.profile.pretrain.epochs), "mocov2": self.mocov2(), "seed": seed}
+        config = {"method": "mocov2", "arch": arch, "head": self.bench.methods["mocov2"].head, "data": self.data(),
+                  "recipe": self.pretrain_recipe(self.profile.pretrain.epochs), "mocov2": self.mocov2(), "seed": seed, **self.numerics()}
         return self._stage(f"pretrain-mocov2-{student_name}", "pretrain", config)
 
     def disco(self, teacher_name: str, student_name: str, seed: int) -> Stage:
@@ -115,14 +136,28 @@ class Planner:
         config = {
             "method": "disco", "arch": arch, "head": "disco", "teacher_arch": self.bench.teachers[teacher_name].arch,
             "data": self.data(), "recipe": self.pretrain_recipe(self.profile.pretrain.epochs), "mocov2": self.mocov2(),
-            "disco": self.profile.disco.model_dump(), "seed": seed,
+            "disco": self.profile.disco.model_dump(), "seed": seed, **self.numerics(),
         }
+        init = disco_student_init(arch)  # ResNet students: torchvision's init, as DisCo/main.py
+        if init is not None:
+            config["student_init"] = init
         return self._stage(f"distill-disco-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage})
 
     def random_init(self, student_name: str, seed: int) -> Stage:
         arch = self.bench.students[student_name].arch
         config = {"method": "random", "arch": arch, "head": "mocov2", "data": self.data(), "seed": seed}
         return self._stage(f"init-random-{student_name}", "init", config)
+
+    def evaluates(self, evaluation: str, source: Stage) -> bool:
+        """Whether `evaluation` runs on `source`'s encoder (evaluations.<name>.archs)."""
+        spec = self.bench.evaluations.get(evaluation)
+        return spec is None or spec.archs is None or source.config["arch"] in spec.archs
+
+    def default_evaluations(self) -> list[str]:
+        """The profile's evaluations; under --smoke without those that have no smoke mode (detectron2
+        trains on the real VOC/COCO benchmark whatever the data config says)."""
+        evals = self.profile.evals
+        return [ev for ev in evals if not (self.smoke and self.profile.eval_recipes.get(ev, {}).get("backend") == "detectron2")]
 
     def runnable_evaluations(self) -> list[str]:
         """The evaluations this profile has a recipe for."""
@@ -152,7 +187,8 @@ class Planner:
             baseline=self.baseline(pair.student, seed), disco=self.disco(pair.teacher, pair.student, seed),
             random_init=self.random_init(pair.student, seed),
         )
-        for evaluation in evals or pair.evals or self.profile.evals:
-            for role in ("teacher", "baseline", "disco", "random_init"):
-                plan.evals[(role, evaluation)] = self.evaluation(evaluation, getattr(plan, role), seed)
+        for evaluation in evals or pair.evals or self.default_evaluations():
+            for role in ROLES:
+                if self.evaluates(evaluation, getattr(plan, role)):  # e.g. detection: ResNet students only
+                    plan.evals[(role, evaluation)] = self.evaluation(evaluation, getattr(plan, role), seed)
         return plan

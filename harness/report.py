@@ -38,10 +38,22 @@ DEFAULT_TOLERANCE = 1.0
 REPRODUCED, BELOW, ABOVE, PENDING, NOT_AVAILABLE, CONTEXT, CONTROL = "reproduced", "below", "above", "pending", "n/a", "context", "control"
 
 # The one number a column shows per evaluation; exact names first, then prefixes (semi_*, transfer_*).
+# Probes trained over epochs report the best epoch, as the official scripts do (main_lincls.py,
+# main_lincls_semi.py, cifar_main_lincls.py: best_acc1 = max(acc1, best_acc1)); detection: COCO-style
+# AP as detectron2 writes it (AP, AP50, AP75).
 HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
-    "linear": ("top1",), "knn": ("top1",), "semi_": ("top1",), "transfer_": ("top1",), "detection": ("map50", "ap50", "map", "ap"),
+    "linear": ("top1_best", "top1"), "knn": ("top1",), "semi_": ("top1_best", "top1"), "transfer_": ("top1_best", "top1"),
+    "detection": ("AP", "AP50", "map", "ap"), "detection_": ("AP", "AP50"),
 }
-FALLBACK_METRICS = ("top1", "map50", "ap50", "map", "ap", "accuracy")
+FALLBACK_METRICS = ("top1", "AP", "map", "ap", "accuracy")
+# shown beside the headline: (metric, column header, what the report text says about it)
+BESIDE_METRICS: dict[str, tuple[str, str]] = {
+    "top1_best": ("top1", "last epoch"),
+    "AP": ("AP50", "AP50"),
+}
+BEST_EPOCH_TEXT = ("For the probes trained over epochs (linear, semi-supervised, transfer), `measured` is the best epoch's top-1 "
+                   "(`top1_best`): the number the official scripts report (best_acc1 = max over the epochs, each scored on the test set); "
+                   "`last epoch` is the top-1 after the final epoch.")
 BOOKKEEPING_METRICS = {"num_train", "num_test", "epochs"}
 # Two-sided 95% Student-t critical values by degrees of freedom (scipy is not a dependency).
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -106,6 +118,11 @@ def _number(entry: dict[str, Any], key: str, prefix: str = "") -> PaperValue | N
     return PaperValue(float(value), entry.get(f"{prefix}source"), entry.get(f"{prefix}confidence"))
 
 
+def paper_metric(metric: str) -> str:
+    """The paper's top-1 numbers come from the official protocol, i.e. the best epoch."""
+    return "top1" if metric == "top1_best" else metric
+
+
 def paper_entry(bench: Benchmarks, pair: str, role: str) -> dict[str, Any]:
     ref, cell = bench.reference, bench.pairs[pair]
     if role == "teacher":
@@ -121,13 +138,13 @@ def paper_value(bench: Benchmarks, pair: str, role: str, evaluation: str, metric
     """The reference numbers are ImageNet linear-probe numbers; other evaluations have none recorded yet."""
     if evaluation != "linear":
         return None
-    return _number(paper_entry(bench, pair, role), metric)
+    return _number(paper_entry(bench, pair, role), paper_metric(metric))
 
 
 def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str) -> PaperValue | None:
     if evaluation != "linear":
         return None
-    stated = _number(paper_entry(bench, pair, "disco"), "gain_over_baseline", prefix="gain_") if metric == "top1" else None
+    stated = _number(paper_entry(bench, pair, "disco"), "gain_over_baseline", prefix="gain_") if paper_metric(metric) == "top1" else None
     if stated:
         return stated
     disco, baseline = paper_value(bench, pair, "disco", evaluation, metric), paper_value(bench, pair, "baseline", evaluation, metric)
@@ -179,10 +196,11 @@ def _is_value(value: Any) -> bool:
 @dataclass
 class Row:
     role: str  # a ROLES entry or "gain"
-    status: str  # "done", "2/3 seeds", "pending", "stale"
+    status: str  # "done", "2/3 seeds", "pending", "stale", "n/a" (the evaluation does not run on this encoder)
     stat: Stat | None
     paper: PaperValue | None
     verdict: str = NOT_AVAILABLE
+    beside: Stat | None = None  # the EvalReport's beside metric (e.g. the last epoch)
 
     @property
     def delta(self) -> float | None:
@@ -196,6 +214,7 @@ class EvalReport:
     rows: dict[str, Row]  # ROLES + "gain"
     verdict: str
     note: str
+    beside: tuple[str, str] | None = None  # (metric, column header) shown beside the headline
 
 
 @dataclass
@@ -205,6 +224,7 @@ class PairReport:
     student: str
     seeds: list[int]
     evals: list[EvalReport]
+    deviations: list[str] = field(default_factory=list)  # chosen departures from the official computation
 
 
 @dataclass
@@ -223,6 +243,8 @@ class ProfileReport:
 
 
 def seed_status(states: list[str]) -> str:
+    if states and all(state == NOT_AVAILABLE for state in states):
+        return NOT_AVAILABLE
     done = states.count("done")
     if done == len(states):
         return "done"
@@ -231,9 +253,13 @@ def seed_status(states: list[str]) -> str:
     return "stale" if "stale" in states else PENDING
 
 
-def role_row(role: str, stored_runs: list[Stored], metric: str, paper: PaperValue | None) -> Row:
-    values = tuple(float(run.metrics[metric]) for run in stored_runs if run.status == "done" and _is_value(run.metrics.get(metric)))
-    return Row(role, seed_status([run.status for run in stored_runs]), Stat(values) if values else None, paper)
+def metric_stat(stored_runs: list[Stored], metric: str | None) -> Stat | None:
+    values = tuple(float(run.metrics[metric]) for run in stored_runs if metric and run.status == "done" and _is_value(run.metrics.get(metric)))
+    return Stat(values) if values else None
+
+
+def role_row(role: str, stored_runs: list[Stored], metric: str, paper: PaperValue | None, beside: str | None = None) -> Row:
+    return Row(role, seed_status([run.status for run in stored_runs]), metric_stat(stored_runs, metric), paper, beside=metric_stat(stored_runs, beside))
 
 
 def gain_row(runs: dict[str, list[Stored]], metric: str, paper: PaperValue | None) -> Row:
@@ -249,12 +275,24 @@ def gain_row(runs: dict[str, list[Stored]], metric: str, paper: PaperValue | Non
 
 
 def evaluation_report(bench: Benchmarks, pair: str, cells: list[CellPlan], evaluation: str, workspace: Workspace, absolute: bool, tolerance: float) -> EvalReport:
-    runs = {role: [stored(workspace, cell.evals[(role, evaluation)]) for cell in cells] for role in ROLES}
-    metric = headline_metric(evaluation, [run.metrics for role_runs in runs.values() for run in role_runs])
-    rows = {role: role_row(role, runs[role], metric, paper_value(bench, pair, role, evaluation, metric)) for role in ROLES}
+    # an evaluation that does not run on a role's encoder (evaluations.<name>.archs) has no stage: n/a
+    runs = {role: [stored(workspace, cell.evals[(role, evaluation)]) if (role, evaluation) in cell.evals else Stored(NOT_AVAILABLE) for cell in cells] for role in ROLES}
+    metrics = [run.metrics for role_runs in runs.values() for run in role_runs]
+    metric = headline_metric(evaluation, metrics)
+    beside = beside_metric(metric, metrics)
+    rows = {role: role_row(role, runs[role], metric, paper_value(bench, pair, role, evaluation, metric), beside and beside[0]) for role in ROLES}
     rows["gain"] = gain_row(runs, metric, paper_gain(bench, pair, evaluation, metric))
     verdict, note = (absolute_verdicts if absolute else direction_verdicts)(rows, tolerance)
-    return EvalReport(evaluation, metric, rows, verdict, note)
+    for row in rows.values():
+        if row.status == NOT_AVAILABLE:
+            row.verdict = NOT_AVAILABLE
+    return EvalReport(evaluation, metric, rows, verdict, note, beside)
+
+
+def beside_metric(metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str] | None:
+    beside = BESIDE_METRICS.get(metric)
+    return beside if beside and any(_is_value(m.get(beside[0])) for m in metrics) else None
+
 
 
 # ---------------------------------------------------------------- verdicts
@@ -319,8 +357,16 @@ def build_report(bench: Benchmarks, cells: list[CellPlan], workspace: Workspace,
         evaluations = list(dict.fromkeys(evaluation for cell in pair_cells for _, evaluation in cell.evals))
         reports = [evaluation_report(bench, pair, pair_cells, ev, workspace, absolute, tolerance) for ev in evaluations]
         spec = bench.pairs[pair]
-        pairs.append(PairReport(pair, spec.teacher, spec.student, [cell.seed for cell in pair_cells], reports))
+        pairs.append(PairReport(pair, spec.teacher, spec.student, [cell.seed for cell in pair_cells], reports, deviations(pair_cells)))
     return ProfileReport(label, absolute, tolerance, pairs)
+
+
+def deviations(cells: list[CellPlan]) -> list[str]:
+    """Chosen departures from the official computation that the stage configs record."""
+    bf16 = list(dict.fromkeys(stage.name for cell in cells for stage in (cell.teacher, cell.baseline, cell.disco) if stage.config.get("precision") == "bf16"))
+    if not bf16:
+        return []
+    return [f"bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for {', '.join(bf16)}"]
 
 
 def stored_seeds(workspace: Workspace, stage: Stage) -> set[int]:
@@ -471,10 +517,19 @@ def detail_table(report: ProfileReport, pair: PairReport, ev: EvalReport) -> Tab
     seeds = ",".join(str(seed) for seed in pair.seeds)
     title = f"{pair.pair} · profile {report.profile} · {ev.evaluation} {ev.metric} (%) · seed{'s' if len(pair.seeds) > 1 else ''} {seeds}"
     rows = [
-        [ROLE_LABELS[role], row.status, fmt_measured(row), fmt_ci(row), fmt_paper(row), fmt(row.delta, signed=True), row.verdict, fmt_source(row.paper)]
+        [ROLE_LABELS[role], row.status, fmt_measured(row), *([fmt_beside(row)] if ev.beside else []), fmt_ci(row), fmt_paper(row), fmt(row.delta, signed=True), row.verdict, fmt_source(row.paper)]
         for role, row in ((role, ev.rows[role]) for role in (*ROLES, "gain"))
     ]
-    return TableBlock(title, DETAIL_HEADERS, rows, terminal_hidden=(DETAIL_HEADERS[-1],))
+    headers = DETAIL_HEADERS[:3] + ([ev.beside[1]] if ev.beside else []) + DETAIL_HEADERS[3:]
+    return TableBlock(title, headers, rows, terminal_hidden=(DETAIL_HEADERS[-1],))
+
+
+def fmt_beside(row: Row) -> str:
+    if row.role == "gain":
+        return ""
+    if row.beside is None:
+        return NOT_AVAILABLE if row.stat is not None else row.status
+    return fmt(row.beside.mean) if row.beside.std is None else f"{fmt(row.beside.mean)} ± {row.beside.std:.2f}"
 
 
 def notes(report: ProfileReport) -> list[Block]:
@@ -486,6 +541,8 @@ def notes(report: ProfileReport) -> list[Block]:
                   "config or code version (its key differs), so it is not used. k/n seeds: only k of the n seeds are stored."),
         Paragraph("measured: the mean over seeds ± the sample standard deviation; 95% CI: the Student-t interval of the mean "
                   "(2 or more seeds). The gain is paired by seed (DisCo minus the baseline of the same seed)."),
+        Paragraph("n/a as a status: the evaluation does not run on that encoder (`evaluations.<name>.archs`)."),
+        *([Paragraph(BEST_EPOCH_TEXT)] if any(ev.metric == "top1_best" for pair in report.pairs for ev in pair.evals) else []),
     ]
 
 
@@ -500,6 +557,8 @@ def document(report: ProfileReport, images: list[Image] | None = None, overview:
     for pair in report.pairs:
         if extras:
             blocks.append(Heading(f"{pair.pair} (teacher {pair.teacher}, student {pair.student})", 2))
+        if pair.deviations:
+            blocks.append(Paragraph(f"Deviations from the official computation ({pair.pair}): " + "; ".join(pair.deviations) + "."))
         for ev in pair.evals:
             context = "" if report.absolute else "The paper column is ImageNet context only; at this profile the verdict is about direction: "
             blocks += [detail_table(report, pair, ev), Paragraph(f"Verdict ({pair.pair}, {ev.evaluation}): {ev.verdict}. {context}{ev.note}")]
@@ -577,7 +636,8 @@ def render_html(blocks: list[Block], title: str) -> str:
 
 
 CSV_FIELDS = ["profile", "pair", "teacher", "student", "evaluation", "metric", "role", "status", "seeds", "n", "mean", "std",
-              "ci95_low", "ci95_high", "values", "paper", "paper_source", "paper_confidence", "paper_derived", "delta", "verdict"]
+              "ci95_low", "ci95_high", "values", "paper", "paper_source", "paper_confidence", "paper_derived", "delta", "verdict",
+              "beside_metric", "beside_mean"]
 
 
 def _num(value: float | None) -> str:
@@ -594,6 +654,7 @@ def csv_record(report: ProfileReport, pair: PairReport, ev: EvalReport, row: Row
         "values": ";".join(f"{v:.4f}" for v in stat.values) if stat else "", "paper": _num(paper.value if paper else None),
         "paper_source": (paper.source or "") if paper else "", "paper_confidence": (paper.confidence or "") if paper else "",
         "paper_derived": str(bool(paper and paper.derived)).lower(), "delta": _num(row.delta), "verdict": row.verdict,
+        "beside_metric": ev.beside[0] if ev.beside else "", "beside_mean": _num(row.beside.mean) if row.beside else "",
     }
 
 

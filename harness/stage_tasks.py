@@ -3,12 +3,14 @@ Every task returns (metrics, history, artifacts) and writes its checkpoint into 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from disco.archs import TIMM_INIT
 from disco.checkpoint_io import UnreadableCheckpoint, load_checkpoint, save_checkpoint
 from disco.damaged import move_aside
 from disco.errors import InputError
@@ -55,8 +57,12 @@ def load_encoder_artifact(stage_dir: Path) -> tuple[Encoder, dict[str, Any]]:
     return encoder, payload
 
 
-def _speed(runtime: dict[str, Any], device: torch.device, teacher_bn: str = "train") -> SpeedOptions:
-    return SpeedOptions.for_mode(runtime.get("speed", "optimized"), device, teacher_bn, runtime.get("compile", False))
+def _speed(runtime: dict[str, Any], device: torch.device, teacher_bn: str = "train", config: dict[str, Any] | None = None) -> SpeedOptions:
+    """The structure from the runtime speed mode; the numerics from the stage config (its key):
+    precision, and per-image views where the config says so (harness.matrix.Planner.numerics)."""
+    config = config or {}
+    options = SpeedOptions.for_mode(runtime.get("speed", "optimized"), device, teacher_bn, runtime.get("compile", False), config.get("precision", "fp32"))
+    return replace(options, batched_augment=False) if config.get("views") == "per_image" else options
 
 
 def _train_inputs(config: dict[str, Any], runtime: dict[str, Any], speed: SpeedOptions, device: torch.device) -> tuple[Dataset, dict[str, Any]]:
@@ -82,14 +88,21 @@ def _dali_epochs(train_set: Dataset, image_size: int, global_batch: int, seed: i
     return lambda epoch: DaliTwoViews(samples, image_size, per_rank_batch(global_batch, world), rank_seed(seed, epoch, rank), rank, world, device_id)
 
 
+# pretraining methods by the name `teachers.*.pretrain` / the stage config gives (harness.config.IMPLEMENTED_METHODS)
+PRETRAIN_METHODS = {"mocov2": (MoCoV2, MoCoV2Config)}
+
+
 def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
+    if config["method"] not in PRETRAIN_METHODS:
+        raise ValueError(f"pretraining method '{config['method']}' is not implemented; implemented: {', '.join(PRETRAIN_METHODS)}")
+    method_class, config_class = PRETRAIN_METHODS[config["method"]]
     torch.manual_seed(config["seed"])
     encoder = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
-    method_config = MoCoV2Config(**config["mocov2"])
+    method_config = config_class(**config["mocov2"])
     recipe = _recipe(config)
     _checked(method_config, recipe.batch_size)
-    speed = _speed(runtime, device)
-    method = MoCoV2(encoder, method_config, speed)
+    speed = _speed(runtime, device, config=config)
+    method = method_class(encoder, method_config, speed)
     apply_to_modules([method], speed, device)
     dataset, views = _train_inputs(config, runtime, speed, device)
     state = train(method, dataset, recipe, stage_dir, config["seed"], device, progress, **views)
@@ -100,11 +113,11 @@ def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Pat
 def run_distill(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
     teacher, teacher_payload = load_encoder_artifact(inputs["teacher"])
     torch.manual_seed(config["seed"])
-    student = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
+    student = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"], init=config.get("student_init", TIMM_INIT))
     method_config = DisCoConfig(**config["mocov2"], **{k: v for k, v in config["disco"].items() if k != "init_queue_from_teacher"})
     recipe = _recipe(config)
     _checked(method_config, recipe.batch_size)
-    speed = _speed(runtime, device, method_config.teacher_bn)
+    speed = _speed(runtime, device, method_config.teacher_bn, config)
     method = DisCo(student, teacher, method_config, speed)
     apply_to_modules([method], speed, device)
     if config["disco"]["init_queue_from_teacher"]:  # a resumed checkpoint then overwrites the queue
@@ -125,7 +138,7 @@ def _checked(method_config: MoCoV2Config, batch_size: int) -> None:
 
 def _init_queue_from_teacher(method: DisCo, teacher_payload: dict[str, Any]) -> None:
     """The official teacher load renames `encoder`->`teacher_encoder`, so the teacher's queue and
-    pointer land in the student's (DISCO_PROTOCOL.md 1.6); reproduced when the shapes agree."""
+    pointer land in the student's (docs/protocol.md 1.6); reproduced when the shapes agree."""
     queue = teacher_payload.get("queue")
     if queue is not None and queue.shape == method.contrast.queue.shape:
         method.contrast.queue.copy_(queue)
@@ -140,11 +153,11 @@ def run_init(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, r
 
 def run_import(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
     """A released teacher loaded strictly with its projection head; a MoCo-v2 file's last queue is
-    kept, since the official DisCo load puts it into the student's queue (DISCO_PROTOCOL.md 1.6)."""
+    kept, since the official DisCo load puts it into the student's queue (docs/protocol.md 1.6)."""
     from disco.checkpoints import load_encoder, queue_from_checkpoint
 
     path = runtime["checkpoint"]
-    encoder, report = load_encoder(path, config["arch"], with_head=True, image_size=config["data"]["image_size"])
+    encoder, report = load_encoder(path, config["arch"], with_head=True, image_size=config["data"]["image_size"], expect_format=runtime.get("checkpoint_format"))
     rebuilt = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
     rebuilt.load_state_dict(encoder.state_dict())  # strict: the head must be the benchmark's head
     queue = queue_from_checkpoint(path)

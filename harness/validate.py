@@ -15,9 +15,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from disco.archs import ARCHS
 from disco.eval_recipes import RECIPES, recipe_problems
-from disco.models import ARCHS
-from harness.config import Benchmarks
+from harness.config import Benchmarks, pretrain_methods
 from harness.errors import UserError
 
 Loc = tuple[str | int, ...]
@@ -237,17 +237,18 @@ def literal_choices(loc: Loc) -> list[Any]:
 # ---------------------------------------------------------------- cross-references
 
 
-# (pattern, what it names, section it must exist in; None = disco.models.ARCHS). In a pattern "*"
+# (pattern, what it names, section it must exist in; None = disco.archs.ARCHS). In a pattern "*"
 # is every key of a mapping, "[]" every item of a list; a trailing "<key>" checks the keys themselves.
 REFERENCES: list[tuple[tuple[str, ...], str, str | None]] = [
     (("teachers", "*", "arch"), "architecture", None),
     (("students", "*", "arch"), "architecture", None),
-    (("teachers", "*", "pretrain"), "method", "methods"),
+    (("teachers", "*", "pretrain"), "pretraining method", "methods"),
     (("pairs", "*", "teacher"), "teacher", "teachers"),
     (("pairs", "*", "student"), "student", "students"),
     (("pairs", "*", "evals", "[]"), "evaluation", "evaluations"),
     (("default_pairs", "[]"), "pair", "pairs"),
     (("profiles", "*", "evals", "[]"), "evaluation", "evaluations"),
+    (("evaluations", "*", "archs", "[]"), "architecture", None),
     (("reference", "teachers", "<key>"), "teacher", "teachers"),
     (("reference", "baselines", "<key>"), "student", "students"),
     (("reference", "pairs", "<key>"), "pair", "pairs"),
@@ -277,7 +278,9 @@ def reference_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
         if section is not None and not isinstance(raw.get(section), dict):
             continue  # the section itself is missing or malformed: reported once by the schema
         valid = list(ARCHS) if section is None else list(raw[section])
-        where = "disco.models.ARCHS" if section is None else section
+        where = "disco.archs.ARCHS" if section is None else section
+        if what == "pretraining method":  # a method of kind pretrain that the code implements
+            valid, where = pretrain_methods(raw[section]), f"{section} (kind pretrain, implemented)"
         for loc, value in matches(raw, pattern):
             if isinstance(value, str) and value not in valid:
                 message = f"unknown {what} '{value}'; expected {choice_list(valid, where)}{hint(value, valid)}"

@@ -1,4 +1,4 @@
-"""MoCo-v2 "aug-plus" augmentation (DISCO_PROTOCOL.md 1.5) and the linear-evaluation transforms,
+"""MoCo-v2 "aug-plus" augmentation (docs/protocol.md 1.5) and the linear-evaluation transforms,
 for PIL images (ImageNet) and uint8 tensors (embedded sets) alike, through torchvision.transforms.v2."""
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ class Splits:
     test: ImageSet | Dataset
     num_classes: int
     image_size: int
+    synthetic: bool = False  # --smoke: stands in for every dataset an evaluation would read
 
 
 def load_splits(data: dict[str, Any], root: str | None = None) -> Splits:
@@ -26,7 +27,7 @@ def load_splits(data: dict[str, Any], root: str | None = None) -> Splits:
     if data.get("smoke"):
         images = synthetic_images(SMOKE_IMAGES, size)
         train, test = stratified_split(images, 0.25)
-        return Splits(train, test, images.num_classes, size)
+        return Splits(train, test, images.num_classes, size, synthetic=True)
     if data["source"] == "embedded":
         dataset = load_embedded(data["dataset"], size)
         train, test = stratified_split(dataset, float(data.get("test_fraction", 0.2)))

@@ -1,4 +1,4 @@
-"""The paper's detectron2 transfer setups (DISCO_PROTOCOL.md section 4.4), without importing detectron2
+"""The paper's detectron2 transfer setups (docs/protocol.md section 4.4), without importing detectron2
 except in `run_detectron2`:
 
 - configs: Faster R-CNN R-C4 on VOC07+12 (DisCo/detection/*.yaml) and Mask R-CNN R-C4 2x on COCO
@@ -161,8 +161,12 @@ def _finish(chain: list[Config], moco_entries: list[tuple[str, Any]], depth: int
     return deep_merge(config, deep_merge(_depth_overrides(depth), {"MODEL": {"WEIGHTS": weights}, "OUTPUT_DIR": output_dir}))
 
 
-def voc_c4_config(depth: int = 34, *, weights: str = "./output.pkl", output_dir: str = "../ckpt/", faithful_yaml_bug: bool = False) -> Config:
-    """Faster R-CNN R-C4, VOC07+12 trainval -> VOC07 test, as DisCo/detection's three yamls resolve (Tab. 3: R-34)."""
+def voc_c4_config(depth: int = 34, *, weights: str = "./output.pkl", output_dir: str = "../ckpt/", faithful_yaml_bug: bool = True) -> Config:
+    """Faster R-CNN R-C4, VOC07+12 trainval -> VOC07 test, as DisCo/detection's three yamls resolve (Tab. 3: R-34).
+
+    faithful_yaml_bug=True (default, what the official run used): the moco yaml's first MODEL block is
+    lost, so detectron2's defaults apply (BGR Caffe mean, std 1, STRIDE_IN_1X1 True) on RGB input.
+    False: the intended torchvision normalisation (the two MODEL blocks merged)."""
     return _finish([BASE_RCNN_C4_BN, PASCAL_VOC_R_50_C4_24K], VOC_MOCO_YAML_ENTRIES, depth, weights, output_dir, faithful_yaml_bug)
 
 

@@ -1,4 +1,4 @@
-"""Object-detection transfer (DISCO_PROTOCOL.md 4.4).
+"""Object-detection transfer (docs/protocol.md 4.4).
 
 backend "detectron2" (paper): the student's weights converted as MoCo's convert-pretrain-to-detectron2.py
 does, then Faster R-CNN R-C4 on VOC07+12 or Mask R-CNN R-C4 on COCO through
@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import torch
@@ -52,6 +53,18 @@ def detection(encoder: Encoder, splits: Splits, recipe: Any, device: torch.devic
     else:
         metrics = embedded_detection(encoder, splits, config, device, seed, progress)
     return {**metrics, "recipe": asdict(config)}
+
+
+def benchmark_detection(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, benchmark: str) -> dict[str, Any]:
+    """detection_voc / detection_coco: the detectron2 back end on one benchmark (the paper's Tab. 3)."""
+    config = coerce_recipe(DetectionRecipe, {"backend": "detectron2", "benchmark": benchmark} | (asdict(recipe) if isinstance(recipe, DetectionRecipe) else dict(recipe or {})))
+    if (config.backend, config.benchmark) != ("detectron2", benchmark):
+        raise UserError(f"detection_{benchmark} runs detectron2 on {benchmark.upper()}; its recipe says backend {config.backend}, benchmark {config.benchmark} (use the `detection` evaluation for other set-ups)")
+    return detection(encoder, splits, config, device, seed, progress)
+
+
+for _benchmark in DETECTRON2_BENCHMARKS:
+    register(f"detection_{_benchmark}")(partial(benchmark_detection, benchmark=_benchmark))
 
 
 # ---------------------------------------------------------------- COCO-style mAP

@@ -1,4 +1,4 @@
-"""ImageNet-style linear evaluation (DISCO_PROTOCOL.md 4.1) on the frozen backbone."""
+"""ImageNet-style linear evaluation (docs/protocol.md 4.1) on the frozen backbone."""
 
 from __future__ import annotations
 

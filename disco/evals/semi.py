@@ -1,4 +1,4 @@
-"""Semi-supervised evaluation with 1% / 10% of the train labels (DISCO_PROTOCOL.md 4.2).
+"""Semi-supervised evaluation with 1% / 10% of the train labels (docs/protocol.md 4.2).
 
 semi_linear_{1,10}pct:   what DisCo/main_lincls_semi.py does: the linear probe of 4.1 (frozen eval-mode
                          backbone) trained on the labelled fraction only, lr 3.0 halved at 60/80, 100 epochs.

@@ -1,4 +1,4 @@
-"""Transfer by linear probe (DISCO_PROTOCOL.md 4.3, moco/cifar_main_lincls.py without the MI code).
+"""Transfer by linear probe (docs/protocol.md 4.3, moco/cifar_main_lincls.py without the MI code).
 
 Frozen eval-mode backbone, N(0, 0.01) head, lr 3.0 constant, 200 epochs, wd 0, at the profile's
 resolution (224 for the paper): train RandomResizedCrop(bicubic, scale 0.08-1) + flip, test
@@ -68,7 +68,10 @@ def transfer_sets(target: str, config: TransferRecipe) -> tuple[ImageSet | Datas
 
 def transfer(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, target: str) -> dict[str, Any]:
     config = coerce_recipe(TransferRecipe, recipe)
-    train_images, test_images, num_classes = transfer_sets(target, config)
+    if splits.synthetic and target != "digits":  # --smoke: the code path on synthetic images, no CIFAR needed
+        train_images, test_images, num_classes = splits.train, splits.test, splits.num_classes
+    else:
+        train_images, test_images, num_classes = transfer_sets(target, config)
     encoder.eval().to(device)
     for param in encoder.parameters():
         param.requires_grad = False

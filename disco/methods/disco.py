@@ -1,5 +1,5 @@
 """DisCo: MoCo-v2 on the student plus MSE to a frozen teacher's embedding on both views
-(DISCO_PROTOCOL.md 1.3-1.4)."""
+(docs/protocol.md 1.3-1.4)."""
 
 from __future__ import annotations
 

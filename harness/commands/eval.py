@@ -19,7 +19,7 @@ from harness.errors import UserError
 from harness.matrix import Planner
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
-from harness.runner import resolve_device, threads
+
 from harness.workspace import Workspace, atomic_write_json
 
 
@@ -44,6 +44,7 @@ def file_sha256(path: Path) -> str:
 def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, smoke: bool, device: str | None, seed: int, results_dir: Path, benchmarks_file: Path) -> None:
     """Load a checkpoint strictly and run evaluations on it; one result JSON per evaluation."""
     from disco.checkpoints import load_encoder
+    from harness.runner import resolve_device, threads
     from harness.stage_tasks import evaluate_encoder
 
     if not checkpoint_path.is_file():
@@ -57,7 +58,7 @@ def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, 
     torch_device = resolve_device(planner.runtime["device"])
     checksum = file_sha256(checkpoint_path)
     table = Table(title=f"{checkpoint_path.name} · {report.arch} · profile {planner.label}")
-    for column in ("evaluation", "top-1 / AP", "result file"):
+    for column in ("evaluation", "metric", "value", "beside it", "result file"):
         table.add_column(column)
     for config in configs:
         started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
@@ -74,6 +75,17 @@ def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, 
         if path.parent.is_dir():
             remove_leftover_temps(path.parent, [path.name], only_dead_writers=True)  # of a killed `eval`
         atomic_write_json(path, result.model_dump())
-        headline = metrics.get("top1", metrics.get("ap50", metrics.get("map")))
-        table.add_row(config["evaluation"], "n/a" if headline is None else f"{headline:.2f}", str(path))
+        table.add_row(config["evaluation"], *headline_cells(config["evaluation"], metrics), str(path))
     console.print(table)
+
+
+def headline_cells(evaluation: str, metrics: dict) -> tuple[str, str, str]:
+    """The report's headline (the official best epoch for probes) and what the report shows beside it."""
+    from harness.report import BESIDE_METRICS, headline_metric
+
+    metric = headline_metric(evaluation, [metrics])
+    value = metrics.get(metric)
+    beside_name, beside_label = BESIDE_METRICS.get(metric, (None, ""))
+    beside = metrics.get(beside_name) if beside_name else None
+    label = f"{metric} (best epoch)" if metric == "top1_best" else metric
+    return label, "n/a" if not isinstance(value, (int, float)) else f"{value:.2f}", "" if not isinstance(beside, (int, float)) else f"{beside_label} {beside:.2f}"

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from disco.checkpoint_io import previous_path
+from disco.damaged import previous_path
 from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
 from harness.config import Benchmarks, load_benchmarks
@@ -23,8 +23,8 @@ from harness.results import load_result
 from harness.stages import Stage, damaged_artifacts, topological
 from harness.workspace import Workspace, read_json
 
-CHECKPOINT = "checkpoint.pt"  # written by disco.train after every epoch
-PROGRESS_SIDECAR = "checkpoint.json"  # {"epoch": n}: read instead of the checkpoint when a training loop writes it
+CHECKPOINT = "checkpoint.pt"  # disco.train.CHECKPOINT_FILE, written after every epoch
+PROGRESS_SIDECAR = "checkpoint.json"  # disco.train.PROGRESS_FILE: {"epoch": n, "epochs": total}, read instead of the checkpoint
 STYLES = {"done": "green", "partial": "yellow", "stale": "magenta", "damaged": "magenta", "pending": "red"}
 
 

@@ -14,7 +14,7 @@ from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.matrix import pick
 from harness.provenance import git_state, hardware, package_versions
-from harness.runner import resolve_device
+
 from harness.workspace import atomic_write_json
 
 
@@ -27,24 +27,26 @@ from harness.workspace import atomic_write_json
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved reference/optimized rounds.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--teacher-bn", type=click.Choice(["train", "eval"]), default="train", show_default=True, help="eval enables the batched teacher call.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="Precision of the optimized side (bf16 autocast: a deviation); the reference is fp32.")
 @click.option("--compile", "compile_models", is_flag=True, help="torch.compile student and teacher in optimized mode.")
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, help="Loader workers of the reference (per-image) data path, as the tiny profile's.")
 @click.option("--save", type=click.Path(path_type=Path), default=None, help="Write the figures as JSON (e.g. results/perf/...).")
 @click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE)
-def perf(pair, device, resolution, batch, steps, rounds, warmup, teacher_bn, compile_models, workers, save, benchmarks_file) -> None:
+def perf(pair, device, resolution, batch, steps, rounds, warmup, teacher_bn, precision, compile_models, workers, save, benchmarks_file) -> None:
     """Measure steady-state images/s, the step breakdown and peak memory of reference vs optimized."""
     from disco.perf import compare, data_pipeline_pairs_per_s
+    from harness.runner import resolve_device
 
     bench = load_benchmarks(benchmarks_file)
     pick(pair, bench.pairs, "pair")
     teacher, student = bench.teachers[bench.pairs[pair].teacher].arch, bench.students[bench.pairs[pair].student].arch
     torch_device = resolve_device(device)
-    report = compare(teacher, student, resolution, batch, torch_device, steps, warmup, rounds, teacher_bn, compile_models, workers)
+    report = compare(teacher, student, resolution, batch, torch_device, steps, warmup, rounds, teacher_bn, compile_models, workers, precision)
     report["data_pipeline_pairs_per_s"] = data_pipeline_pairs_per_s(resolution, batch, workers)
     report["batched_data_pairs_per_s"] = batch / (report["optimized"]["data_ms"] / 1000)
     if torch_device.type == "cpu":
         report["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report["conditions"] = {"pair": pair, "teacher": teacher, "student": student, "device": device, "resolution": resolution, "batch": batch, "steps": steps, "rounds": rounds, "warmup": warmup, "teacher_bn": teacher_bn, "workers": workers,
+    report["conditions"] = {"pair": pair, "teacher": teacher, "student": student, "device": device, "resolution": resolution, "batch": batch, "steps": steps, "rounds": rounds, "warmup": warmup, "teacher_bn": teacher_bn, "precision": precision, "workers": workers,
                             "command": " ".join(["disco-bench", *sys.argv[2:]]) if len(sys.argv) > 1 else "disco-bench perf"}
     report["provenance"] = {"git": git_state(), "packages": package_versions(), "hardware": hardware(device)}
     print_report(Console(width=max(Console().width, 132)), report)

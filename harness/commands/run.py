@@ -45,11 +45,15 @@ MAX_PLAN_STAGES = 20_000  # beyond this a plan takes minutes to build and is unr
 
 def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     bench = load_benchmarks(params["benchmarks_file"])
-    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"], speed=params["speed"], threads=params.get("threads"))
+    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"], speed=params["speed"], threads=params.get("threads"), precision=params.get("precision"))
     pairs = list(dict.fromkeys(bench.pairs if params["run_all"] else params["pair"] or bench.default_pairs))
     evals = list(dict.fromkeys(name.strip() for name in params["evals"].split(","))) if params["evals"] else None
     _check_plan_size(planner, pairs, evals, params["seeds"])
     cells = [planner.cell(pair, seed, evals) for pair in pairs for seed in range(params["seeds"])]
+    for evaluation in evals or []:  # a requested evaluation that runs on none of the chosen encoders
+        if not any(ev == evaluation for cell in cells for _, ev in cell.evals):
+            archs = ", ".join(bench.evaluations[evaluation].archs or [])
+            raise UserError(f"--evals {evaluation}: it runs on {archs} only (evaluations.{evaluation}.archs in {params['benchmarks_file']}), and none of the chosen pairs has such an encoder")
     return planner, cells, topological([stage for cell in cells for stage in cell.stages()])
 
 
@@ -83,6 +87,7 @@ def selection_options(func):
 @click.option("--device", default=None, help="Override the profile's device (cpu, cuda, cuda:1).")
 @click.option("--speed", type=click.Choice(["optimized", "reference"]), default="optimized", show_default=True, help="reference = the official fp32/NCHW/eager computation (see disco/speed.py).")
 @click.option("--threads", type=click.IntRange(min=1, max=1024), default=None, help="CPU threads per stage (default: torch's, one per core). Results repeat bit for bit only at the same count.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="Training precision (default: the profile's, fp32). bf16 autocast is a deviation from the official fp32, recorded in the stage key and the report.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True)
 @workspace_options
 @executor_options
@@ -96,6 +101,10 @@ def run(**params) -> None:
     from harness.plan import print_plan
 
     print_plan(console, stages, pending, workspace)
+    from harness.preflight import preflight
+
+    for note in preflight(planner, pending, params["executor"], fetch=not params["dry_run"]):
+        console.print(f"note: {note}")
     if params["dry_run"]:
         return
     workspace.ensure_writable()
@@ -115,7 +124,7 @@ def _forced(stages: list[Stage], names: tuple[str, ...]) -> set[str]:
     for name in names:
         matches = [stage for stage in stages if stage.name == name or stage.name.startswith(name)]
         if not matches:
-            from disco.models import did_you_mean
+            from disco.archs import did_you_mean
 
             raise UserError(f"--force {name}: no such stage in this plan{did_you_mean(name, [s.name for s in stages])}")
         keys |= {stage.key for stage in matches}
@@ -127,9 +136,11 @@ def _invalidate(stage: Stage, workspace: Workspace) -> None:
     result = workspace.result_path(stage.profile, stage.name)
     if result.exists():
         result.rename(result.with_suffix(".json.forced"))
-    checkpoint = workspace.stage_dir(stage.name, stage.key) / "checkpoint.pt"
-    if checkpoint.exists():
-        checkpoint.rename(checkpoint.with_suffix(".pt.forced"))
+    stage_dir = workspace.stage_dir(stage.name, stage.key)
+    for name in ("checkpoint.pt", "checkpoint.json"):  # the checkpoint and its progress file
+        path = stage_dir / name
+        if path.exists():
+            path.rename(path.with_name(name + ".forced"))
 
 
 @cli.command("run-stage")

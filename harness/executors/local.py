@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import StageFailed
-from harness.runner import run_stage_from_spec
 from harness.stages import Stage
 from harness.workspace import Workspace
 
@@ -27,6 +26,8 @@ class LocalExecutor:
         self.console = console or Console(stderr=True)
 
     def run(self, stages: list[Stage], workspace: Workspace) -> None:
+        from harness.runner import run_stage_from_spec  # imports torch: not at `--help`
+
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=False) as progress:
             overall = progress.add_task("stages", total=len(stages), detail="")

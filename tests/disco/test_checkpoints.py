@@ -1,4 +1,4 @@
-"""Official checkpoint layouts (DISCO_PROTOCOL.md section 5) built from torchvision / timm the way the
+"""Official checkpoint layouts (docs/protocol.md section 5) built from torchvision / timm the way the
 official scripts build them, saved with torch.save, and loaded through disco.checkpoints."""
 
 from __future__ import annotations

@@ -188,6 +188,45 @@ def test_transfer_cifar_needs_a_root(small_splits, tmp_path, monkeypatch):
         get_evaluation("transfer_cifar100")(Encoder(PixelBackbone(), None), small_splits, {"root": str(tmp_path)}, CPU)
 
 
+def test_transfer_cifar_under_smoke_runs_on_the_synthetic_images(monkeypatch):
+    from disco.data.sources import load_splits
+
+    monkeypatch.delenv("DISCO_CIFAR", raising=False)
+    splits = load_splits({"source": "imagenet", "image_size": 32, "smoke": True})
+    assert splits.synthetic
+    metrics = get_evaluation("transfer_cifar10")(Encoder(PixelBackbone(), None), splits, {"epochs": 2, "batch_size": 8, "train_augment": False}, CPU)
+    assert metrics["num_train"] == len(splits.train) and metrics["num_test"] == len(splits.test) and 0.0 <= metrics["top1_best"] <= 100.0
+
+
+def test_detection_voc_and_coco_are_detectron2_on_their_benchmark(small_splits, tmp_path, monkeypatch):
+    from disco.detection import detectron2_backend
+
+    seen = []
+    monkeypatch.setattr(detectron2_backend, "run_detectron2", lambda config, *args, **kwargs: seen.append(config) or {"bbox": {"AP": 1.0, "AP50": 2.0, "AP75": 0.5}})
+    recipe = {"datasets_root": str(tmp_path), "output_dir": str(tmp_path / "out")}
+    voc = get_evaluation("detection_voc")(build_encoder("r18", "mocov2"), small_splits, recipe, CPU)
+    coco = get_evaluation("detection_coco")(build_encoder("r18", "mocov2"), small_splits, recipe, CPU)
+    assert (voc["recipe"]["benchmark"], coco["recipe"]["benchmark"]) == ("voc", "coco") and voc["recipe"]["backend"] == "detectron2"
+    assert seen[0]["DATASETS"]["TEST"] == ("voc_2007_test",) and seen[1]["DATASETS"]["TEST"] == ("coco_2017_val",)
+    # faithful by default: the official VOC run's input statistics (the moco yaml's lost MODEL block)
+    assert voc["recipe"]["faithful_yaml_bug"] is True and seen[0]["MODEL"]["PIXEL_STD"] == [1.0, 1.0, 1.0] and seen[0]["MODEL"]["RESNETS"]["STRIDE_IN_1X1"] is True
+    get_evaluation("detection_voc")(build_encoder("r18", "mocov2"), small_splits, {**recipe, "faithful_yaml_bug": False}, CPU)
+    assert seen[2]["MODEL"]["PIXEL_STD"] == [58.395, 57.12, 57.375] and seen[2]["MODEL"]["RESNETS"]["STRIDE_IN_1X1"] is False
+    with pytest.raises(UserError, match="detection_voc runs detectron2 on VOC"):
+        get_evaluation("detection_voc")(build_encoder("r18", "mocov2"), small_splits, {"benchmark": "coco"}, CPU)
+
+
+def test_semi_linear_drops_the_first_listed_image_by_default_as_the_official_builder(tmp_path):
+    listed = [f"n{index % 1000:08d}_{index}.JPEG" for index in range(12811)]
+    (tmp_path / "1percent.txt").write_text("\n".join(listed) + "\n")
+    train = _FakeImageFolder(listed)
+    faithful, _ = labelled_subset(train, 1, SemiLinearRecipe(subset_list=str(tmp_path / "1percent.txt")))
+    assert len(faithful) == 12810 and 0 not in set(faithful.indices)  # DisCo's imagenet_1_fraction.py
+    intended, _ = labelled_subset(train, 1, SemiLinearRecipe(subset_list=str(tmp_path / "1percent.txt"), faithful_header_bug=False))
+    assert len(intended) == 12811
+    assert not SubsetChoice().faithful_header_bug  # SwAV's eval_semisup.py (the fine-tuning recipe) reads every line
+
+
 # ---------------------------------------------------------------- detection
 
 

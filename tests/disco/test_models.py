@@ -56,3 +56,37 @@ def test_unknown_arch_suggests_the_closest_name():
     with pytest.raises(KeyError, match="did you mean 'effb0'"):
         arch_spec("effb00")
     assert "effb0" in ARCHS
+
+
+def residual_blocks(encoder):
+    return [block for stage in (encoder.backbone.layer1, encoder.backbone.layer2, encoder.backbone.layer3, encoder.backbone.layer4) for block in stage]
+
+
+@pytest.mark.parametrize(("arch", "torchvision_name"), [("r18", "resnet18"), ("r34", "resnet34")])
+def test_disco_resnet_students_are_torchvisions_resnets(arch, torchvision_name):
+    """DisCo/main.py builds ResNet students with torchvision (`models.__dict__[arch](num_classes=128)`):
+    same seed, same weights; the last BN weight of every block is 1, not timm's zero."""
+    import torchvision
+
+    torch.manual_seed(0)
+    ours = build_encoder(arch, "disco", init="torchvision")
+    torch.manual_seed(0)
+    reference = torchvision.models.get_model(torchvision_name, weights=None, num_classes=128).state_dict()
+    got = ours.backbone_state_dict()
+    assert list(got) == [key for key in reference if not key.startswith("fc.")]
+    assert all(torch.equal(got[key], reference[key]) for key in got)
+    assert all(torch.all(block.bn2.weight == 1) for block in residual_blocks(ours))
+
+
+@pytest.mark.parametrize(("arch", "last_bn"), [("r18", "bn2"), ("r34", "bn2"), ("r50", "bn3")])
+def test_mocov2_resnets_keep_timms_zero_initialised_last_bn(arch, last_bn):
+    """moco/main_moco.py builds teachers and baselines with its vendored timm (zero_init_last_bn=True)."""
+    encoder = build_encoder(arch, "mocov2", image_size=32)
+    assert all(torch.all(getattr(block, last_bn).weight == 0) for block in residual_blocks(encoder))
+
+
+def test_torchvision_init_is_for_torchvision_resnets_only():
+    with pytest.raises(ValueError, match="torchvision's ResNets"):
+        build_encoder("effb0", "disco", init="torchvision")
+    with pytest.raises(ValueError, match="unknown init"):
+        build_encoder("r18", "disco", init="torchvsion")

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from disco.grouped_bn import bn_groups, enable_grouped_bn
 from disco.methods import DisCo, DisCoConfig
@@ -33,6 +34,40 @@ def test_grouped_bn_equals_sequential_groups_outputs_gradients_and_running_stats
         assert torch.allclose(ref.double(), fus.double(), atol=1e-10), name  # running stats, batches tracked
 
 
+def test_grouped_bn_groups_the_swav_heads_batchnorm1d_like_per_group_calls():
+    """A SwAV-head teacher (Linear-BN1d-ReLU-Linear, toy width): its BN1d must see per-group
+    statistics too, or the fused teacher targets differ from the official per-GPU ones."""
+    torch.manual_seed(0)
+    reference = build_encoder("r18", "swav", hidden=32).train().double()
+    fused = copy.deepcopy(reference)
+    enable_grouped_bn(fused)
+    head_bn = fused.backbone.fc[1]
+    assert isinstance(head_bn, nn.BatchNorm1d) and getattr(head_bn, "_grouped_bn", False)
+    x = torch.randn(16, 3, 32, 32, dtype=torch.double)
+    out_ref = encode_in_groups(reference, x, 4)
+    with bn_groups(4):
+        out_fused = fused(x)
+    whole_batch = copy.deepcopy(reference)(x)  # what an ungrouped head BN computes
+    assert (out_ref - whole_batch).abs().max() > 1e-3  # the test can tell the two apart
+    assert torch.allclose(out_ref, out_fused, atol=1e-10)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.allclose(getattr(reference.backbone.fc[1], name).double(), getattr(head_bn, name).double(), atol=1e-12), name
+
+
+def test_fused_teacher_targets_of_a_swav_head_teacher_equal_per_group_calls():
+    torch.manual_seed(0)
+    config = DisCoConfig(queue_size=64, bn_group_size=4)
+    reference = DisCo(build_encoder("r18", "disco"), build_encoder("r18", "swav", hidden=32), config).train().double()
+    fused = copy.deepcopy(reference)
+    options = SpeedOptions(grouped_bn=True)
+    fused.speed = options
+    apply_to_modules([fused], options, torch.device("cpu"))
+    fused.train()
+    x = torch.randn(16, 3, 32, 32, dtype=torch.double)
+    assert torch.allclose(reference.embed_teacher(x), fused.embed_teacher(x), atol=1e-10)
+    assert torch.allclose(reference.teacher.backbone.fc[1].running_mean, fused.teacher.backbone.fc[1].running_mean, atol=1e-12)
+
+
 def test_grouped_bn_is_inactive_outside_a_group_context_and_in_eval_mode():
     torch.manual_seed(0)
     reference = build_encoder("r18", "disco")
@@ -49,7 +84,7 @@ def test_optimized_cpu_step_matches_reference_within_rounding():
     base = DisCo(build_encoder("mbv3", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=64, bn_group_size=8))
     reference, optimized = copy.deepcopy(base).train(), copy.deepcopy(base)
     options = SpeedOptions.for_mode("optimized", torch.device("cpu"))
-    assert options.channels_last and not options.bf16  # bf16 autocast is a deviation: CUDA only
+    assert options.channels_last and not options.bf16  # bf16 autocast is a deviation: opt-in (precision: bf16)
     options = SpeedOptions(grouped_bn=True, channels_last=True)  # every exact option at once
     optimized.speed = options
     apply_to_modules([optimized], options, torch.device("cpu"))
@@ -77,3 +112,18 @@ def test_channels_last_goes_where_it_was_measured_to_pay():
     assert wants_channels_last(build_encoder("effb0", "mocov2"), cpu) and wants_channels_last(build_encoder("mbv3", "mocov2"), cpu)
     assert not wants_channels_last(build_encoder("r18", "mocov2"), cpu)  # ResNets: ~5% slower in NHWC on CPU
     assert wants_channels_last(build_encoder("r18", "mocov2"), cuda)
+
+
+def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
+    from harness.stage_tasks import _speed
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    optimized = SpeedOptions.for_mode("optimized", cuda)
+    assert not optimized.bf16 and optimized.grouped_bn and optimized.channels_last and optimized.batched_augment
+    assert SpeedOptions.for_mode("optimized", cuda, precision="bf16").bf16 and SpeedOptions.for_mode("reference", cuda, precision="bf16").bf16
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        SpeedOptions.for_mode("optimized", cuda, precision="fp16")
+    # a stage's numerics come from its config (its key), the structure from the runtime speed mode
+    assert _speed({"speed": "optimized"}, cuda, config={"precision": "bf16"}).bf16
+    assert not _speed({"speed": "optimized"}, cuda, config={"precision": "fp32"}).bf16 and not _speed({"speed": "optimized"}, cuda).bf16
+    assert not _speed({"speed": "reference"}, cpu, config={"views": "per_image"}).batched_augment

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,20 @@ def test_a_long_plan_is_summarised(tmp_path, monkeypatch, capsys):
     code, out, _ = run_cli(monkeypatch, capsys, "run", "--all", "--seeds", "2", "--dry-run", "--results", str(tmp_path / "r"), "--artifacts", str(tmp_path / "a"))
     assert code == 0 and "more stage(s) not listed" in out and "all stages by kind" in out
     assert len(out.splitlines()) < 80  # 40 rows, their frame, the counts per kind
+IMPORT_PROBE = """
+import sys
+from harness.cli import main
+sys.argv = ["disco-bench", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("heavy:", sorted(name for name in ("torch", "timm", "torchvision") if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["validate"], ["list"]])
+def test_help_validate_and_list_do_not_import_torch(args, workspace_args):
+    extra = workspace_args if args == ["list"] else []
+    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip().splitlines()[-1] == "heavy: []", proc.stderr[-2000:]

@@ -90,3 +90,16 @@ def test_status_shows_done_partial_pending_and_slurm_states(planner, workspace, 
         assert "RUNNING" in rows[cell.disco.name]
     real_stages = len(Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages())  # the CLI reads the real file
     assert f"1 done, 1 partially trained, {real_stages - 2} pending" in out
+
+
+def test_training_writes_the_progress_file_that_status_reads(tmp_path):
+    from harness.commands.listing import checkpoint_epoch
+    from harness.runner import run_stage_from_spec
+
+    workspace = Workspace(tmp_path / "artifacts", tmp_path / "results")
+    stage = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny", smoke=True).cell("r50-effb0").baseline
+    run_stage_from_spec(stage.write_spec(workspace), workspace)
+    stage_dir = workspace.stage_dir(stage.name, stage.key)
+    assert json.loads((stage_dir / "checkpoint.json").read_text()) == {"epoch": 1, "epochs": 1}
+    (stage_dir / "checkpoint.pt").write_bytes(b"torn")  # the sidecar alone answers
+    assert checkpoint_epoch(stage_dir) == 1

@@ -145,9 +145,13 @@ def test_absolute_verdicts_at_the_paper_profile(bench, workspace):
 
 
 def test_headline_metric_per_evaluation():
-    assert headline_metric("linear", [{"top5": 1.0, "top1": 2.0}]) == "top1"
-    assert headline_metric("semi_1pct", [{"top1": 2.0}]) == "top1"
-    assert headline_metric("detection", [{"map": 30.0, "map50": 50.0}]) == "map50"
+    assert headline_metric("linear", [{"top5": 1.0, "top1": 2.0}]) == "top1"  # a result from before top1_best
+    for evaluation in ("linear", "semi_linear_1pct", "semi_finetune_10pct", "transfer_cifar10", "transfer_digits"):
+        assert headline_metric(evaluation, [{"top1": 2.0, "top5": 9.0, "top1_best": 3.0, "top5_at_best": 9.5}]) == "top1_best", evaluation
+    assert headline_metric("knn", [{"top1": 2.0, "top5": 3.0}]) == "top1"
+    # what detection writes (detectron2's bbox dict and the embedded back end alike)
+    for evaluation in ("detection", "detection_voc", "detection_coco"):
+        assert headline_metric(evaluation, [{"AP": 30.0, "AP50": 50.0, "AP75": 31.0, "depth": 18, "final_loss": 0.3}]) == "AP", evaluation
     assert headline_metric("detection", [{"map": 30.0}]) == "map"
     assert headline_metric("segmentation", [{"num_test": 5, "miou": 40.0}]) == "miou"
     assert headline_metric("knn", []) == "top1"
@@ -160,13 +164,14 @@ def test_a_column_per_evaluation_and_discovered_seeds(bench, workspace):
         store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0 + seed, "disco": 60.0, "teacher": 70.0})
         store_cell(workspace, cell, {"random_init": 5.0, "baseline": 40.0, "disco": 45.0, "teacher": 50.0}, evaluation="knn")
         for role, value in {"random_init": 1.0, "baseline": 20.0, "disco": 25.0, "teacher": 30.0}.items():
-            write_result(workspace, cell.evals[(role, "detection")], {"map": 10.0, "map50": value})
+            write_result(workspace, cell.evals[(role, "detection")], {"AP": value, "AP50": 2 * value, "AP75": 10.0})
     cells = profile_cells(planner, workspace)
     assert {(c.pair, c.seed) for c in cells} == {("r50-effb0", 0), ("r50-effb0", 1)} | {(p, 0) for p in bench.default_pairs}
     report = build_report(bench, cells, workspace)
-    assert report.evaluations() == [("linear", "top1"), ("knn", "top1"), ("detection", "map50")]
+    assert report.evaluations() == [("linear", "top1"), ("knn", "top1"), ("detection", "AP")]
     markdown = render_markdown(document(report))
-    assert "| pair | teacher | student | seeds | linear top1: DisCo (gain) verdict | knn top1: DisCo (gain) verdict | detection map50: DisCo (gain) verdict |" in markdown
+    assert "| pair | teacher | student | seeds | linear top1: DisCo (gain) verdict | knn top1: DisCo (gain) verdict | detection AP: DisCo (gain) verdict |" in markdown
+    assert "| DisCo student | done | 25.0 ± 0.00 | 50.0 ± 0.00 |" in markdown  # AP50 beside AP
     assert "| r50-effb0 | r50 | effb0 | 2 | 60.0 (+9.5) reproduced | 45.0 (+5.0) reproduced | 25.0 (+5.0) reproduced |" in markdown
 
 
@@ -224,3 +229,45 @@ def test_report_command_renders_stored_results(workspace, monkeypatch, capsys):
     assert "60.0 (+10.0) reproduced" in markdown and (workspace.results / "tiny" / "report.html").exists() and "Overview" in out
     code, _, err = run_cli(monkeypatch, capsys, "report", "--pair", "r50-efb0", *where)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean 'r50-effb0'" in err
+
+
+def store_probe(workspace, cell, best: dict[str, float], last: dict[str, float], evaluation: str = "linear") -> None:
+    for role in best:
+        write_result(workspace, cell.evals[(role, evaluation)], {"top1": last[role], "top5": 90.0, "top1_best": best[role], "top5_at_best": 91.0, "num_test": 1000})
+
+
+def test_probes_report_the_official_best_epoch_with_the_last_epoch_beside_it(bench, workspace):
+    cell = Planner(bench, "paper").cell("r50-r18")
+    best = {"random_init": 5.0, "baseline": 52.5, "disco": 60.6, "teacher": 67.4}
+    store_probe(workspace, cell, best, {role: value - 2.0 for role, value in best.items()})
+    report = build_report(bench, [cell], workspace)
+    ev = rows_of(report, "r50-r18")
+    assert (ev.metric, ev.beside) == ("top1_best", ("top1", "last epoch"))
+    # the paper's top-1 is the official (best-epoch) number: compared with top1_best, not the last epoch
+    assert ev.rows["disco"].stat.mean == 60.6 and ev.rows["disco"].paper.value == 60.6 and ev.rows["disco"].verdict == REPRODUCED
+    assert ev.rows["disco"].beside.mean == 58.6
+    markdown = render_markdown(document(report))
+    assert "| encoder | status | measured | last epoch | 95% CI | paper |" in markdown
+    assert "| DisCo student | done | 60.6 | 58.6 |  | 60.6 | +0.0 | reproduced |" in markdown
+    assert "`measured` is the best epoch's top-1" in markdown and "`last epoch` is the top-1 after the final epoch" in markdown
+    record = next(r for r in csv.DictReader(io.StringIO(render_csv(report))) if r["role"] == "disco")
+    assert (record["metric"], record["mean"], record["beside_metric"], record["beside_mean"]) == ("top1_best", "60.6000", "top1", "58.6000")
+
+
+def test_an_evaluation_that_skips_an_encoder_shows_na_for_it(bench, workspace):
+    evaluations = {**bench.evaluations, "detection": Evaluation(archs=["r18"])}
+    restricted = bench.model_copy(update={"evaluations": evaluations})
+    cell = Planner(restricted, "tiny").cell("r50-r18", 0, ["detection"])
+    assert ("teacher", "detection") not in cell.evals and ("disco", "detection") in cell.evals  # the r50 teacher is skipped
+    for role, value in {"random_init": 1.0, "baseline": 20.0, "disco": 25.0}.items():
+        write_result(workspace, cell.evals[(role, "detection")], {"AP": value, "AP50": 40.0})
+    ev = rows_of(build_report(restricted, [cell], workspace), "r50-r18", "detection")
+    assert (ev.rows["teacher"].status, ev.rows["teacher"].verdict) == ("n/a", "n/a") and ev.verdict == REPRODUCED
+
+
+def test_bf16_training_is_reported_as_a_deviation(bench, workspace):
+    fp32_cell, bf16_cell = Planner(bench, "tiny").cell("r50-effb0"), Planner(bench, "tiny", precision="bf16").cell("r50-effb0")
+    assert "Deviations" not in render_markdown(document(build_report(bench, [fp32_cell], workspace)))
+    markdown = render_markdown(document(build_report(bench, [bf16_cell], workspace)))
+    assert "Deviations from the official computation (r50-effb0): bf16 autocast in training" in markdown
+    assert "distill-disco-r50-effb0-tiny-s0" in markdown

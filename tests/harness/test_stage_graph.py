@@ -87,3 +87,36 @@ def test_an_evaluation_without_a_recipe_class_is_refused_when_planned_with_smoke
     monkeypatch.delitem(eval_recipes.RECIPES, "knn")  # as a newly registered evaluation would be
     with pytest.raises(InputError, match="'knn' has no recipe class"):
         planner.eval_config("knn", 0)
+def test_resnet_disco_students_are_planned_with_torchvision_init_and_nothing_else_is():
+    planner = Planner(load_benchmarks(), "tiny")
+    r18, effb0 = planner.cell("r50-r18"), planner.cell("r50-effb0")
+    assert r18.disco.config["student_init"] == "torchvision"
+    assert "student_init" not in r18.baseline.config and "student_init" not in r18.teacher.config
+    assert "student_init" not in effb0.disco.config  # EfficientNet: timm's init is the official one
+
+
+def paper_plan(precision=None, speed="optimized"):
+    planner = Planner(load_benchmarks(), "paper", speed=speed, precision=precision)
+    return {stage.name: stage for stage in planner.cell("r50-r18", 0, ["linear"]).stages()}
+
+
+def test_precision_is_in_the_key_of_training_stages_and_their_evaluations_only():
+    fp32, bf16 = paper_plan(), paper_plan("bf16")
+    assert {stage.config.get("precision") for stage in fp32.values() if stage.kind in ("pretrain", "distill")} == {"fp32"}
+    changed = {name for name in fp32 if fp32[name].key != bf16[name].key}
+    assert changed == {name for name in fp32 if "random" not in name}
+    assert {name: stage.key for name, stage in paper_plan("fp32").items()} == {name: stage.key for name, stage in fp32.items()}
+
+
+def test_speed_structure_is_not_in_the_key_but_a_changed_random_stream_is():
+    assert {name: stage.key for name, stage in paper_plan(speed="reference").items()} == {name: stage.key for name, stage in paper_plan().items()}
+    tiny, reference = plan(), {s.name: s.key for s in Planner(load_benchmarks(), "tiny", speed="reference").cell("r50-effb0").stages()}
+    # in-memory images: the optimized mode draws views batched on the device, the reference per image
+    assert changed(tiny, reference) == {name for name in tiny if "random" not in name}
+
+
+def test_tiny_keys_do_not_record_the_default_fp32():
+    planner = Planner(load_benchmarks(), "tiny")
+    assert all("precision" not in stage.config and "views" not in stage.config for stage in planner.cell("r50-effb0").stages())
+    bf16 = Planner(load_benchmarks(), "tiny", precision="bf16").cell("r50-effb0")
+    assert bf16.disco.config["precision"] == "bf16" and bf16.disco.key != planner.cell("r50-effb0").disco.key

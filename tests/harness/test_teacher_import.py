@@ -36,3 +36,32 @@ def test_released_teacher_is_imported_and_distilled_from(tmp_path):
     assert torch.equal(saved["queue"], bundle["module.queue"]) and int(saved["queue_ptr"]) == 8
     distilled = run_stage_from_spec(cell.disco.write_spec(workspace), workspace)
     assert distilled["inputs"]["teacher"]["key"] == cell.teacher.key and distilled["metrics"]["final_loss"] > 0
+
+
+def test_a_release_of_another_layout_than_the_teachers_checkpoint_format_is_refused(tmp_path):
+    import pytest
+
+    from disco.checkpoints import CheckpointMismatch
+
+    release = tmp_path / "r50-lincls.pth.tar"
+    encoder = build_encoder("r50", "mocov2", image_size=32)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in encoder.backbone.state_dict().items()}}, release)  # no encoder_q: not MoCo-v2
+    bench = load_benchmarks()
+    tiny = bench.profiles["tiny"].model_copy(update={"teacher_checkpoints": {"r50": str(release)}})
+    cell = Planner(bench.model_copy(update={"profiles": {**bench.profiles, "tiny": tiny}}), "tiny", smoke=True).cell("r50-effb0")
+    assert cell.teacher.runtime["checkpoint_format"] == "mocov2"  # teachers.r50.checkpoint_format
+    workspace = Workspace(tmp_path / "artifacts", tmp_path / "results")
+    with pytest.raises(CheckpointMismatch, match="is a lincls checkpoint .* but a mocov2 one is expected"):
+        run_stage_from_spec(cell.teacher.write_spec(workspace), workspace)
+
+
+def test_the_teachers_pretraining_method_is_the_one_that_runs(tmp_path):
+    import pytest
+
+    from harness.stage_tasks import run_pretrain
+
+    cell = Planner(load_benchmarks(), "tiny", smoke=True).cell("r50-effb0")
+    assert cell.teacher.config["method"] == load_benchmarks().teachers["r50"].pretrain == "mocov2"
+    config = {**cell.teacher.config, "method": "swav"}
+    with pytest.raises(ValueError, match="pretraining method 'swav' is not implemented; implemented: mocov2"):
+        run_pretrain(config, {}, tmp_path, cell.teacher.runtime, torch.device("cpu"), None)

@@ -204,3 +204,34 @@ def test_values_a_run_would_refuse_are_caught_with_file_and_line(data, tmp_path,
 def test_a_top_level_list_is_one_problem(tmp_path):
     problem = only_problem(write(tmp_path, "- schema_version: 1\n- teachers: {}\n"))
     assert (problem.line, problem.path) == (1, "(document)") and "expected a mapping of the sections" in problem.message and "got list" in problem.message
+def test_unknown_precision_gives_its_line_and_the_choices(data, tmp_path):
+    data["profiles"]["paper"]["precision"] = "fp16"
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "precision: fp16"), "profiles.paper.precision")
+    assert problem.message.startswith("expected one of: fp32, bf16, got 'fp16'")
+    code, _, err = run_cli_validate(path)
+    assert code == 2 and f"{path}:{problem.line}: profiles.paper.precision: expected one of: fp32, bf16" in err
+
+
+def run_cli_validate(path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness", "validate", str(path)], capture_output=True, text=True, cwd=REPO)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_teacher_is_pretrained_by_an_implemented_pretraining_method(data, tmp_path):
+    data["teachers"]["r101"]["pretrain"] = "disco"  # a method, but a distillation one
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "pretrain: disco"), "teachers.r101.pretrain")
+    assert problem.message.startswith("unknown pretraining method 'disco'; expected one of: mocov2")
+
+
+def test_evaluation_archs_must_be_architectures(data, tmp_path):
+    data["evaluations"]["detection_voc"]["archs"] = ["r18", "r43"]
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert problem.path == "evaluations.detection_voc.archs[1]" and "unknown architecture 'r43'" in problem.message and "did you mean 'r34'" in problem.message
