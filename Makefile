@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= tiny
+SEEDS ?= 1
+BENCH_ARGS ?=
 
-.PHONY: install bench test test-fast report validate image perf clean-artifacts
+.PHONY: install bench reference test test-fast report validate image perf clean-artifacts
 
 install: $(BIN)/disco-bench
 
@@ -16,8 +18,13 @@ $(BIN)/disco-bench: pyproject.toml requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
+# this machine's run goes to runs/ (git-ignored), reported beside the committed reference run
 bench: install
-	$(BIN)/disco-bench run --pair r50-effb0 --profile $(PROFILE)
+	$(BIN)/disco-bench run --pair r50-effb0 --profile $(PROFILE) --seeds $(SEEDS) $(BENCH_ARGS)
+
+# make the latest run the committed reference (results/reference/<profile>/, results/README.md)
+reference: install
+	$(BIN)/disco-bench promote --profile $(PROFILE)
 
 report: install
 	$(BIN)/disco-bench report --profile $(PROFILE)
@@ -38,4 +45,4 @@ perf: install
 	$(BIN)/disco-bench perf --pair r50-effb0 --device cpu --resolution 32 --batch 64
 
 clean-artifacts:
-	rm -rf artifacts
+	rm -rf artifacts runs

@@ -31,13 +31,13 @@ def pause_point(name: str) -> None:
 
 
 def with_pause_points(prefix: str, progress):
-    """`progress` (phase, done, total), with a pause point `<prefix>:<phase>:<done>` at each report."""
+    """`progress` (phase, done, total[, info]), with a pause point `<prefix>:<phase>:<done>` at each report."""
     if not os.environ.get("DISCO_PAUSE_AT"):
         return progress
 
-    def report(phase: str, done: int, total: int) -> None:
+    def report(phase: str, done: int, total: int, *info) -> None:
         pause_point(f"{prefix}:{phase}:{done}")
         if progress:
-            progress(phase, done, total)
+            progress(phase, done, total, *info)
 
     return report

@@ -53,7 +53,8 @@ class TrainState:
     resumed_from_epoch: int = 0  # epochs found in the checkpoint when this run started
 
 
-ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+ProgressFn = Callable[..., None]  # (phase, done, total[, info]): info is the epoch's history entry
+MonitorFn = Callable[[nn.Module, int, int, dict[str, float]], dict[str, float]]  # (student, epoch, epochs, losses) -> health
 StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 BatchAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 images on the device -> one augmented view
 LoaderFactory = Callable[[int], Iterable]  # epoch -> batches of ((view1, view2), labels)
@@ -156,13 +157,15 @@ def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.opti
     return {name: value / max(steps, 1) for name, value in totals.items()}
 
 
-def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: Path, seed: int, device: torch.device, progress: ProgressFn | None = None, augment: BatchAugment | None = None, loader_factory: LoaderFactory | None = None) -> TrainState:
+def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: Path, seed: int, device: torch.device, progress: ProgressFn | None = None, augment: BatchAugment | None = None, loader_factory: LoaderFactory | None = None, monitor: MonitorFn | None = None) -> TrainState:
     """Train `method` for recipe.epochs, resuming from `stage_dir/checkpoint.pt` if present.
     Under torchrun every rank calls this; rank 0 alone writes the checkpoint and reports progress.
     augment: `dataset` yields uint8 images and the views are drawn on the device, batched, in this
     process (disco/data/batched_augment.py); loader workers would only compete with the step then.
     loader_factory: epoch -> this rank's batches of ((view1, view2), labels), replacing the
-    DataLoader (the optional DALI loader, disco/data/dali.py)."""
+    DataLoader (the optional DALI loader, disco/data/dali.py).
+    monitor: after every epoch, on rank 0, the student's health (disco/health.py) joins the epoch's
+    history entry; it runs in eval mode on fixed inputs, so the training computation is unchanged."""
     recipe.validate()
     if augment is not None:
         recipe = replace(recipe, workers=0)
@@ -190,13 +193,15 @@ def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: P
             loader = make_distributed_loader(dataset, recipe, seed, epoch) if world > 1 else make_loader(dataset, recipe, seed, epoch)
         metrics = distributed.mean_over_ranks(train_one_epoch(method, loader, optimizer, device, recipe, progress, step, augment), device)
         metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
+        if monitor is not None and rank == 0:
+            metrics.update(monitor(method.student, epoch + 1, recipe.epochs, metrics))
         state.history.append(metrics)
         state.epoch = epoch + 1
         if rank == 0:
             save_keeping_previous(checkpoint_path, {"epoch": state.epoch, "history": state.history, "method": method.state_dict(), "optimizer": optimizer.state_dict(), "recipe": asdict(recipe)})
             atomic_write_bytes(stage_dir / PROGRESS_FILE, json.dumps({"epoch": state.epoch, "epochs": recipe.epochs}).encode())
         if progress:
-            progress("epoch", state.epoch, recipe.epochs)
+            progress("epoch", state.epoch, recipe.epochs, metrics)
         _test_hook_sleep()
     # Every rank leaves with rank 0's state (the checkpointed one), whoever saves the final encoder.
     distributed.broadcast_buffers(method)

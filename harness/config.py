@@ -105,6 +105,14 @@ class LinearSpec(Strict):
     train_augment: bool = True
 
 
+class HealthSpec(Strict):
+    """The per-epoch training health monitor (disco/health.py); runtime only: not part of stage keys."""
+
+    enabled: bool = True
+    batch: int = Field(512, gt=1)  # held-out images looked at after every epoch
+    knn_every: int = Field(0, ge=0)  # kNN monitor on the full train/test split every N epochs (0: off)
+
+
 class Profile(Strict):
     description: str = ""
     device: Literal["cpu", "cuda"] = "cpu"
@@ -122,6 +130,9 @@ class Profile(Strict):
     # teacher name -> released checkpoint (official MoCo-v2 / SwAV layouts, ${ENV} expanded); such a
     # teacher is imported instead of pretrained
     teacher_checkpoints: dict[str, str] = {}
+    health: HealthSpec = HealthSpec()
+    # evaluation -> why it is not in `evals` (printed in the report); it stays runnable by name
+    excluded_evals: dict[str, str] = {}
     slurm: dict[str, Any] = {}
 
 

@@ -61,7 +61,7 @@ class Planner:
         self.label = f"{profile_name}-smoke" if smoke else profile_name
         # smoke tensors are tiny: one thread beats waiting on a second one, above all on a busy machine
         threads = threads or (SMOKE_THREADS if smoke else None)
-        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed} | ({"threads": threads} if threads else {})
+        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed, "health": self.profile.health.model_dump()} | ({"threads": threads} if threads else {})
         self.precision = precision or self.profile.precision
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision '{self.precision}'{did_you_mean(self.precision, PRECISIONS)}; valid: {', '.join(PRECISIONS)}")

@@ -8,6 +8,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+from harness.estimates import CALIBRATED_ON, estimate_seconds
 from harness.results import load_result
 from harness.stages import Stage
 from harness.workspace import Workspace
@@ -15,10 +16,15 @@ from harness.workspace import Workspace
 LISTED_ROWS = 40
 
 
-def estimated_seconds(stage: Stage, workspace: Workspace) -> float | None:
-    """The wall time of the last result stored under this stage's name (any key), if any."""
+def estimated_seconds(stage: Stage, workspace: Workspace) -> tuple[float | None, bool]:
+    """(seconds, measured): the wall time of the last result stored under this stage's name (any
+    key), else the calibrated throughput model's estimate (harness/estimates.py)."""
     previous = load_result(workspace.result_path(stage.profile, stage.name))
-    return previous.provenance.wall_time_s if previous else None
+    if previous:
+        return previous.provenance.wall_time_s, True
+    encoder = stage.inputs.get("encoder")
+    arch = encoder.config.get("arch") if encoder is not None else None
+    return estimate_seconds(stage.kind, stage.config, str(stage.runtime.get("device", "cpu")), arch), False
 
 
 def print_plan(console: Console, stages: list[Stage], pending: list[Stage], workspace: Workspace) -> None:
@@ -26,22 +32,29 @@ def print_plan(console: Console, stages: list[Stage], pending: list[Stage], work
     table = Table(title=f"plan: {len(stages) - len(pending)} done, {len(pending)} to run", show_lines=False)
     for column in ("stage", "kind", "key", "status", "est. cost"):
         table.add_column(column)
-    total, unknown = 0.0, 0
+    total, unknown, modelled = 0.0, 0, 0
     for position, stage in enumerate(stages):
         todo = stage.key in pending_keys
-        estimate = estimated_seconds(stage, workspace) if todo else None
-        if todo and estimate is None:
-            unknown += 1
+        estimate, measured = estimated_seconds(stage, workspace) if todo else (None, True)
+        unknown += todo and estimate is None
+        modelled += todo and estimate is not None and not measured
         total += estimate or 0.0
         if position < LISTED_ROWS:
-            cost = "-" if not todo else (f"{estimate:.0f} s" if estimate is not None else "unknown")
+            cost = "-" if not todo else ("unknown" if estimate is None else f"{'' if measured else '~'}{estimate:.0f} s")
             table.add_row(stage.name, stage.kind, stage.key[:10], "[yellow]to run[/]" if todo else "[green]done[/]", cost)
     console.print(table)
     if len(stages) > LISTED_ROWS:
         console.print(f"... {len(stages) - LISTED_ROWS} more stage(s) not listed")
         console.print(counts_table(stages, pending_keys))
     if pending:
-        console.print(f"estimated cost of what will run: {total / 60:.1f} min" + (f" + {unknown} stage(s) never run before" if unknown else ""))
+        notes = [f"~: {modelled} stage(s) never run here, estimated from the throughput model calibrated on {calibrated_on(stages)}"] if modelled else []
+        notes += [f"{unknown} stage(s) with no estimate"] if unknown else []
+        console.print(f"estimated cost of what will run: {total / 60:.1f} min" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def calibrated_on(stages: list[Stage]) -> str:
+    devices = {"cuda" if str(stage.runtime.get("device", "cpu")).startswith("cuda") else "cpu" for stage in stages}
+    return " and ".join(CALIBRATED_ON[device] for device in sorted(devices))
 
 
 def counts_table(stages: list[Stage], pending_keys: set[str]) -> Table:

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from disco import distributed
 from disco.damaged import move_aside, remove_leftover_temps
 from disco.errors import InputError
 from disco.pause_points import with_pause_points
+from disco.health import COLLAPSED, WEAK
 from harness.errors import UserError
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult, load_result
@@ -180,6 +182,7 @@ def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace
     payload = result.model_dump()
     if write:
         atomic_write_json(result_path, payload)
+        warn_if_unhealthy(spec["name"], metrics)
     return payload
 
 
@@ -194,6 +197,14 @@ def threads(count: int | None):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def warn_if_unhealthy(name: str, metrics: dict[str, Any]) -> None:
+    """A collapsed or weak training stage is flagged loudly: every number built on it is suspect."""
+    status = metrics.get("health")
+    if status in (COLLAPSED, WEAK):
+        reasons = "; ".join(metrics.get("health_reasons") or [])
+        click.echo(f"WARNING: stage {name} ended {status.upper()} ({reasons}): results built on this encoder are not evidence; see docs/health.md", err=True)
 
 
 def _now() -> str:

@@ -18,8 +18,12 @@ from disco.data.augment import mocov2_augmentation
 from disco.data.batched_augment import BatchedMoCoV2Augmentation
 from disco.data.datasets import TransformedImages, TwoViews
 from disco.data.embedded import ImageSet
-from disco.data.sources import load_splits
+from disco.data.held_out import held_out_batch
+from disco.data.sources import Splits, load_splits
 from disco.evals import get_evaluation
+from disco.evals.knn import knn_monitor
+from disco.health import verdict
+from disco.monitor import HealthMonitor
 from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
 from disco.models import Encoder, build_encoder
 from disco.speed import SpeedOptions, apply_to_modules, to_channels_last_where_it_pays
@@ -65,10 +69,9 @@ def _speed(runtime: dict[str, Any], device: torch.device, teacher_bn: str = "tra
     return replace(options, batched_augment=False) if config.get("views") == "per_image" else options
 
 
-def _train_inputs(config: dict[str, Any], runtime: dict[str, Any], speed: SpeedOptions, device: torch.device) -> tuple[Dataset, dict[str, Any]]:
+def _train_inputs(config: dict[str, Any], splits: Splits, speed: SpeedOptions, device: torch.device) -> tuple[Dataset, dict[str, Any]]:
     """The training set and how its views are made: per image in loader workers (the official way);
     batched on the device for in-memory images in the optimized mode; or by DALI (`data.loader`)."""
-    splits = load_splits(config["data"], runtime.get("data_root"))
     if config["data"].get("loader", "torch") == "dali":
         return splits.train, {"loader_factory": _dali_epochs(splits.train, splits.image_size, config["recipe"]["batch_size"], config["seed"], device)}
     if speed.batched_augment and isinstance(splits.train, ImageSet):
@@ -92,6 +95,23 @@ def _dali_epochs(train_set: Dataset, image_size: int, global_batch: int, seed: i
 PRETRAIN_METHODS = {"mocov2": (MoCoV2, MoCoV2Config)}
 
 
+def _health_monitor(splits: Splits, runtime: dict[str, Any], device: torch.device, queue_size: int, seed: int) -> HealthMonitor | None:
+    """The per-epoch health of the student (disco/health.py), as the profile's `health:` asks."""
+    settings = runtime.get("health") or {}
+    if not settings.get("enabled", True):
+        return None
+    held_out = held_out_batch(splits.test, splits.image_size, settings.get("batch", 512), seed)
+    knn_every = settings.get("knn_every", 0)
+    return HealthMonitor(held_out, queue_size, knn_monitor(splits, device) if knn_every else None, knn_every)
+
+
+def _train(method: torch.nn.Module, config: dict[str, Any], runtime: dict[str, Any], stage_dir: Path, speed: SpeedOptions, device: torch.device, progress) -> TrainState:
+    splits = load_splits(config["data"], runtime.get("data_root"))
+    dataset, views = _train_inputs(config, splits, speed, device)
+    monitor = _health_monitor(splits, runtime, device, config["mocov2"]["queue_size"], config["seed"])
+    return train(method, dataset, _recipe(config), stage_dir, config["seed"], device, progress, monitor=monitor, **views)
+
+
 def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
     if config["method"] not in PRETRAIN_METHODS:
         raise ValueError(f"pretraining method '{config['method']}' is not implemented; implemented: {', '.join(PRETRAIN_METHODS)}")
@@ -104,8 +124,7 @@ def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Pat
     speed = _speed(runtime, device, config=config)
     method = method_class(encoder, method_config, speed)
     apply_to_modules([method], speed, device)
-    dataset, views = _train_inputs(config, runtime, speed, device)
-    state = train(method, dataset, recipe, stage_dir, config["seed"], device, progress, **views)
+    state = _train(method, config, runtime, stage_dir, speed, device, progress)
     artifacts = _save_encoder(stage_dir, config, method.student, {"queue": method.contrast.queue.cpu(), "queue_ptr": method.contrast.queue_ptr.cpu()})
     return _final_losses(state), state.history, artifacts
 
@@ -122,8 +141,7 @@ def run_distill(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path
     apply_to_modules([method], speed, device)
     if config["disco"]["init_queue_from_teacher"]:  # a resumed checkpoint then overwrites the queue
         _init_queue_from_teacher(method, teacher_payload)
-    dataset, views = _train_inputs(config, runtime, speed, device)
-    state = train(method, dataset, recipe, stage_dir, config["seed"], device, progress, **views)
+    state = _train(method, config, runtime, stage_dir, speed, device, progress)
     artifacts = _save_encoder(stage_dir, config, method.student)
     return _final_losses(state), state.history, artifacts
 
@@ -181,7 +199,8 @@ def evaluate_encoder(encoder: Encoder, config: dict[str, Any], runtime: dict[str
 def _final_losses(state: TrainState) -> dict[str, Any]:
     last = state.history[-1] if state.history else {}
     final = {f"final_{name}": value for name, value in last.items() if name not in ("epoch", "seconds")}
-    return final | {"epochs": len(state.history), "resumed_from_epoch": state.resumed_from_epoch}
+    health = verdict(last.get("emb_cosine"), last.get("ce_chance_ratio"))
+    return final | {"epochs": len(state.history), "resumed_from_epoch": state.resumed_from_epoch, "health": health.status, "health_reasons": list(health.reasons)}
 
 
 TASKS = {"pretrain": run_pretrain, "distill": run_distill, "init": run_init, "import": run_import, "eval": run_eval}

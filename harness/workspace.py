@@ -14,6 +14,9 @@ from disco.damaged import broken_link, link_loop, move_aside
 from harness.errors import UserError
 
 
+RUNS_DIR = Path("runs")  # this machine's runs: git-ignored; the committed reference run is results/reference
+
+
 @dataclass(frozen=True)
 class Workspace:
     artifacts: Path  # checkpoints and stage specs (not committed)

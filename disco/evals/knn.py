@@ -33,10 +33,8 @@ def knn_votes(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats:
     return torch.cat(chunks)
 
 
-@register("knn")
-def knn(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
-    config = coerce_recipe(KnnRecipe, recipe)
-    encoder.eval().to(device)
+def knn_accuracy(encoder: Encoder, splits: Splits, config: KnnRecipe, device: torch.device, progress=None) -> tuple[dict[int, int], int, int, int]:
+    """(top-1/top-5 correct counts, k used, train size, test size) of the weighted kNN on eval-mode pooled features."""
     transform = probe_test_transform(splits.image_size)
     train_feats, train_labels = extract_features(encoder.features, fixed_view(splits.train, transform), config.batch_size, device, config.workers, config.limit_batches)
     if progress:
@@ -44,12 +42,30 @@ def knn(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, see
     test_feats, test_labels = extract_features(encoder.features, fixed_view(splits.test, transform), config.batch_size, device, config.workers, config.limit_batches)
     k = min(config.k, len(train_feats))  # tiny/smoke sets can hold fewer than 200 images
     votes = knn_votes(train_feats.to(device), train_labels, test_feats, splits.num_classes, k, config.temperature, config.chunk_size)
-    correct = topk_correct(votes, test_labels)
     if progress:
         progress("features", 2, 2)
+    return topk_correct(votes, test_labels), k, len(train_labels), len(test_labels)
+
+
+def knn_monitor(splits: Splits, device: torch.device, config: KnnRecipe | None = None):
+    """encoder -> kNN top-1 (%): the cheap learning monitor of the training stages (disco/health.py)."""
+    config = config or KnnRecipe()
+
+    def top1(encoder: Encoder) -> float:
+        correct, _, _, total = knn_accuracy(encoder, splits, config, device)
+        return 100.0 * correct[1] / total
+
+    return top1
+
+
+@register("knn")
+def knn(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
+    config = coerce_recipe(KnnRecipe, recipe)
+    encoder.eval().to(device)
+    correct, k, num_train, total = knn_accuracy(encoder, splits, config, device, progress)
     return {
-        "top1": 100.0 * correct[1] / len(test_labels), "top5": 100.0 * correct[5] / len(test_labels),
-        "k": k, "temperature": config.temperature, "num_train": len(train_labels), "num_test": len(test_labels),
+        "top1": 100.0 * correct[1] / total, "top5": 100.0 * correct[5] / total,
+        "k": k, "temperature": config.temperature, "num_train": num_train, "num_test": total,
         "protocol": "weighted kNN (exp(cos/T) votes) on L2-normalised frozen eval-mode pooled features, test transform on both splits",
         "recipe": asdict(config),
     }

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from disco.damaged import remove_leftover_temps
 from harness.cli import cli
+from harness.workspace import RUNS_DIR
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner
@@ -39,7 +40,7 @@ def file_sha256(path: Path) -> str:
 @click.option("--smoke", is_flag=True, help="Synthetic data, a couple of steps.")
 @click.option("--device", default=None, help="Override the profile's device.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=RUNS_DIR, show_default=True)
 @click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True)
 def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, smoke: bool, device: str | None, seed: int, results_dir: Path, benchmarks_file: Path) -> None:
     """Load a checkpoint strictly and run evaluations on it; one result JSON per evaluation."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from harness.cli import cli
+from harness.workspace import RUNS_DIR
 from harness.errors import UserError
 from harness.results import StageResult, load_result
 
@@ -33,7 +34,7 @@ def find_result(results_dir: Path, stage: str) -> tuple[Path, StageResult]:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="official", show_default=True,
               help="official: {'epoch','arch','state_dict'} with module.encoder_q.* keys, as DisCo/main.py saves (docs/protocol.md 5.1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Output file (default: <STAGE>.pth.tar here).")
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=RUNS_DIR, show_default=True)
 @click.option("--artifacts", "artifacts_dir", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True)
 def export(stage: str, fmt: str, output: Path | None, results_dir: Path, artifacts_dir: Path) -> None:
     """Write the encoder of the finished STAGE (pretrain, distill, init or import) in the official

@@ -33,6 +33,7 @@ class StageState:
     state: str  # "done" | "partial" (a per-epoch checkpoint exists) | "stale" (stored for another key) | "damaged" (its checkpoint is) | "pending"
     epochs_done: int | None = None
     epochs_total: int | None = None
+    health: str | None = None  # a finished training stage's final health (disco/health.py)
 
     def describe(self) -> str:
         if self.state == "partial":
@@ -64,7 +65,7 @@ def checkpoint_epoch(stage_dir: Path) -> int | None:
 def stage_state(stage: Stage, workspace: Workspace, read_epochs: bool = True) -> StageState:
     result = load_result(workspace.result_path(stage.profile, stage.name))
     if result is not None and result.stage.key == stage.key:
-        return StageState("damaged" if damaged_artifacts(result.artifacts, workspace) else "done")
+        return StageState("damaged" if damaged_artifacts(result.artifacts, workspace) else "done", health=result.metrics.get("health"))
     stage_dir = workspace.stage_dir(stage.name, stage.key)
     if (stage_dir / CHECKPOINT).exists() or previous_path(stage_dir / CHECKPOINT).exists():
         total = stage.config.get("recipe", {}).get("epochs")
@@ -75,6 +76,13 @@ def stage_state(stage: Stage, workspace: Workspace, read_epochs: bool = True) ->
 def run_defaults() -> dict[str, Any]:
     """`run`'s option defaults, so `plan_stages` sees every option `run` gives it (status plans the same stages)."""
     return {param.name: param.default for param in run.params if param.name and not callable(param.default)}
+
+
+HEALTH_STYLES = {"healthy": "green", "weak": "yellow", "collapsed": "bold red"}
+
+
+def styled_health(health: str | None) -> str:
+    return "-" if health is None else f"[{HEALTH_STYLES.get(health, 'white')}]{health}[/]"
 
 
 def styled(state: StageState, short: bool = False) -> str:
@@ -200,16 +208,20 @@ def status(**params) -> None:
     jobs, slurm_note = slurm_job_states(workspace)
     table = Table(title=f"status · {len(stages)} stage(s)")
     table.add_column("stage", overflow="fold")  # the name says kind, method, pair, profile and seed
-    for column in ("key", "state", *(["slurm job"] if jobs else [])):
+    for column in ("key", "state", "health", *(["slurm job"] if jobs else [])):
         table.add_column(column)
     counts: dict[str, int] = {}
+    collapsed = []
     for stage in stages:
         state = stage_state(stage, workspace)
         counts[state.state] = counts.get(state.state, 0) + 1
-        table.add_row(stage.name, stage.key[:10], styled(state), *([jobs.get(stage.name, "-")] if jobs else []))
+        collapsed += [stage.name] if state.health == "collapsed" else []
+        table.add_row(stage.name, stage.key[:10], styled(state), styled_health(state.health), *([jobs.get(stage.name, "-")] if jobs else []))
     console = Console()
     console.print(table)
     partial, pending = counts.get("partial", 0), counts.get("pending", 0) + counts.get("stale", 0) + counts.get("damaged", 0)
     console.print(f"{counts.get('done', 0)} done, {partial} partially trained, {pending} pending")
+    if collapsed:
+        console.print(f"[bold red]{len(collapsed)} collapsed training stage(s)[/]: numbers built on them are not evidence (docs/health.md): {', '.join(collapsed)}")
     if slurm_note:
         console.print(slurm_note)

@@ -8,11 +8,12 @@ import click
 from rich.console import Console
 
 from harness.cli import cli
-from harness.commands.run import workspace_options
+from harness.commands.run import reference_option, workspace_options
 from harness.config import load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner
 from harness.report import DEFAULT_TOLERANCE, build_report, document, profile_cells, render_terminal, write_report_files
+from harness.reference import reference_workspace
 from harness.workspace import Workspace
 
 
@@ -24,16 +25,18 @@ from harness.workspace import Workspace
 @click.option("--smoke", is_flag=True, help="Report the results of `run --smoke` (<profile>-smoke).")
 @click.option("--no-files", is_flag=True, help="Only print; write no report files.")
 @workspace_options
-def report(profile: str, pair: tuple[str, ...], all_pairs: bool, tolerance: float, smoke: bool, no_files: bool, results_dir: Path, artifacts_dir: Path, benchmarks_file: Path) -> None:
-    """Measured vs paper per cell and evaluation, gains, seed statistics and verdicts; writes
-    results/<profile>/report.{md,csv,html}, plots/*.png (and results/README.md for tiny)."""
+@reference_option
+def report(profile: str, pair: tuple[str, ...], all_pairs: bool, tolerance: float, smoke: bool, no_files: bool, results_dir: Path, artifacts_dir: Path, benchmarks_file: Path, reference_dir: Path) -> None:
+    """This run vs the reference run vs the paper per cell and evaluation, gains, seed statistics,
+    training health and verdicts; writes <results>/<profile>/report.{md,csv,html}, plots/ and curves/."""
     console = Console()
     planner = Planner(load_benchmarks(benchmarks_file), profile, smoke=smoke)
     workspace = Workspace(artifacts_dir, results_dir)
     stages_dir = workspace.results / planner.label / "stages"
     if not stages_dir.is_dir():
         console.print(f"note: no stored results under {stages_dir}; every stage shows as pending")
-    full = build_report(planner.bench, profile_cells(planner, workspace, list(pair), all_pairs), workspace, tolerance)
+    reference, label = reference_workspace(reference_dir or None, planner.label)
+    full = build_report(planner.bench, profile_cells(planner, workspace, list(pair), all_pairs, also=reference), workspace, tolerance, reference, label)
     render_terminal(console, document(full, extras=False))
     if no_files:
         return

@@ -13,7 +13,8 @@ from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner, pick
 from harness.stages import Stage, topological
-from harness.workspace import Workspace
+from harness.reference import DEFAULT_REFERENCE
+from harness.workspace import RUNS_DIR, Workspace
 
 EXECUTORS = ("local", "docker", "slurm")
 
@@ -34,13 +35,18 @@ def executor_options(func):
 
 
 def workspace_options(func):
-    func = click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Where JSON results and reports go.")(func)
+    func = click.option("--results", "results_dir", type=click.Path(path_type=Path), default=RUNS_DIR, show_default=True, help="Where this run's JSON results and reports go (git-ignored).")(func)
     func = click.option("--artifacts", "artifacts_dir", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True, help="Where checkpoints go.")(func)
     return click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True, help="The matrix file.")(func)
 
 
 MAX_SEEDS = 100
 MAX_PLAN_STAGES = 20_000  # beyond this a plan takes minutes to build and is unreadable; split the run
+
+
+def reference_option(func):
+    return click.option("--reference", "reference_dir", type=click.Path(path_type=Path), default=DEFAULT_REFERENCE, show_default=True,
+                        help="The committed reference run, reported beside this run ('' for none).")(func)
 
 
 def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
@@ -90,6 +96,7 @@ def selection_options(func):
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="Training precision (default: the profile's, fp32). bf16 autocast is a deviation from the official fp32, recorded in the stage key and the report.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True)
 @workspace_options
+@reference_option
 @executor_options
 def run(**params) -> None:
     """Run one or more cells: teacher pretraining, student baseline, DisCo, evaluations; then report."""
@@ -114,9 +121,11 @@ def run(**params) -> None:
     if pending:
         executor_params = params | {"profile_slurm": planner.profile.slurm}
         executor_module(params["executor"]).make_executor(executor_params).run(pending, workspace)
+    from harness.reference import reference_workspace
     from harness.report import print_cell_reports
 
-    print_cell_reports(console, planner.bench, cells, workspace)
+    reference, label = reference_workspace(params["reference_dir"] or None, planner.label)
+    print_cell_reports(console, planner.bench, cells, workspace, reference=reference, reference_label=label)
 
 
 def _forced(stages: list[Stage], names: tuple[str, ...]) -> set[str]:
@@ -146,13 +155,15 @@ def _invalidate(stage: Stage, workspace: Workspace) -> None:
 @cli.command("run-stage")
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--artifacts", "artifacts_dir", type=click.Path(path_type=Path), default=Path("artifacts"))
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"))
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=RUNS_DIR)
 @click.option("--executor-name", default="local", hidden=True)
 def run_stage(spec: Path, artifacts_dir: Path, results_dir: Path, executor_name: str) -> None:
     """Run one stage from its spec file (what every executor runs)."""
-    from harness.runner import run_stage_from_spec
+    from harness.progress import EpochLines
+    from harness.runner import load_spec, run_stage_from_spec
 
     workspace = Workspace(artifacts_dir, results_dir)
     workspace.ensure_writable()
-    result = run_stage_from_spec(spec, workspace, executor=executor_name)
+    lines = EpochLines(load_spec(spec)["name"], lambda line: click.echo(line, err=True))  # container and job logs
+    result = run_stage_from_spec(spec, workspace, lines, executor=executor_name)
     click.echo(f"{result['stage']['name']}: done ({result['provenance']['wall_time_s']:.1f} s)")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import StageFailed
+from harness.progress import EpochLines, bar_reporter, clock
 from harness.stages import Stage
 from harness.workspace import Workspace
 
@@ -26,6 +28,8 @@ class LocalExecutor:
         self.console = console or Console(stderr=True)
 
     def run(self, stages: list[Stage], workspace: Workspace) -> None:
+        if not self.console.is_terminal:
+            return self._run_plain(stages, workspace)
         from harness.runner import run_stage_from_spec  # imports torch: not at `--help`
 
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]
@@ -37,7 +41,7 @@ class LocalExecutor:
                     progress.update(task, detail=f"torchrun x{self.nproc_per_node}")
                     self._run_torchrun(stage, workspace)
                 else:
-                    run_stage_from_spec(stage.write_spec(workspace), workspace, self._reporter(progress, task), executor=self.name)
+                    run_stage_from_spec(stage.write_spec(workspace), workspace, bar_reporter(progress, task), executor=self.name)
                 progress.update(task, completed=progress.tasks[task].total or 1, total=progress.tasks[task].total or 1, detail="done")
                 progress.advance(overall)
 
@@ -50,17 +54,19 @@ class LocalExecutor:
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
             raise StageFailed(f"stage {stage.name} failed under torchrun (exit {proc.returncode}): {tail}")
 
-    @staticmethod
-    def _reporter(progress: Progress, task):
-        def report(phase: str, done: int, total: int) -> None:
-            if phase == "epoch":
-                progress.update(task, completed=done, total=total, detail=f"epoch {done}/{total}")
-            elif phase == "step":
-                progress.update(task, detail=f"step {done}/{total}")
-            elif phase == "waiting":
-                progress.update(task, detail="waiting for another run's lock")
+    def _run_plain(self, stages: list[Stage], workspace: Workspace) -> None:
+        """Not a terminal (CI, a log file, `tee`): plain lines, one per stage start/end and per training epoch."""
+        from harness.runner import run_stage_from_spec  # imports torch: not at `--help`
 
-        return report
+        echo = lambda line: self.console.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+        for index, stage in enumerate(stages, start=1):
+            echo(f"[{stage.name}] stage {index}/{len(stages)} started")
+            started = time.monotonic()
+            if self.nproc_per_node > 1 and stage.kind in DDP_KINDS:
+                self._run_torchrun(stage, workspace)
+            else:
+                run_stage_from_spec(stage.write_spec(workspace), workspace, EpochLines(stage.name, echo), executor=self.name)
+            echo(f"[{stage.name}] done in {clock(time.monotonic() - started)}")
 
 
 def make_executor(params: dict) -> LocalExecutor:

@@ -11,8 +11,10 @@ from rich.console import Console
 
 from harness.config import Evaluation, load_benchmarks
 from harness.matrix import CellPlan, Planner
-from harness.report import (BELOW, ABOVE, PENDING, REPRODUCED, build_report, compare, headline_metric, print_cell_reports,
-                            profile_cells, render_csv, render_markdown, document, t_critical, write_report_files)
+from harness.report import (ABOVE, BELOW, CONTRADICTED, INCONCLUSIVE, OPPOSITE_DIRECTION, PENDING, REPRODUCED, SAME_DIRECTION, UNHEALTHY,
+                            build_report, compare, document, headline_metric, print_cell_reports, profile_cells, write_report_files)
+from harness.report.render import render_csv, render_markdown
+from harness.report.stats import t_critical
 from harness.results import Provenance, StageRef, StageResult
 from harness.stages import Stage
 from harness.workspace import Workspace, atomic_write_json
@@ -74,7 +76,7 @@ def test_nulls_show_na_and_a_missing_stage_shows_pending(bench, workspace):
     assert ev.rows["gain"].paper.value == 19.7 and ev.rows["baseline"].paper.value == 42.2
     markdown = render_markdown(document(report))
     assert "| DisCo student | pending | pending |  | n/a | n/a | pending |" in markdown
-    assert "| MoCo-v2 baseline | done | 50.0 |  | 42.2 | +7.8 | reproduced | test_source (high) |" in markdown
+    assert "| MoCo-v2 baseline | done | 50.0 |  | 42.2 | +7.8 | > control | test_source (high) |" in markdown
     records = {r["role"]: r for r in csv.DictReader(io.StringIO(render_csv(report)))}
     assert records["disco"]["paper"] == "n/a" and records["disco"]["status"] == PENDING and records["disco"]["mean"] == "n/a"
     assert records["teacher"]["delta"] == "2.6000"
@@ -115,18 +117,77 @@ def test_t_table():
     assert (t_critical(1), t_critical(2), t_critical(9), t_critical(35), t_critical(500)) == (12.706, 4.303, 2.262, 2.042, 1.960)
 
 
-def test_direction_verdicts_at_the_tiny_profile(bench, workspace):
+def test_one_seed_shows_a_direction_never_a_reproduction(bench, workspace):
     cell = Planner(bench, "tiny").cell("r50-effb0")
     cases = [
-        ({"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, REPRODUCED, "same direction"),
-        ({"random_init": 10.0, "baseline": 50.0, "disco": 45.0, "teacher": 70.0}, BELOW, "DisCo does not beat"),
-        ({"random_init": 55.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, BELOW, "baseline does not beat random init"),
+        ({"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, SAME_DIRECTION, ("> control", "> baseline")),
+        ({"random_init": 10.0, "baseline": 50.0, "disco": 45.0, "teacher": 70.0}, OPPOSITE_DIRECTION, ("> control", "<= baseline")),
+        ({"random_init": 55.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, SAME_DIRECTION, ("<= control", "> baseline")),
     ]
-    for values, verdict, note in cases:
+    for values, verdict, (baseline, disco) in cases:
         store_cell(workspace, cell, values)
         ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
-        assert (ev.verdict, note in ev.note) == (verdict, True)
-        assert ev.rows["teacher"].verdict == "context"  # the ImageNet number is context only here
+        assert (ev.verdict, ev.rows["baseline"].verdict, ev.rows["disco"].verdict) == (verdict, baseline, disco)
+        assert "one seed" in ev.note and ev.rows["teacher"].verdict == "context"  # the ImageNet number is context only here
+
+
+@pytest.mark.parametrize(("disco", "verdict"), [
+    ((60.0, 61.0, 62.0), REPRODUCED),  # gains 10, 9, 10: the 95% interval [8.2, 10.8] excludes 0
+    ((45.0, 48.0, 47.0), CONTRADICTED),  # gains -5, -4, -5: [-6.1, -3.2]
+    ((58.0, 47.0, 47.0), INCONCLUSIVE),  # gains 8, -4, -5: the interval includes 0
+])
+def test_several_seeds_decide_by_the_gain_interval(bench, workspace, disco, verdict):
+    planner = Planner(bench, "tiny")
+    cells = [planner.cell("r50-effb0", seed) for seed in range(3)]
+    for cell, baseline, value in zip(cells, (50.0, 52.0, 52.0), disco):
+        store_cell(workspace, cell, {"random_init": 10.0, "baseline": baseline, "disco": value, "teacher": 70.0})
+    ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
+    assert ev.verdict == verdict and ev.rows["gain"].verdict == verdict and "95% CI" in ev.note
+
+
+def store_health(workspace, stage, status, cosine):
+    write_result(workspace, stage, {"health": status, "health_reasons": [f"mean pairwise cosine {cosine} > 0.9"] if status == "collapsed" else [],
+                                    "final_emb_cosine": cosine, "final_ce_chance_ratio": 0.5})
+
+
+def test_a_collapsed_encoder_makes_the_cell_unhealthy_whatever_its_numbers(bench, workspace):
+    planner = Planner(bench, "tiny")
+    cells = [planner.cell("r50-effb0", seed) for seed in range(3)]
+    for cell, baseline, value in zip(cells, (50.0, 52.0, 52.0), (60.0, 61.0, 62.0)):
+        store_cell(workspace, cell, {"random_init": 10.0, "baseline": baseline, "disco": value, "teacher": 70.0})
+        store_health(workspace, cell.baseline, "healthy", 0.2)
+        store_health(workspace, cell.disco, "healthy", 0.3)
+    store_health(workspace, cells[0].teacher, "healthy", 0.1)
+    assert rows_of(build_report(bench, cells, workspace), "r50-effb0").verdict == REPRODUCED
+    store_health(workspace, cells[0].teacher, "collapsed", 0.99)
+    report = build_report(bench, cells, workspace)
+    ev = rows_of(report, "r50-effb0")
+    assert ev.verdict == UNHEALTHY and cells[0].teacher.name in ev.note and "would be `reproduced`" in ev.note
+    markdown = render_markdown(document(report))
+    assert f"| MoCo-v2 teacher | {cells[0].teacher.name} | collapsed | 0.50 | 0.99 |" in markdown
+
+
+def test_discrimination_compares_teacher_and_control_with_the_seed_noise(bench, workspace):
+    planner = Planner(bench, "tiny")
+    cells = [planner.cell("r50-effb0", seed) for seed in range(2)]
+    for cell, control in zip(cells, (10.0, 14.0)):  # control sd 2.83: twice that is 5.66
+        store_cell(workspace, cell, {"random_init": control, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
+    assert "separates a trained encoder" in rows_of(build_report(bench, cells, workspace), "r50-effb0").discrimination
+    for cell, control in zip(cells, (66.0, 70.0)):
+        store_cell(workspace, cell, {"random_init": control, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
+    assert "does NOT separate" in rows_of(build_report(bench, cells, workspace), "r50-effb0").discrimination
+
+
+def test_the_reference_run_is_a_column_beside_this_run(bench, workspace, tmp_path):
+    reference = Workspace(tmp_path / "ref-artifacts", tmp_path / "reference")
+    cell = Planner(bench, "tiny").cell("r50-effb0")
+    store_cell(reference, cell, {"random_init": 10.0, "baseline": 40.0, "disco": 47.0, "teacher": 70.0})
+    report = build_report(bench, [cell], workspace, reference=reference, reference_label="results/reference/tiny (commit abc)")
+    ev = rows_of(report, "r50-effb0")
+    assert ev.rows["disco"].status == PENDING and ev.rows["disco"].reference.mean == 47.0 and ev.rows["gain"].reference.mean == 7.0
+    markdown = render_markdown(document(report))
+    assert "| encoder | status | this run | 95% CI | reference run | paper |" in markdown
+    assert "| DisCo student | pending | pending |  | 47.0 | n/a |" in markdown and "Reference run: results/reference/tiny (commit abc)." in markdown
 
 
 def test_absolute_verdicts_at_the_paper_profile(bench, workspace):
@@ -193,7 +254,7 @@ def test_files_are_written_parseable_and_results_untouched(bench, workspace):
     written = write_report_files(build_report(bench, cells, workspace), workspace)
     folder = workspace.results / "tiny"
     assert {path.relative_to(workspace.results).as_posix() for path in written} == {
-        "tiny/report.md", "tiny/report.csv", "tiny/report.html", "tiny/plots/effb0-linear.png", "tiny/plots/r18-linear.png", "README.md"}
+        "tiny/report.md", "tiny/report.csv", "tiny/report.html", "tiny/plots/effb0-linear.png", "tiny/plots/r18-linear.png"}
     assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in stored} == stored
     records = list(csv.DictReader((folder / "report.csv").open()))
     assert len(records) == 2 * 5 and {r["role"] for r in records} == {"random_init", "baseline", "disco", "teacher", "gain"}
@@ -201,10 +262,8 @@ def test_files_are_written_parseable_and_results_untouched(bench, workspace):
     assert (effb0_gain["n"], effb0_gain["values"], effb0_gain["mean"], effb0_gain["std"]) == ("2", "10.0000;9.0000", "9.5000", "0.7071")
     parser = _Tags()
     parser.feed((folder / "report.html").read_text())
-    assert parser.tags.count("table") == 3 and parser.tags.count("img") == 2
+    assert parser.tags.count("table") == 5 and parser.tags.count("img") == 2  # overview, a health and a linear table per pair
     assert all((folder / "plots" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for name in ("effb0-linear.png", "r18-linear.png"))
-    readme = (workspace.results / "README.md").read_text()
-    assert "disco-bench report --profile tiny" in readme and "](tiny/plots/effb0-linear.png)" in readme
 
 
 def test_print_cell_reports_prints_the_cells_and_writes_the_profile_files(bench, workspace):
@@ -213,7 +272,7 @@ def test_print_cell_reports_prints_the_cells_and_writes_the_profile_files(bench,
     console = Console(file=io.StringIO(), width=120)
     written = print_cell_reports(console, bench, [cell], workspace)
     output = console.file.getvalue()
-    assert "DisCo - baseline gain" in output and "same direction as the paper" in output
+    assert "DisCo - baseline gain" in output and "same direction" in output
     assert workspace.results / "tiny-smoke" / "report.md" in written and not (workspace.results / "README.md").exists()
 
 
@@ -226,7 +285,7 @@ def test_report_command_renders_stored_results(workspace, monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "report", "--profile", "tiny", *where)
     assert code == 0, err
     markdown = (workspace.results / "tiny" / "report.md").read_text()  # the terminal wraps wide tables
-    assert "60.0 (+10.0) reproduced" in markdown and (workspace.results / "tiny" / "report.html").exists() and "Overview" in out
+    assert "60.0 (+10.0) same direction" in markdown and (workspace.results / "tiny" / "report.html").exists() and "Overview" in out
     code, _, err = run_cli(monkeypatch, capsys, "report", "--pair", "r50-efb0", *where)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean 'r50-effb0'" in err
 
@@ -247,7 +306,7 @@ def test_probes_report_the_official_best_epoch_with_the_last_epoch_beside_it(ben
     assert ev.rows["disco"].stat.mean == 60.6 and ev.rows["disco"].paper.value == 60.6 and ev.rows["disco"].verdict == REPRODUCED
     assert ev.rows["disco"].beside.mean == 58.6
     markdown = render_markdown(document(report))
-    assert "| encoder | status | measured | last epoch | 95% CI | paper |" in markdown
+    assert "| encoder | status | this run | last epoch | 95% CI | paper |" in markdown
     assert "| DisCo student | done | 60.6 | 58.6 |  | 60.6 | +0.0 | reproduced |" in markdown
     assert "`measured` is the best epoch's top-1" in markdown and "`last epoch` is the top-1 after the final epoch" in markdown
     record = next(r for r in csv.DictReader(io.StringIO(render_csv(report))) if r["role"] == "disco")
@@ -262,7 +321,7 @@ def test_an_evaluation_that_skips_an_encoder_shows_na_for_it(bench, workspace):
     for role, value in {"random_init": 1.0, "baseline": 20.0, "disco": 25.0}.items():
         write_result(workspace, cell.evals[(role, "detection")], {"AP": value, "AP50": 40.0})
     ev = rows_of(build_report(restricted, [cell], workspace), "r50-r18", "detection")
-    assert (ev.rows["teacher"].status, ev.rows["teacher"].verdict) == ("n/a", "n/a") and ev.verdict == REPRODUCED
+    assert (ev.rows["teacher"].status, ev.rows["teacher"].verdict) == ("n/a", "n/a") and ev.verdict == SAME_DIRECTION
 
 
 def test_bf16_training_is_reported_as_a_deviation(bench, workspace):

@@ -191,7 +191,7 @@ def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
     (lambda d: d["profiles"]["tiny"]["eval_recipes"]["semi_finetune_1pct"].update(eval_every=0), "eval_every: 0", "profiles.tiny.eval_recipes.semi_finetune_1pct.eval_every", "eval_every >= 1"),
     (lambda d: d["profiles"]["tiny"]["disco"].update(mse_per_sample_weight=-1.0), "mse_per_sample_weight: -1.0", "profiles.tiny.disco.mse_per_sample_weight", "greater than or equal to 0"),
     (lambda d: d["evaluations"].update(knnn={"description": "x"}), "knnn:", "evaluations.knnn", "no evaluation 'knnn' is implemented"),
-    (lambda d: d["profiles"]["tiny"]["eval_recipes"].pop("transfer_digits"), "- transfer_digits", "profiles.tiny.evals[6]", "'transfer_digits' has no recipe"),
+    (lambda d: d["profiles"]["tiny"]["eval_recipes"].pop("transfer_digits"), "- transfer_digits", "profiles.tiny.evals[4]", "'transfer_digits' has no recipe"),
 ], ids=["queue", "bn-group", "knn-k", "recipe-type", "recipe-field", "finetune", "mse-weight", "unimplemented", "no-recipe"])
 def test_values_a_run_would_refuse_are_caught_with_file_and_line(data, tmp_path, break_it, fragment, path, expected):
     break_it(data)

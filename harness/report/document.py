@@ -1,0 +1,193 @@
+"""The report as a renderer-neutral document (headings, paragraphs, tables, images), rendered by
+harness/report/render.py to the terminal, markdown, HTML and CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.report.model import ROLE_LABELS, ROLES, EvalReport, PairReport, ProfileReport, Row, StageHealth
+from harness.report.paper import PaperValue
+from harness.report.verdicts import NOT_AVAILABLE
+
+def fmt(value: float | None, digits: int = 1, signed: bool = False) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def fmt_measured(row: Row) -> str:
+    return fmt_stat(row.stat, signed=row.role == "gain", fallback=row.status)  # pending / stale
+
+
+def fmt_ci(row: Row) -> str:
+    interval = row.stat.ci95 if row.stat else None
+    signed = row.role == "gain"
+    return "" if interval is None else f"[{fmt(interval[0], signed=signed)}, {fmt(interval[1], signed=signed)}]"
+
+
+def fmt_paper(row: Row) -> str:
+    if row.paper is None:
+        return NOT_AVAILABLE
+    return fmt(row.paper.value, signed=row.role == "gain") + ("*" if row.paper.derived else "")
+
+
+def fmt_source(paper: PaperValue | None) -> str:
+    if paper is None:
+        return ""
+    return f"{paper.source or '?'} ({paper.confidence or '?'})"
+
+
+def overview_cell(ev: EvalReport | None) -> str:
+    if ev is None:
+        return "-"
+    disco, gain = ev.rows["disco"], ev.rows["gain"]
+    if disco.stat is None:
+        return disco.status
+    gain_text = f" ({fmt(gain.stat.mean, signed=True)})" if gain.stat else ""
+    return f"{fmt(disco.stat.mean)}{gain_text} {ev.verdict}"
+
+
+# ---------------------------------------------------------------- a renderer-neutral document
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class TableBlock:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    terminal_hidden: tuple[str, ...] = ()  # columns too wide for an 80-column terminal
+
+
+@dataclass
+class Image:
+    path: str  # relative to the profile's report folder
+    alt: str
+
+
+Block = Heading | Paragraph | TableBlock | Image
+
+
+def fmt_stat(stat, signed: bool = False, fallback: str = NOT_AVAILABLE) -> str:
+    if stat is None:
+        return fallback
+    text = fmt(stat.mean, signed=signed)
+    return text if stat.std is None else f"{text} ± {stat.std:.2f}"
+
+
+def fmt_beside(row: Row) -> str:
+    if row.role == "gain":
+        return ""
+    return fmt_stat(row.beside, fallback=NOT_AVAILABLE if row.stat is not None else row.status)
+
+
+Block = Heading | Paragraph | TableBlock | Image
+DETAIL_HEADERS = ["encoder", "status", "measured", "95% CI", "paper", "delta", "verdict", "paper source (confidence)"]
+BEST_EPOCH_TEXT = ("For the probes trained over epochs (linear, semi-supervised, transfer), `measured` is the best epoch's top-1 "
+                   "(`top1_best`): the number the official scripts report (best_acc1 = max over the epochs, each scored on the test set); "
+                   "`last epoch` is the top-1 after the final epoch.")
+
+
+def mode_text(report: ProfileReport) -> str:
+    if report.absolute:
+        return (f"Profile `{report.profile}`: absolute verdicts. `reproduced` when |measured - paper| <= {report.tolerance:g} "
+                f"(top-1 points), else `below` / `above`; rows without a paper number are `n/a`. A cell built on a collapsed "
+                "encoder is `unhealthy` whatever its numbers.")
+    return (f"Profile `{report.profile}`: the paper column is ImageNet context only. The claim tested is the paper's direction: "
+            "DisCo beats its MoCo-v2 baseline (the gain, paired by seed). One seed gives `same direction` / `opposite direction`; "
+            "with several, `reproduced` when the gain's 95% interval excludes 0 on the paper's side, `contradicted` when it excludes 0 "
+            "on the other, `inconclusive` otherwise. A cell built on a collapsed encoder is `unhealthy` whatever its numbers.")
+
+
+def overview_table(report: ProfileReport) -> TableBlock:
+    evaluations = report.evaluations()
+    headers = ["pair", "teacher", "student", "seeds", *[f"{ev} {metric}: DisCo (gain) verdict" for ev, metric in evaluations]]
+    rows = []
+    for pair in report.pairs:
+        by_name = {ev.evaluation: ev for ev in pair.evals}
+        rows.append([pair.pair, pair.teacher, pair.student, str(len(pair.seeds)), *[overview_cell(by_name.get(ev)) for ev, _ in evaluations]])
+    return TableBlock(f"overview · profile {report.profile}", headers, rows)
+
+
+def detail_table(report: ProfileReport, pair: PairReport, ev: EvalReport) -> TableBlock:
+    seeds = ",".join(str(seed) for seed in pair.seeds)
+    title = f"{pair.pair} · profile {report.profile} · {ev.evaluation} {ev.metric} (%) · seed{'s' if len(pair.seeds) > 1 else ''} {seeds}"
+    with_reference = report.reference is not None
+    rows = [
+        [ROLE_LABELS[role], row.status, fmt_measured(row), *([fmt_beside(row)] if ev.beside else []), fmt_ci(row),
+         *([fmt_stat(row.reference, signed=role == "gain")] if with_reference else []),
+         fmt_paper(row), fmt(row.delta, signed=True), row.verdict, fmt_source(row.paper)]
+        for role, row in ((role, ev.rows[role]) for role in (*ROLES, "gain"))
+    ]
+    headers = ["encoder", "status", "this run"] + ([ev.beside[1]] if ev.beside else []) + ["95% CI"] + (["reference run"] if with_reference else []) + DETAIL_HEADERS[4:]
+    return TableBlock(title, headers, rows, terminal_hidden=(DETAIL_HEADERS[-1],))
+
+
+HEALTH_HEADERS = ["encoder", "stage", "health", "InfoNCE / ln(K+1)", "emb. cosine", "emb. eff. rank", "feat. cosine", "kNN monitor", "why"]
+
+
+def health_table(pair: PairReport) -> TableBlock:
+    def value(entry: StageHealth, name: str, digits: int = 2) -> str:
+        number = entry.metrics.get(f"final_{name}")
+        return fmt(number, digits) if isinstance(number, (int, float)) else NOT_AVAILABLE
+
+    rows = [[ROLE_LABELS[entry.role], entry.stage, entry.status, value(entry, "ce_chance_ratio"), value(entry, "emb_cosine"), value(entry, "emb_erank", 1),
+             value(entry, "feat_cosine"), value(entry, "knn_top1", 1), "; ".join(entry.reasons)] for entry in pair.health]
+    return TableBlock(f"{pair.pair} · training health (final epoch; held-out batch, eval mode)", HEALTH_HEADERS, rows, terminal_hidden=("stage", "why"))
+
+
+HEALTH_TEXT = ("Training health (disco/health.py, docs/health.md), after the last epoch: InfoNCE / ln(K+1) is 1 at chance (the positive no "
+               "likelier than a queued negative); the mean pairwise cosine and the effective rank are of the L2-normalised embeddings "
+               "(`emb.`) and pooled backbone features (`feat.`) of a fixed held-out batch. `collapsed`: cosine > 0.9 or InfoNCE >= 0.97 "
+               "ln(K+1); `weak`: cosine > 0.5 or InfoNCE > 0.85 ln(K+1). The curves show every epoch.")
+
+
+def notes(report: ProfileReport) -> list[Block]:
+    excluded = [f"`{name}` ({reason})" for name, reason in report.excluded.items()]
+    return [
+        Heading("Notes", 2),
+        Paragraph("n/a: the paper gives no number for this entry (null in benchmarks.yaml `reference:`); it is never estimated. "
+                  "* marks a paper gain derived from a DisCo and a baseline number of the same source where no gain is stated."),
+        Paragraph("pending: no stored result for that stage yet. stale: a result is stored under the stage's name but for another "
+                  "config or code version (its key differs), so it is not used. k/n seeds: only k of the n seeds are stored."),
+        Paragraph("this run: the mean over seeds ± the sample standard deviation; 95% CI: the Student-t interval of the mean "
+                  "(2 or more seeds). The gain is paired by seed (DisCo minus the baseline of the same seed)."
+                  + (" reference run: the committed run's value for the same stage (same key), for comparison with this machine." if report.reference else "")),
+        Paragraph("n/a as a status: the evaluation does not run on that encoder (`evaluations.<name>.archs`)."),
+        *([Paragraph(BEST_EPOCH_TEXT)] if any(ev.metric == "top1_best" for pair in report.pairs for ev in pair.evals) else []),
+        *([Paragraph(f"Not in the `{report.profile}` default (still runnable by name with `--evals`): " + "; ".join(excluded) + ".")] if excluded else []),
+    ]
+
+
+def document(report: ProfileReport, images: list[Image] | None = None, overview: bool = True, extras: bool = True, curves: dict[str, list[Image]] | None = None) -> list[Block]:
+    blocks: list[Block] = []
+    if extras:
+        blocks += [Heading(f"disco-bench report · profile {report.profile}", 1), Paragraph(mode_text(report)),
+                   Paragraph(f"Regenerate from the stored results (trains nothing): `disco-bench report --profile {report.profile.removesuffix('-smoke')}"
+                             f"{' --smoke' if report.profile.endswith('-smoke') else ''}`.")]
+        if report.reference:
+            blocks.append(Paragraph(f"Reference run: {report.reference}."))
+    if overview:
+        blocks += [Heading("Overview", 2), overview_table(report)]
+    for pair in report.pairs:
+        if extras:
+            blocks.append(Heading(f"{pair.pair} (teacher {pair.teacher}, student {pair.student})", 2))
+        if pair.deviations:
+            blocks.append(Paragraph(f"Deviations from the official computation ({pair.pair}): " + "; ".join(pair.deviations) + "."))
+        if pair.health:
+            blocks += [health_table(pair), *([Paragraph(HEALTH_TEXT)] if extras else []), *((curves or {}).get(pair.pair, []))]
+        for ev in pair.evals:
+            blocks += [detail_table(report, pair, ev), Paragraph(f"Verdict ({pair.pair}, {ev.evaluation}): {ev.verdict}: {ev.note}. {ev.discrimination}.")]
+    if images:
+        blocks += [Heading("Plots", 2), *images]
+    return blocks + (notes(report) if extras else [])

@@ -1,0 +1,362 @@
+"""The report model, built from stored stage results only (nothing is trained or modified): per cell
+and evaluation the measured numbers of this run, of the reference run and the paper's, the paired
+DisCo - baseline gain with its seed statistics, the training health of the encoders behind them,
+and a verdict (harness/report/verdicts.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from disco.health import COLLAPSED
+from harness.config import Benchmarks
+from harness.matrix import CellPlan, Planner
+from harness.report.paper import PaperValue, paper_gain, paper_value
+from harness.report.stats import Stat
+from harness.report.verdicts import (
+    ABOVE_BASELINE, ABOVE_CONTROL, CONTEXT, CONTROL, NOT_ABOVE_BASELINE, NOT_ABOVE_CONTROL, NOT_AVAILABLE, PENDING,
+    above, compare, discrimination, gain_verdict, health_gate,
+)
+from harness.results import load_result
+from harness.stages import Stage
+from harness.workspace import Workspace
+
+ROLES = ("random_init", "baseline", "disco", "teacher")  # table order: the expected ordering, then the teacher
+TRAINED_ROLES = ("teacher", "baseline", "disco")
+ROLE_LABELS = {"random_init": "random-init (control)", "baseline": "MoCo-v2 baseline", "disco": "DisCo student", "teacher": "MoCo-v2 teacher", "gain": "DisCo - baseline gain"}
+ABSOLUTE_PROFILE = "paper"
+DEFAULT_TOLERANCE = 1.0
+
+# The one number a column shows per evaluation; exact names first, then prefixes (semi_*, transfer_*).
+# Probes trained over epochs report the best epoch, as the official scripts do (main_lincls.py,
+# main_lincls_semi.py, cifar_main_lincls.py: best_acc1 = max(acc1, best_acc1)); detection: COCO-style
+# AP as detectron2 writes it (AP, AP50, AP75).
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "linear": ("top1_best", "top1"), "knn": ("top1",), "semi_": ("top1_best", "top1"), "transfer_": ("top1_best", "top1"),
+    "detection": ("AP", "AP50", "map", "ap"), "detection_": ("AP", "AP50"),
+}
+FALLBACK_METRICS = ("top1", "AP", "map", "ap", "accuracy")
+# shown beside the headline: (metric, column header)
+BESIDE_METRICS: dict[str, tuple[str, str]] = {"top1_best": ("top1", "last epoch"), "AP": ("AP50", "AP50")}
+BOOKKEEPING_METRICS = {"num_train", "num_test", "epochs"}
+
+
+# ---------------------------------------------------------------- stored results
+
+
+@dataclass(frozen=True)
+class Stored:
+    status: str  # "done" | "stale" (stored under another key: config or code changed) | "pending" | "n/a"
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def stored(workspace: Workspace | None, stage: Stage) -> Stored:
+    result = load_result(workspace.result_path(stage.profile, stage.name)) if workspace else None
+    if result is None:
+        return Stored(PENDING)
+    if result.stage.key != stage.key:
+        return Stored("stale")
+    return Stored("done", result.metrics)
+
+
+def headline_metric(evaluation: str, metrics: list[dict[str, Any]]) -> str:
+    preferred = HEADLINE_METRICS.get(evaluation) or next((names for prefix, names in HEADLINE_METRICS.items() if prefix.endswith("_") and evaluation.startswith(prefix)), ())
+    candidates = [*preferred, *FALLBACK_METRICS]
+    for name in candidates:
+        if any(is_value(m.get(name)) for m in metrics):
+            return name
+    for m in metrics:
+        for name, value in m.items():
+            if is_value(value) and name not in BOOKKEEPING_METRICS:
+                return name
+    return candidates[0]
+
+
+def is_value(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass
+class Row:
+    role: str  # a ROLES entry or "gain"
+    status: str  # "done", "2/3 seeds", "pending", "stale", "n/a" (the evaluation does not run on this encoder)
+    stat: Stat | None  # this run, over its seeds
+    paper: PaperValue | None
+    verdict: str = NOT_AVAILABLE
+    beside: Stat | None = None  # the EvalReport's beside metric (e.g. the last epoch)
+    reference: Stat | None = None  # the reference run's value, where its stage has the same key
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.stat is None or self.paper is None else self.stat.mean - self.paper.value
+
+
+@dataclass
+class EvalReport:
+    evaluation: str
+    metric: str
+    rows: dict[str, Row]  # ROLES + "gain"
+    verdict: str
+    note: str
+    beside: tuple[str, str] | None = None  # (metric, column header) shown beside the headline
+    discrimination: str = ""
+
+
+@dataclass(frozen=True)
+class StageHealth:
+    """The final training health of one encoder stage (disco/health.py), from its stored result."""
+
+    role: str
+    stage: str
+    status: str  # healthy | weak | collapsed | pending | stale | n/a (not trained: imported)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class PairReport:
+    pair: str
+    teacher: str
+    student: str
+    seeds: list[int]
+    evals: list[EvalReport]
+    deviations: list[str] = field(default_factory=list)  # chosen departures from the official computation
+    health: list[StageHealth] = field(default_factory=list)
+
+
+@dataclass
+class ProfileReport:
+    profile: str  # the results label, e.g. "tiny" or "tiny-smoke"
+    absolute: bool
+    tolerance: float
+    pairs: list[PairReport]
+    reference: str | None = None  # where the reference run comes from (commit, hardware), if one was read
+    excluded: dict[str, str] = field(default_factory=dict)  # evaluation -> why it is not in this profile's default
+
+    def evaluations(self) -> list[tuple[str, str]]:
+        seen: dict[str, str] = {}
+        for pair in self.pairs:
+            for ev in pair.evals:
+                seen.setdefault(ev.evaluation, ev.metric)
+        return list(seen.items())
+
+
+def seed_status(states: list[str]) -> str:
+    if states and all(state == NOT_AVAILABLE for state in states):
+        return NOT_AVAILABLE
+    done = states.count("done")
+    if done == len(states):
+        return "done"
+    if done:
+        return f"{done}/{len(states)} seeds"
+    return "stale" if "stale" in states else PENDING
+
+
+def metric_stat(stored_runs: list[Stored], metric: str | None) -> Stat | None:
+    values = tuple(float(run.metrics[metric]) for run in stored_runs if metric and run.status == "done" and is_value(run.metrics.get(metric)))
+    return Stat(values) if values else None
+
+
+def gain_stat(disco: list[Stored], baseline: list[Stored], metric: str) -> Stat | None:
+    """Paired by seed: DisCo and the baseline of the same seed."""
+    values = tuple(
+        float(d.metrics[metric]) - float(b.metrics[metric])
+        for d, b in zip(disco, baseline)
+        if d.status == b.status == "done" and is_value(d.metrics.get(metric)) and is_value(b.metrics.get(metric))
+    )
+    return Stat(values) if values else None
+
+
+def gain_status(disco: list[Stored], baseline: list[Stored]) -> str:
+    both = ["done" if d.status == b.status == "done" else ("stale" if "stale" in (d.status, b.status) else PENDING) for d, b in zip(disco, baseline)]
+    return seed_status(both)
+
+
+@dataclass(frozen=True)
+class Runs:
+    """An evaluation's stored results per role (one per seed), in this run and in the reference run."""
+
+    current: dict[str, list[Stored]]
+    reference: dict[str, list[Stored]]
+
+
+def collect(cells: list[CellPlan], evaluation: str, workspace: Workspace, reference: Workspace | None) -> Runs:
+    # an evaluation that does not run on a role's encoder (evaluations.<name>.archs) has no stage: n/a
+    def runs(where: Workspace | None) -> dict[str, list[Stored]]:
+        return {role: [stored(where, cell.evals[(role, evaluation)]) if (role, evaluation) in cell.evals else Stored(NOT_AVAILABLE) for cell in cells] for role in ROLES}
+
+    return Runs(runs(workspace), runs(reference))
+
+
+def evaluation_report(bench: Benchmarks, pair: str, cells: list[CellPlan], evaluation: str, workspace: Workspace, reference: Workspace | None,
+                      absolute: bool, tolerance: float, collapsed: list[str]) -> EvalReport:
+    found = collect(cells, evaluation, workspace, reference)
+    metrics = [run.metrics for runs in (found.current, found.reference) for role_runs in runs.values() for run in role_runs]
+    metric = headline_metric(evaluation, metrics)
+    beside = beside_metric(metric, metrics)
+    rows = {
+        role: Row(role, seed_status([run.status for run in found.current[role]]), metric_stat(found.current[role], metric),
+                  paper_value(bench, pair, role, evaluation, metric), beside=metric_stat(found.current[role], beside and beside[0]),
+                  reference=metric_stat(found.reference[role], metric))
+        for role in ROLES
+    }
+    rows["gain"] = Row("gain", gain_status(found.current["disco"], found.current["baseline"]), gain_stat(found.current["disco"], found.current["baseline"], metric),
+                       paper_gain(bench, pair, evaluation, metric), reference=gain_stat(found.reference["disco"], found.reference["baseline"], metric))
+    verdict, note = (absolute_verdicts if absolute else direction_verdicts)(rows, tolerance)
+    verdict, note = health_gate(verdict, note, collapsed)
+    for row in rows.values():
+        if row.status == NOT_AVAILABLE:
+            row.verdict = NOT_AVAILABLE
+    return EvalReport(evaluation, metric, rows, verdict, note, beside, discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows)))
+
+
+def beside_metric(metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str] | None:
+    beside = BESIDE_METRICS.get(metric)
+    return beside if beside and any(is_value(m.get(beside[0])) for m in metrics) else None
+
+
+def seed_noise(rows: dict[str, Row]) -> float | None:
+    """The largest seed standard deviation among the rows measured over several seeds."""
+    spreads = [row.stat.std for row in rows.values() if row.role != "gain" and row.stat is not None and row.stat.std is not None]
+    return max(spreads) if spreads else None
+
+
+def absolute_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str]:
+    for row in rows.values():
+        if row.stat is None:
+            row.verdict = PENDING
+        elif row.paper is not None:
+            row.verdict = compare(row.stat.mean, row.paper.value, tolerance)
+    disco, gain = rows["disco"], rows["gain"]
+    if disco.stat is None:
+        return PENDING, "the DisCo student's evaluation has no stored result yet"
+    if disco.paper is not None:
+        return disco.verdict, f"DisCo {disco.stat.mean:.1f} vs the paper's {disco.paper.value:.1f} (tolerance ±{tolerance:g})"
+    if gain.stat is not None and gain.paper is not None:
+        return gain.verdict, f"the paper gives no DisCo number; gain {gain.stat.mean:+.1f} vs the paper's {gain.paper.value:+.1f} (tolerance ±{tolerance:g})"
+    return NOT_AVAILABLE, "the paper gives neither a DisCo number nor a gain for this cell"
+
+
+def direction_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str]:
+    """The paper's ordering row by row (random-init < baseline < DisCo); the cell's verdict is the gain's."""
+    rows["random_init"].verdict = CONTROL if rows["random_init"].stat else PENDING
+    rows["teacher"].verdict = CONTEXT if rows["teacher"].stat else PENDING
+    rows["baseline"].verdict = above(rows["random_init"].stat, rows["baseline"].stat, ABOVE_CONTROL, NOT_ABOVE_CONTROL)
+    rows["disco"].verdict = above(rows["baseline"].stat, rows["disco"].stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE)
+    rows["gain"].verdict, note = gain_verdict(rows["gain"].stat)
+    return rows["gain"].verdict, note
+
+
+# ---------------------------------------------------------------- training health
+
+
+def stage_health(role: str, stage: Stage, workspace: Workspace) -> StageHealth:
+    if stage.kind not in ("pretrain", "distill"):
+        return StageHealth(role, stage.name, NOT_AVAILABLE)
+    result = load_result(workspace.result_path(stage.profile, stage.name))
+    if result is None or result.stage.key != stage.key:
+        return StageHealth(role, stage.name, PENDING if result is None else "stale")
+    metrics = result.metrics
+    return StageHealth(role, stage.name, str(metrics.get("health", "unknown")), metrics, tuple(metrics.get("health_reasons") or ()))
+
+
+def pair_health(cells: list[CellPlan], workspace: Workspace) -> list[StageHealth]:
+    """The teacher once, then the baseline and the DisCo student of every seed."""
+    entries = {cells[0].teacher.key: stage_health("teacher", cells[0].teacher, workspace)} if cells else {}
+    for cell in cells:
+        for role in ("baseline", "disco"):
+            stage = getattr(cell, role)
+            entries.setdefault(stage.key, stage_health(role, stage, workspace))
+    return list(entries.values())
+
+
+# ---------------------------------------------------------------- building a report
+
+
+def build_report(bench: Benchmarks, cells: list[CellPlan], workspace: Workspace, tolerance: float = DEFAULT_TOLERANCE,
+                 reference: Workspace | None = None, reference_label: str | None = None) -> ProfileReport:
+    """One entry per pair (its cells are its seeds), evaluations in the order the cells list them."""
+    by_pair: dict[str, list[CellPlan]] = {}
+    for cell in cells:
+        by_pair.setdefault(cell.pair, []).append(cell)
+    label = cells[0].profile if cells else ABSOLUTE_PROFILE
+    absolute = label == ABSOLUTE_PROFILE
+    pairs = []
+    for pair, pair_cells in by_pair.items():
+        pair_cells.sort(key=lambda cell: cell.seed)
+        health = pair_health(pair_cells, workspace)
+        collapsed = [entry.stage for entry in health if entry.status == COLLAPSED]
+        evaluations = list(dict.fromkeys(evaluation for cell in pair_cells for _, evaluation in cell.evals))
+        reports = [evaluation_report(bench, pair, pair_cells, ev, workspace, reference, absolute, tolerance, collapsed) for ev in evaluations]
+        spec = bench.pairs[pair]
+        pairs.append(PairReport(pair, spec.teacher, spec.student, [cell.seed for cell in pair_cells], reports, deviations(pair_cells), health))
+    profile = planner_for_label(bench, label).profile if cells else None
+    excluded = dict(profile.excluded_evals) if profile is not None else {}
+    return ProfileReport(label, absolute, tolerance, pairs, reference_label if reference is not None else None, excluded)
+
+
+def deviations(cells: list[CellPlan]) -> list[str]:
+    """Chosen departures from the official computation that the stage configs record."""
+    bf16 = list(dict.fromkeys(stage.name for cell in cells for stage in (cell.teacher, cell.baseline, cell.disco) if stage.config.get("precision") == "bf16"))
+    if not bf16:
+        return []
+    return [f"bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for {', '.join(bf16)}"]
+
+
+def stored_seeds(workspace: Workspace, stage: Stage) -> set[int]:
+    """Seeds with a stored result under this stage's name (stages are named ...-s<seed>)."""
+    stem = stage.name.removesuffix(f"-s{stage.config['seed']}")
+    folder = workspace.result_path(stage.profile, stage.name).parent
+    seeds = set()
+    for path in folder.glob(f"{stem}-s*.json"):
+        suffix = path.stem[len(stem) + 2 :]
+        if suffix.isdigit():
+            seeds.add(int(suffix))
+    return seeds
+
+
+def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> tuple[set[int], list[str]]:
+    """Seeds and evaluations with stored results for this pair's DisCo student (the stage unique to the pair)."""
+    spec = planner.bench.pairs[pair]
+    disco = planner.disco(spec.teacher, spec.student, 0)
+    seeds, evaluations = stored_seeds(workspace, disco), []
+    for evaluation in planner.runnable_evaluations():
+        found = stored_seeds(workspace, planner.evaluation(evaluation, disco, 0))
+        if found:
+            seeds |= found
+            evaluations.append(evaluation)
+    return seeds, evaluations
+
+
+def profile_cells(planner: Planner, workspace: Workspace, pairs: list[str] | None = None, all_pairs: bool = False, also: Workspace | None = None) -> list[CellPlan]:
+    """The cells a profile report covers: the named pairs, or every pair, or the default pairs plus
+    every pair with stored results (in `workspace` or `also`, the reference run); each at every
+    stored seed, with its evaluations plus any stored one."""
+    bench = planner.bench
+    evidence = {pair: merge_evidence(pair_evidence(planner, pair, workspace), pair_evidence(planner, pair, also) if also else (set(), [])) for pair in bench.pairs}
+    if pairs:
+        chosen = list(dict.fromkeys(pairs))
+    elif all_pairs:
+        chosen = list(bench.pairs)
+    else:
+        chosen = [p for p in bench.pairs if p in bench.default_pairs or evidence[p][0]]
+    cells = []
+    for pair in chosen:
+        planner.cell(pair)  # a misspelled --pair: one error line with "did you mean"
+        seeds, stored_evals = evidence[pair]
+        evaluations = list(dict.fromkeys([*(bench.pairs[pair].evals or planner.profile.evals), *stored_evals]))
+        cells += [planner.cell(pair, seed, evaluations) for seed in sorted(seeds | {0})]
+    return cells
+
+
+def merge_evidence(first: tuple[set[int], list[str]], second: tuple[set[int], list[str]]) -> tuple[set[int], list[str]]:
+    return first[0] | second[0], list(dict.fromkeys([*first[1], *second[1]]))
+
+
+def planner_for_label(bench: Benchmarks, label: str) -> Planner:
+    smoke = label.endswith("-smoke") and label.removesuffix("-smoke") in bench.profiles
+    return Planner(bench, label.removesuffix("-smoke") if smoke else label, smoke=smoke)

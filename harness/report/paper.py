@@ -1,0 +1,65 @@
+"""The paper's numbers from benchmarks.yaml `reference:`; a null stays n/a and is never estimated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config import Benchmarks
+
+CONFIDENCE_RANK = {"low": 0, "medium": 1, "high": 2}
+
+@dataclass(frozen=True)
+class PaperValue:
+    value: float
+    source: str | None = None
+    confidence: str | None = None
+    derived: bool = False  # a gain computed from the paper's DisCo and baseline numbers
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(entry: dict[str, Any], key: str, prefix: str = "") -> PaperValue | None:
+    value = entry.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None  # null stays n/a: never guessed
+    return PaperValue(float(value), entry.get(f"{prefix}source"), entry.get(f"{prefix}confidence"))
+
+
+def paper_metric(metric: str) -> str:
+    """The paper's top-1 numbers come from the official protocol, i.e. the best epoch."""
+    return "top1" if metric == "top1_best" else metric
+
+
+def paper_entry(bench: Benchmarks, pair: str, role: str) -> dict[str, Any]:
+    ref, cell = bench.reference, bench.pairs[pair]
+    if role == "teacher":
+        return _mapping(_mapping(ref.get("teachers")).get(cell.teacher))
+    if role == "baseline":
+        return _mapping(_mapping(ref.get("baselines")).get(cell.student))
+    if role == "disco":
+        return _mapping(_mapping(_mapping(ref.get("pairs")).get(pair)).get("disco"))
+    return {}
+
+
+def paper_value(bench: Benchmarks, pair: str, role: str, evaluation: str, metric: str) -> PaperValue | None:
+    """The reference numbers are ImageNet linear-probe numbers; other evaluations have none recorded yet."""
+    if evaluation != "linear":
+        return None
+    return _number(paper_entry(bench, pair, role), paper_metric(metric))
+
+
+def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str) -> PaperValue | None:
+    if evaluation != "linear":
+        return None
+    stated = _number(paper_entry(bench, pair, "disco"), "gain_over_baseline", prefix="gain_") if paper_metric(metric) == "top1" else None
+    if stated:
+        return stated
+    disco, baseline = paper_value(bench, pair, "disco", evaluation, metric), paper_value(bench, pair, "baseline", evaluation, metric)
+    # Only within one source: DisCo retrained its own baselines, so another paper's baseline gives no DisCo gain.
+    if disco and baseline and disco.source == baseline.source:
+        confidence = min((disco.confidence, baseline.confidence), key=lambda c: CONFIDENCE_RANK.get(c or "", -1))
+        return PaperValue(disco.value - baseline.value, disco.source, confidence, derived=True)
+    return None
