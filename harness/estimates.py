@@ -24,7 +24,7 @@ DATASET_IMAGES = {"mnist5k": 5000, "digits": 1797, "imagenet": 1_331_167}  # eve
 CALIBRATED_ON = {"cpu": "the 2-core reference CPU", "cuda": "one H200"}
 TRAIN_FORWARDS = {"pretrain": 8.0, "distill": 16.0}  # student forward-equivalents per training image
 TEACHER_FORWARDS = 2.0  # DisCo: the frozen teacher on both views
-EVAL_PASSES = 3.0  # feature extraction over train and test, plus the probe's own work
+EVAL_PASSES = 1.0  # feature extraction over train and test; the probes on cached features cost little beside it
 
 
 def forward_seconds(arch: str, resolution: int, device: str) -> float | None:
@@ -66,5 +66,5 @@ def estimate_seconds(kind: str, config: dict[str, Any], device: str, encoder_arc
         return epochs * images * per_image
     if kind == "eval" and encoder_arch:
         forward = forward_seconds(encoder_arch, resolution, device)
-        return None if forward is None else EVAL_PASSES * images * forward + 3.0
+        return None if forward is None else EVAL_PASSES * images * forward + 0.5
     return None
