@@ -37,6 +37,7 @@ from filelock import FileLock
 from rich.console import Console
 
 import harness
+from harness.progress import EpochLines
 from harness.errors import StageFailed, UserError
 from harness.stages import Stage, topological
 from harness.workspace import Workspace, atomic_write_json, read_json
@@ -329,13 +330,6 @@ def job_states(workspace: Workspace) -> dict[str, str]:
 # ---------------------------------------------------------------- what a job runs
 
 
-def _print_progress(phase: str, done: int, total: int) -> None:
-    if phase == "epoch":
-        print(f"epoch {done}/{total}", flush=True)
-    elif phase == "waiting":
-        print("waiting for another run's lock on this stage", flush=True)
-
-
 class StageJob(submitit.helpers.Checkpointable):
     """One stage in one Slurm job (one task per node). `checkpoint()` (inherited) resubmits the
     same call on timeout or preemption; the stage then resumes from the last per-epoch checkpoint in
@@ -354,7 +348,8 @@ class StageJob(submitit.helpers.Checkpointable):
             spec = read_json(Path(spec_path)) or {}
             result = read_json(workspace.results / spec.get("result", "missing")) or {}
         else:
-            result = run_stage_from_spec(Path(spec_path), workspace, _print_progress, executor="slurm")
+            lines = EpochLines((read_json(Path(spec_path)) or {}).get("name", "stage"), lambda line: print(line, flush=True))
+            result = run_stage_from_spec(Path(spec_path), workspace, lines, executor="slurm")
         print(f"stage {result.get('stage', {}).get('name')}: {result.get('status')}", flush=True)
         return {"stage": result.get("stage"), "status": result.get("status")}
 

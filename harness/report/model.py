@@ -195,7 +195,9 @@ def collect(cells: list[CellPlan], evaluation: str, workspace: Workspace, refere
 def evaluation_report(bench: Benchmarks, pair: str, cells: list[CellPlan], evaluation: str, workspace: Workspace, reference: Workspace | None,
                       absolute: bool, tolerance: float, collapsed: list[str]) -> EvalReport:
     found = collect(cells, evaluation, workspace, reference)
-    metrics = [run.metrics for runs in (found.current, found.reference) for role_runs in runs.values() for run in role_runs]
+    current = [run.metrics for role_runs in found.current.values() for run in role_runs if run.metrics]
+    # this run's metrics name the headline; the reference run's only when this run has none yet
+    metrics = current or [run.metrics for role_runs in found.reference.values() for run in role_runs]
     metric = headline_metric(evaluation, metrics)
     beside = beside_metric(metric, metrics)
     rows = {

@@ -83,7 +83,7 @@ BAD_INPUTS = {  # id -> (arguments given the scratch dir, fragments of the one e
     "perf-bogus-device": (lambda t: ["perf", "--device", "bogus"], ["device 'bogus' is not a device", "cuda:N"]),
     "run-bogus-device": (lambda t: ["run", "--device", "bogus", "--dry-run"], ["--device 'bogus' is not a device"]),
     "seeds-beyond-the-bound": (lambda t: ["run", "--seeds", "100000000000000000000", "--dry-run"], ["--seeds", "1<=x<=100"]),
-    "plan-beyond-the-bound": (lambda t: ["run", "--all", "--seeds", "100", "--dry-run"], ["79,200 stages", "fewer pairs, seeds or evaluations"]),
+    "plan-beyond-the-bound": (lambda t: ["run", "--all", "--seeds", "100", "--dry-run"], ["22 pair(s) x 100 seed(s)", "stages, over the 20,000 one run plans", "fewer pairs, seeds or evaluations"]),
 }
 
 
