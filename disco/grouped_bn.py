@@ -60,19 +60,21 @@ def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, gr
 def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, means: torch.Tensor, variances: torch.Tensor, count: int) -> None:
     """G sequential momentum updates in closed form: r <- (1-m)^G r + sum_g m (1-m)^(G-1-g) s_g."""
     groups = means.shape[0]
+    running_mean, running_var, tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+    assert running_mean is not None and running_var is not None and tracked is not None  # only tracked BNs are grouped
     if bn.momentum is None:  # cumulative average: fall back to the sequential definition
         for mean, var in zip(means, variances * (count / max(count - 1, 1))):
-            bn.num_batches_tracked.add_(1)
-            factor = 1.0 / float(bn.num_batches_tracked)
-            bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype), alpha=factor)
-            bn.running_var.mul_(1 - factor).add_(var.to(bn.running_var.dtype), alpha=factor)
+            tracked.add_(1)
+            factor = 1.0 / float(tracked)
+            running_mean.mul_(1 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
+            running_var.mul_(1 - factor).add_(var.to(running_var.dtype), alpha=factor)
         return
     keep = 1.0 - bn.momentum
     weights = torch.tensor([bn.momentum * keep ** (groups - 1 - g) for g in range(groups)], device=means.device, dtype=means.dtype)
     unbiased = variances * (count / max(count - 1, 1))
-    bn.running_mean.mul_(keep**groups).add_((weights @ means).to(bn.running_mean.dtype))
-    bn.running_var.mul_(keep**groups).add_((weights @ unbiased).to(bn.running_var.dtype))
-    bn.num_batches_tracked.add_(groups)
+    running_mean.mul_(keep**groups).add_((weights @ means).to(running_mean.dtype))
+    running_var.mul_(keep**groups).add_((weights @ unbiased).to(running_var.dtype))
+    tracked.add_(groups)
 
 
 GROUPED_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # SyncBatchNorm syncs across ranks instead
@@ -87,10 +89,10 @@ def _install(bn: nn.modules.batchnorm._BatchNorm) -> None:
             return plain_forward(x)
         out = _grouped_batch_norm(bn, x, groups)
         if hasattr(bn, "act"):  # timm's BatchNormAct2d: BN, then dropout and activation
-            out = bn.act(bn.drop(out))
+            out = bn.act(bn.drop(out))  # type: ignore[operator]
         return out
 
-    bn.forward = forward
+    bn.forward = forward  # type: ignore[method-assign,assignment]  # per-instance patch: state_dict keys unchanged
 
 
 def enable_grouped_bn(module: nn.Module) -> int:
@@ -99,6 +101,6 @@ def enable_grouped_bn(module: nn.Module) -> int:
     for child in module.modules():
         if isinstance(child, GROUPED_TYPES) and not getattr(child, "_grouped_bn", False):
             _install(child)
-            child._grouped_bn = True
+            setattr(child, "_grouped_bn", True)
             patched += 1
     return patched

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from itertools import repeat
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -162,7 +163,7 @@ def compare(teacher: str, student: str, resolution: int, batch: int, device: tor
         for bench in benches:
             seconds[bench.mode].append(time_steps(bench, repeat(views), steps, device))
             fed[bench.mode].append(time_steps(bench, feeds[bench.mode], steps, device))
-    report = {}
+    report: dict[str, Any] = {}
     for bench in benches:
         median, fed_median = statistics.median(seconds[bench.mode]), statistics.median(fed[bench.mode])
         flops = step_flops(bench, views)

@@ -81,7 +81,7 @@ def to_channels_last_where_it_pays(module: nn.Module, device: torch.device) -> N
     """Each encoder inside `module` (student, key encoder, teacher) in NHWC where that pays on `device`."""
     from disco.models import Encoder
 
-    encoders = [m for m in module.modules() if isinstance(m, Encoder)] or [module]
+    encoders: list[nn.Module] = [m for m in module.modules() if isinstance(m, Encoder)] or [module]
     for encoder in encoders:
         if wants_channels_last(encoder, device):
             encoder.to(memory_format=torch.channels_last)
@@ -94,7 +94,7 @@ def apply_to_modules(modules: list[nn.Module], options: SpeedOptions, device: to
         if options.grouped_bn:
             enable_grouped_bn(module)
             for contrast in (m for m in module.modules() if hasattr(m, "fused_bn_groups")):
-                contrast.fused_bn_groups = True
+                setattr(contrast, "fused_bn_groups", True)
         if options.channels_last:
             to_channels_last_where_it_pays(module, device)
         if options.compile:

@@ -118,9 +118,10 @@ def one_line(exc: BaseException) -> str:
     'No such file or directory', not the wrapper's URL), on one line."""
     explanation = getattr(exc, "explanation", None)
     if not explanation:
-        while exc.__cause__ or exc.__context__:
-            exc = exc.__cause__ or exc.__context__
-        explanation = str(exc) or type(exc).__name__
+        root: BaseException = exc
+        while (inner := root.__cause__ or root.__context__) is not None:
+            root = inner
+        explanation = str(root) or type(root).__name__
     return " ".join(str(explanation).split())
 
 

@@ -20,7 +20,7 @@ class TransformedImages(Dataset):
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.source)  # type: ignore[arg-type]  # every dataset here is sized
 
     def _raw(self, index: int):
         if isinstance(self.source, ImageSet):
@@ -37,6 +37,7 @@ class TwoViews(TransformedImages):
 
     def __getitem__(self, index: int):
         image, label = self._raw(index)
+        assert self.transform is not None, "TwoViews draws two views: it needs a transform"
         return (self.transform(image), self.transform(image)), label
 
 

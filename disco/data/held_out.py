@@ -22,7 +22,7 @@ def _raw(dataset: ImageSet | Dataset, index: int):
 
 def held_out_batch(test_set: ImageSet | Dataset, image_size: int, count: int, seed: int = 0) -> HeldOut:
     clean_view, augment = probe_test_transform(image_size), mocov2_augmentation(image_size)
-    raw = [_raw(test_set, int(index)) for index in evenly_spaced(count, len(test_set))]
+    raw = [_raw(test_set, int(index)) for index in evenly_spaced(count, len(test_set))]  # type: ignore[arg-type]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         view1 = torch.stack([augment(image) for image in raw])

@@ -8,6 +8,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from disco.data.embedded import ImageSet, load_embedded, stratified_split
+from disco.errors import InputError
 from disco.data.synthetic import synthetic_images
 
 SMOKE_IMAGES = 64
@@ -35,6 +36,8 @@ def load_splits(data: dict[str, Any], root: str | None = None) -> Splits:
     if data["source"] == "imagenet":
         from disco.data.real import imagenet_folder
 
+        if not root:
+            raise InputError("data.source imagenet needs a root: set data.root in the profile or $DISCO_IMAGENET")
         train, test = imagenet_folder(root, "train"), imagenet_folder(root, "val")
         return Splits(train, test, len(train.classes), size)
     raise ValueError(f"unknown data source '{data['source']}' (embedded, imagenet)")

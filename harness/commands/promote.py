@@ -44,7 +44,8 @@ def promote_command(profile: str, reference_dir: Path, readme: Path, results_dir
     console = Console()
     planner = Planner(load_benchmarks(benchmarks_file), profile)
     target, manifest = promote(Workspace(artifacts_dir, results_dir), reference_dir, planner.label)
-    reference, label = reference_workspace(reference_dir, planner.label)
+    reference = Workspace(reference_dir / "artifacts", reference_dir)
+    label = reference_workspace(reference_dir, planner.label)[1]
     report = build_report(planner.bench, profile_cells(planner, reference), reference, reference_label=None)
     written = write_report_files(report, reference)
     console.print(f"promoted {manifest['stages']} stage result(s) to {target} ({label}); report: {len(written)} file(s) under {target}")

@@ -47,7 +47,7 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     handles = [Patch(color=colors["baseline"], label=ROLE_LABELS["baseline"]), Patch(color=colors["disco"], label=ROLE_LABELS["disco"]),
                Line2D([], [], color="black", linewidth=2, label="teacher")]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    heights = [ev.rows[role].stat.mean for _, ev in entries for role in ("baseline", "disco", "teacher") if ev.rows[role].stat]
+    heights = [stat.mean for _, ev in entries for role in ("baseline", "disco", "teacher") if (stat := ev.rows[role].stat) is not None]
     ax.set_ylim(0, max(max(heights, default=100.0), 1.0) * 1.1)
     return png_bytes(fig)
 

@@ -31,7 +31,7 @@ def gain_verdict(gain: Stat | None) -> tuple[str, str]:
     if gain.n == 1:
         verdict = SAME_DIRECTION if gain.mean > 0 else OPPOSITE_DIRECTION
         return verdict, f"one seed: gain {gain.mean:+.1f}; a single seed shows a direction, not a reproduction (run --seeds 3)"
-    low, high = gain.ci95
+    low, high = gain.ci95 or (gain.mean, gain.mean)  # n >= 2: an interval exists
     interval = f"gain {gain.mean:+.1f}, 95% CI [{low:+.1f}, {high:+.1f}] over {gain.n} seeds"
     if low > 0:
         return REPRODUCED, f"{interval} excludes 0: DisCo beats the MoCo-v2 baseline, as in the paper"
