@@ -6,15 +6,15 @@ PROFILE ?= tiny
 SEEDS ?= 1
 BENCH_ARGS ?=
 
-.PHONY: install bench reference test test-fast report validate image perf clean-artifacts
+.PHONY: install bench reference lint test test-fast report validate image perf clean-artifacts
 
 install: $(BIN)/disco-bench
 
-$(BIN)/disco-bench: pyproject.toml requirements.lock
+$(BIN)/disco-bench: pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q -r requirements.lock -r requirements-dev.lock
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
@@ -32,7 +32,13 @@ report: install
 validate: install
 	$(BIN)/disco-bench validate benchmarks.yaml
 
-test: install
+# ruff (format and lint, 120 columns) and mypy, as configured in pyproject.toml
+lint: install
+	$(BIN)/ruff format --check disco harness tests
+	$(BIN)/ruff check disco harness tests
+	$(BIN)/mypy
+
+test: install lint
 	$(BIN)/python -m pytest -q -ra tests
 
 test-fast: install
