@@ -48,7 +48,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def load_newest_good(path: Path, problem: Callable[[dict[str, Any]], str | None], move: bool = True) -> dict[str, Any] | None:
+def load_newest_good(
+    path: Path, problem: Callable[[dict[str, Any]], str | None], move: bool = True
+) -> dict[str, Any] | None:
     """The payload of `path`, else of its previous copy, whichever loads first with no `problem`
     (None: usable). A file that fails is moved aside with a warning (move=False: left for rank 0)."""
     for candidate in (path, previous_path(path)):
@@ -66,7 +68,9 @@ def load_newest_good(path: Path, problem: Callable[[dict[str, Any]], str | None]
     return None
 
 
-def training_checkpoint_problem(payload: dict[str, Any], method: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
+def training_checkpoint_problem(
+    payload: dict[str, Any], method: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> str | None:
     """Why `payload` cannot resume `method` and `optimizer` exactly (checked before anything is loaded,
     so a rejected file leaves both untouched), or None."""
     if not isinstance(payload.get("epoch"), int) or not isinstance(payload.get("history"), list):
@@ -74,9 +78,13 @@ def training_checkpoint_problem(payload: dict[str, Any], method: torch.nn.Module
     saved, expected = payload.get("method"), method.state_dict()
     if not isinstance(saved, dict) or set(saved) != set(expected):
         return "its model state does not match this stage's model"
-    if any(not isinstance(saved[key], torch.Tensor) or saved[key].shape != value.shape for key, value in expected.items()):
+    if any(
+        not isinstance(saved[key], torch.Tensor) or saved[key].shape != value.shape for key, value in expected.items()
+    ):
         return "a tensor of its model state has another shape than this stage's model"
     groups = payload.get("optimizer", {}).get("param_groups") if isinstance(payload.get("optimizer"), dict) else None
-    if not isinstance(groups, list) or [len(group.get("params", ())) if isinstance(group, dict) else -1 for group in groups] != [len(group["params"]) for group in optimizer.param_groups]:
+    if not isinstance(groups, list) or [
+        len(group.get("params", ())) if isinstance(group, dict) else -1 for group in groups
+    ] != [len(group["params"]) for group in optimizer.param_groups]:
         return "its optimizer state does not match this stage's optimizer"
     return None

@@ -105,9 +105,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = str(exc).splitlines()[0][:160]
-        raise CheckpointError(f"checkpoint {file} holds Python objects other than tensors and plain containers ({reason}); re-save only its state_dict") from None
+        raise CheckpointError(
+            f"checkpoint {file} holds Python objects other than tensors and plain containers ({reason}); re-save only its state_dict"
+        ) from None
     except Exception as exc:  # anything else the parser meets in a foreign or torn file (EOFError, KeyError, ...)
-        raise CheckpointError(f"cannot read checkpoint {file}: {first_line(exc)} (truncated download or not a torch file?)") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {file}: {first_line(exc)} (truncated download or not a torch file?)"
+        ) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {file} holds a {type(obj).__name__}, not a dict of tensors")
     return dict(obj)
@@ -115,7 +119,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     if state and all(key.startswith(prefix) for key in state):
-        return {key[len(prefix):]: value for key, value in state.items()}
+        return {key[len(prefix) :]: value for key, value in state.items()}
     return dict(state)
 
 
@@ -136,7 +140,9 @@ def detect_format(ckpt: Mapping[str, Any]) -> str:
     """One of FORMATS, from the key layout (docs/protocol.md 5.1)."""
     if isinstance(ckpt.get("encoder"), Mapping) and "arch" in ckpt:
         return "disco-bench"
-    if isinstance(ckpt.get("method"), Mapping) and any(str(k).startswith("contrast.encoder_q.") for k in ckpt["method"]):
+    if isinstance(ckpt.get("method"), Mapping) and any(
+        str(k).startswith("contrast.encoder_q.") for k in ckpt["method"]
+    ):
         return "disco-bench-train"
     inner = ckpt.get("state_dict")
     state = _strip_prefix(inner if isinstance(inner, Mapping) else ckpt, "module.")
@@ -153,7 +159,9 @@ def detect_format(ckpt: Mapping[str, Any]) -> str:
     raise CheckpointError(f"unknown checkpoint format (first keys: {shown}); expected one of: {', '.join(FORMATS)}")
 
 
-def _split_groups(state: StateDict, keep: str, drop: tuple[str, ...]) -> tuple[StateDict, dict[str, list[str]], list[str]]:
+def _split_groups(
+    state: StateDict, keep: str, drop: tuple[str, ...]
+) -> tuple[StateDict, dict[str, list[str]], list[str]]:
     """Keep `keep.*` (prefix stripped); group the `drop` prefixes; anything else is stray."""
     kept: StateDict = {}
     dropped: dict[str, list[str]] = {}
@@ -161,7 +169,7 @@ def _split_groups(state: StateDict, keep: str, drop: tuple[str, ...]) -> tuple[S
     for key, value in state.items():
         group = key.split(".")[0]
         if group == keep:
-            kept[key[len(keep) + 1:]] = value
+            kept[key[len(keep) + 1 :]] = value
         elif group in drop:
             dropped.setdefault("queue" if group.startswith("queue") else group, []).append(key)
         else:
@@ -180,7 +188,9 @@ def _parse_official(ckpt: Mapping[str, Any], fmt: str) -> _Parsed:
     recorded_arch, epoch = _meta(ckpt)
     queue = {name: state[name] for name in ("queue", "queue_ptr") if name in state}
     if fmt in ("mocov2", "disco"):
-        drop = ("encoder_k", "queue", "queue_ptr") + (("teacher_encoder_q", "teacher_encoder_k") if fmt == "disco" else ())
+        drop = ("encoder_k", "queue", "queue_ptr") + (
+            ("teacher_encoder_q", "teacher_encoder_k") if fmt == "disco" else ()
+        )
         encoder, dropped, stray = _split_groups(state, "encoder_q", drop)
         return _Parsed(fmt, encoder, dropped, stray, recorded_arch, fmt, epoch, queue)
     dropped = {}
@@ -200,7 +210,7 @@ def _parse_train_method(method: StateDict) -> tuple[StateDict, dict[str, list[st
     stray: list[str] = []
     for key, value in method.items():
         if key.startswith("contrast.encoder_q.backbone."):
-            encoder[key[len("contrast.encoder_q.backbone."):]] = value
+            encoder[key[len("contrast.encoder_q.backbone.") :]] = value
         elif key.startswith(("contrast.encoder_k.", "contrast.queue", "teacher.")):
             group = key.split(".")[1 if key.startswith("contrast.") else 0]
             dropped.setdefault("queue" if group.startswith("queue") else group, []).append(key)
@@ -243,15 +253,21 @@ def _resolve_arch(requested: str | None, parsed: _Parsed, where: str) -> str:
         except KeyError as exc:
             raise CheckpointError(str(exc.args[0])) from None
         if recorded is not None and recorded != arch:
-            raise CheckpointMismatch(f"checkpoint {where} was trained as '{parsed.recorded_arch}' ({recorded}), not {arch}; pass arch '{recorded}'")
+            raise CheckpointMismatch(
+                f"checkpoint {where} was trained as '{parsed.recorded_arch}' ({recorded}), not {arch}; pass arch '{recorded}'"
+            )
         return arch
     if recorded is not None:
         return recorded
     if parsed.recorded_arch:
-        raise CheckpointError(f"checkpoint {where} records arch '{parsed.recorded_arch}', which disco-bench does not know; pass one of {', '.join(ARCHS)}")
+        raise CheckpointError(
+            f"checkpoint {where} records arch '{parsed.recorded_arch}', which disco-bench does not know; pass one of {', '.join(ARCHS)}"
+        )
     if parsed.format == "swav" and "conv1.weight" in parsed.encoder:
         return "r50w2" if parsed.encoder["conv1.weight"].shape[0] == 128 else "r50"
-    raise CheckpointError(f"checkpoint {where} ({parsed.format}) does not record its architecture; pass one explicitly (e.g. --arch r50)")
+    raise CheckpointError(
+        f"checkpoint {where} ({parsed.format}) does not record its architecture; pass one explicitly (e.g. --arch r50)"
+    )
 
 
 def _head_from_state(head_state: StateDict, in_dim: int, where: str) -> nn.Module:
@@ -264,17 +280,23 @@ def _head_from_state(head_state: StateDict, in_dim: int, where: str) -> nn.Modul
         return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
     if {"0.weight", "1.running_mean", "3.weight"} <= keys:
         hidden, out_dim = head_state["0.weight"].shape[0], head_state["3.weight"].shape[0]
-        return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+        return nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+        )
     if not keys:
-        raise CheckpointMismatch(f"checkpoint {where} has no projection head or classifier; load it with with_head=False")
-    raise CheckpointMismatch(f"checkpoint {where}: unrecognised head layout {sorted(keys)[:6]}; expected Linear, Linear-ReLU-Linear or Linear-BN-ReLU-Linear")
+        raise CheckpointMismatch(
+            f"checkpoint {where} has no projection head or classifier; load it with with_head=False"
+        )
+    raise CheckpointMismatch(
+        f"checkpoint {where}: unrecognised head layout {sorted(keys)[:6]}; expected Linear, Linear-ReLU-Linear or Linear-BN-ReLU-Linear"
+    )
 
 
 def _split_head(parsed: _Parsed, slot: str) -> tuple[StateDict, StateDict, str, dict[str, list[str]]]:
     """(backbone tensors, head tensors relative to the head module, the head's key prefix, extra dropped groups)."""
     head_prefix = "projection_head." if parsed.format == "swav" else f"{slot}."
     backbone = {key: value for key, value in parsed.encoder.items() if not key.startswith(head_prefix)}
-    head = {key[len(head_prefix):]: value for key, value in parsed.encoder.items() if key.startswith(head_prefix)}
+    head = {key[len(head_prefix) :]: value for key, value in parsed.encoder.items() if key.startswith(head_prefix)}
     extra: dict[str, list[str]] = {}
     if parsed.format == "swav":
         unused = [key for key in backbone if key.startswith(f"{slot}.")]
@@ -289,7 +311,9 @@ def _head_layout(head: nn.Module | None) -> str:
         return ""
     linears = [module for module in head.modules() if isinstance(module, nn.Linear)]
     widths = [linears[0].in_features] + [layer.out_features for layer in linears]
-    return "-".join(str(width) for width in widths) + (" (BN)" if any(isinstance(m, nn.BatchNorm1d) for m in head.modules()) else "")
+    return "-".join(str(width) for width in widths) + (
+        " (BN)" if any(isinstance(m, nn.BatchNorm1d) for m in head.modules()) else ""
+    )
 
 
 def _shape(tensor: torch.Tensor) -> str:
@@ -301,16 +325,24 @@ def _listing(keys: list[str]) -> str:
     return ", ".join(keys[:_SHOWN_KEYS]) + more
 
 
-def check_state_dict(given: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], what: str, hint: str = "") -> None:
+def check_state_dict(
+    given: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], what: str, hint: str = ""
+) -> None:
     """Raise CheckpointMismatch (one line) unless `given` has exactly the keys and shapes of `expected`."""
     missing = [key for key in expected if key not in given]
     unexpected = [key for key in given if key not in expected]
-    shapes = [f"{key} checkpoint {_shape(given[key])} vs model {_shape(expected[key])}" for key in expected if key in given and given[key].shape != expected[key].shape]
+    shapes = [
+        f"{key} checkpoint {_shape(given[key])} vs model {_shape(expected[key])}"
+        for key in expected
+        if key in given and given[key].shape != expected[key].shape
+    ]
     if not (missing or unexpected or shapes):
         return
-    parts = [f"{len(missing)} missing ({_listing(missing)})" if missing else "",
-             f"{len(unexpected)} unexpected ({_listing(unexpected)})" if unexpected else "",
-             f"{len(shapes)} shape mismatches ({_listing(shapes)})" if shapes else ""]
+    parts = [
+        f"{len(missing)} missing ({_listing(missing)})" if missing else "",
+        f"{len(unexpected)} unexpected ({_listing(unexpected)})" if unexpected else "",
+        f"{len(shapes)} shape mismatches ({_listing(shapes)})" if shapes else "",
+    ]
     raise CheckpointMismatch(f"{what}: " + "; ".join(part for part in parts if part) + (f"; {hint}" if hint else ""))
 
 
@@ -323,7 +355,14 @@ def _source(source: CheckpointSource) -> tuple[Mapping[str, Any], str]:
     return read_checkpoint(source), str(source)
 
 
-def load_encoder(source: CheckpointSource, arch: str | None = None, *, with_head: bool, image_size: int | None = None, expect_format: str | None = None) -> tuple[Encoder, LoadReport]:
+def load_encoder(
+    source: CheckpointSource,
+    arch: str | None = None,
+    *,
+    with_head: bool,
+    image_size: int | None = None,
+    expect_format: str | None = None,
+) -> tuple[Encoder, LoadReport]:
     """Build `arch` (None: the arch the checkpoint records) and load the checkpoint's query encoder strictly.
 
     with_head=True also loads the projection head (or, for lincls, the linear classifier) the
@@ -333,8 +372,10 @@ def load_encoder(source: CheckpointSource, arch: str | None = None, *, with_head
     ckpt, where = _source(source)
     parsed = parse_checkpoint(ckpt)
     if expect_format is not None and parsed.format != expect_format:
-        raise CheckpointMismatch(f"checkpoint {where} is a {parsed.format} checkpoint ({FORMATS[parsed.format]}), but a {expect_format} one is expected "
-                                 f"({FORMATS.get(expect_format, expect_format)}); point the entry at the right file or fix the teacher's checkpoint_format")
+        raise CheckpointMismatch(
+            f"checkpoint {where} is a {parsed.format} checkpoint ({FORMATS[parsed.format]}), but a {expect_format} one is expected "
+            f"({FORMATS.get(expect_format, expect_format)}); point the entry at the right file or fix the teacher's checkpoint_format"
+        )
     arch = _resolve_arch(arch, parsed, where)
     backbone = create_backbone(arch, image_size)
     slot = head_attr(backbone)
@@ -345,16 +386,30 @@ def load_encoder(source: CheckpointSource, arch: str | None = None, *, with_head
     stray = {key: torch.empty(0) for key in parsed.stray}  # keys of no known group: always unexpected
     if with_head and not head_state:
         check_state_dict({**backbone_state, **stray}, Encoder(backbone, None).backbone.state_dict(), what, hint)
-        raise CheckpointMismatch(f"checkpoint {where} ({parsed.format}) has no projection head or classifier; load it with with_head=False")
+        raise CheckpointMismatch(
+            f"checkpoint {where} ({parsed.format}) has no projection head or classifier; load it with with_head=False"
+        )
     head = _head_from_state(head_state, feature_dim(backbone), where) if with_head else None
     if head_state and not with_head:
-        dropped["linear classifier" if parsed.format == "lincls" else "projection head"] = [head_prefix + key for key in head_state]
+        dropped["linear classifier" if parsed.format == "lincls" else "projection head"] = [
+            head_prefix + key for key in head_state
+        ]
     encoder = Encoder(backbone, head)
     given = {**backbone_state, **({f"{slot}.{key}": value for key, value in head_state.items()} if with_head else {})}
     check_state_dict({**given, **stray}, encoder.backbone.state_dict(), what + f" (with_head={with_head})", hint)
     encoder.backbone.load_state_dict(given, strict=True)
     head_kind = (parsed.recorded_head or "mlp") if with_head else "none"
-    report = LoadReport(where, parsed.format, arch, head_kind, _head_layout(head), len(given), dropped, parsed.recorded_arch, parsed.epoch)
+    report = LoadReport(
+        where,
+        parsed.format,
+        arch,
+        head_kind,
+        _head_layout(head),
+        len(given),
+        dropped,
+        parsed.recorded_arch,
+        parsed.epoch,
+    )
     if with_head and parsed.format == "swav":
         report.notes.append("SwAV-family heads L2-normalise their output (normalize=True): use disco.models.embed")
     return encoder, report
@@ -378,7 +433,9 @@ def inspect_checkpoint(source: CheckpointSource) -> CheckpointInfo:
         arch = None
     head_prefixes = ("projection_head.",) if parsed.format == "swav" else ("fc.", "classifier.", "head.")
     has_head = any(key.startswith(head_prefixes) for key in parsed.encoder)
-    return CheckpointInfo(parsed.format, arch, has_head, parsed.epoch, {group: len(keys) for group, keys in parsed.dropped.items()})
+    return CheckpointInfo(
+        parsed.format, arch, has_head, parsed.epoch, {group: len(keys) for group, keys in parsed.dropped.items()}
+    )
 
 
 def queue_from_checkpoint(source: CheckpointSource, dim: int = 128) -> QueueState | None:

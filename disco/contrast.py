@@ -10,11 +10,25 @@ from torch import nn
 from torch.nn import functional as F
 
 from disco.losses import contrastive_logits
-from disco.shuffle_bn import concat_all_gather, ddp_shuffled_encode, distributed_active, encode_in_groups, shuffled_encode
+from disco.shuffle_bn import (
+    concat_all_gather,
+    ddp_shuffled_encode,
+    distributed_active,
+    encode_in_groups,
+    shuffled_encode,
+)
 
 
 class MomentumContrast(nn.Module):
-    def __init__(self, encoder_q: nn.Module, queue_size: int, momentum: float, temperature: float, bn_group_size: int, dim: int = 128):
+    def __init__(
+        self,
+        encoder_q: nn.Module,
+        queue_size: int,
+        momentum: float,
+        temperature: float,
+        bn_group_size: int,
+        dim: int = 128,
+    ):
         super().__init__()
         self.encoder_q = encoder_q
         self.encoder_k = copy.deepcopy(encoder_q)
@@ -50,7 +64,9 @@ class MomentumContrast(nn.Module):
 
         if distributed_active():
             return ddp_shuffled_encode(encode, x)
-        return shuffled_encode(lambda batch: F.normalize(self.encoder_k(batch), dim=1), x, groups, fused=self.fused_bn_groups)
+        return shuffled_encode(
+            lambda batch: F.normalize(self.encoder_k(batch), dim=1), x, groups, fused=self.fused_bn_groups
+        )
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

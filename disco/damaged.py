@@ -67,7 +67,11 @@ def move_aside(path: Path, reason: str) -> Path | None:
         path.rename(target)
     except FileNotFoundError:  # another rank or process moved it first
         return None
-    print(f"warning: {path} is damaged ({reason}); moved it to {target.name} (kept, not deleted)", file=sys.stderr, flush=True)
+    print(
+        f"warning: {path} is damaged ({reason}); moved it to {target.name} (kept, not deleted)",
+        file=sys.stderr,
+        flush=True,
+    )
     return target
 
 

@@ -158,5 +158,14 @@ def torchrun_command(
         launcher += ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
         if rdzv_id:
             launcher.append(f"--rdzv-id={rdzv_id}")
-    stage = ["-m", "harness", "run-stage", str(spec_path), "--artifacts", str(workspace.artifacts), "--results", str(workspace.results)]
+    stage = [
+        "-m",
+        "harness",
+        "run-stage",
+        str(spec_path),
+        "--artifacts",
+        str(workspace.artifacts),
+        "--results",
+        str(workspace.results),
+    ]
     return launcher + stage + list(extra_args)

@@ -42,12 +42,26 @@ class ProbeRecipe:
     workers: int = 0
     limit_batches: int | None = None  # smoke runs: batches per pass (train and test features alike)
 
-    SMOKE: ClassVar[dict[str, Any]] = {"epochs": 1, "batch_size": SMOKE_BATCH, "limit_batches": SMOKE_STEPS, "workers": 0}
+    SMOKE: ClassVar[dict[str, Any]] = {
+        "epochs": 1,
+        "batch_size": SMOKE_BATCH,
+        "limit_batches": SMOKE_STEPS,
+        "workers": 0,
+    }
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0, f"{type(self).__name__} needs epochs >= 1, batch_size >= 1 and lr > 0, got {self.epochs}, {self.batch_size}, {self.lr}")
-        _require(self.schedule in ("step", "cosine", "constant"), f"schedule must be step, cosine or constant, got '{self.schedule}'")
-        _require(self.workers >= 0 and (self.limit_batches is None or self.limit_batches >= 1), f"workers must be >= 0 and limit_batches >= 1, got {self.workers}, {self.limit_batches}")
+        _require(
+            self.epochs >= 1 and self.batch_size >= 1 and self.lr > 0,
+            f"{type(self).__name__} needs epochs >= 1, batch_size >= 1 and lr > 0, got {self.epochs}, {self.batch_size}, {self.lr}",
+        )
+        _require(
+            self.schedule in ("step", "cosine", "constant"),
+            f"schedule must be step, cosine or constant, got '{self.schedule}'",
+        )
+        _require(
+            self.workers >= 0 and (self.limit_batches is None or self.limit_batches >= 1),
+            f"workers must be >= 0 and limit_batches >= 1, got {self.workers}, {self.limit_batches}",
+        )
 
 
 @dataclass(frozen=True)
@@ -63,8 +77,13 @@ class KnnRecipe:
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.temperature <= 0 or self.chunk_size < 1:
-            raise InputError(f"kNN needs k >= 1, temperature > 0 and chunk_size >= 1, got k={self.k}, temperature={self.temperature}, chunk_size={self.chunk_size}")
-        _require(self.batch_size >= 1 and self.workers >= 0, f"kNN needs batch_size >= 1 and workers >= 0, got {self.batch_size}, {self.workers}")
+            raise InputError(
+                f"kNN needs k >= 1, temperature > 0 and chunk_size >= 1, got k={self.k}, temperature={self.temperature}, chunk_size={self.chunk_size}"
+            )
+        _require(
+            self.batch_size >= 1 and self.workers >= 0,
+            f"kNN needs batch_size >= 1 and workers >= 0, got {self.batch_size}, {self.workers}",
+        )
 
 
 @dataclass(frozen=True)
@@ -96,12 +115,23 @@ class SemiFinetuneRecipe(SubsetChoice):
     workers: int = 0
     limit_batches: int | None = None
 
-    SMOKE: ClassVar[dict[str, Any]] = {"epochs": 1, "batch_size": SMOKE_BATCH, "limit_batches": SMOKE_STEPS, "eval_every": 1, "workers": 0}
+    SMOKE: ClassVar[dict[str, Any]] = {
+        "epochs": 1,
+        "batch_size": SMOKE_BATCH,
+        "limit_batches": SMOKE_STEPS,
+        "eval_every": 1,
+        "workers": 0,
+    }
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise InputError(f"semi_finetune needs epochs, batch_size and eval_every >= 1, got {self.epochs}, {self.batch_size}, {self.eval_every}")
-        _require(self.trunk_lr >= 0 and self.head_lr > 0, f"semi_finetune needs trunk_lr >= 0 and head_lr > 0, got {self.trunk_lr}, {self.head_lr}")
+            raise InputError(
+                f"semi_finetune needs epochs, batch_size and eval_every >= 1, got {self.epochs}, {self.batch_size}, {self.eval_every}"
+            )
+        _require(
+            self.trunk_lr >= 0 and self.head_lr > 0,
+            f"semi_finetune needs trunk_lr >= 0 and head_lr > 0, got {self.trunk_lr}, {self.head_lr}",
+        )
 
 
 @dataclass(frozen=True)
@@ -109,7 +139,9 @@ class TransferRecipe(ProbeRecipe):
     epochs: int = 200
     schedule: str = "constant"
     milestones: tuple[int, ...] = ()
-    root: str | None = None  # CIFAR: the torchvision root holding cifar-10-batches-py / cifar-100-python (else $DISCO_CIFAR)
+    root: str | None = (
+        None  # CIFAR: the torchvision root holding cifar-10-batches-py / cifar-100-python (else $DISCO_CIFAR)
+    )
     test_fraction: float = 0.2  # digits: the stratified, seeded held-out share
 
     def __post_init__(self) -> None:
@@ -157,16 +189,41 @@ class DetectionRecipe:
     faithful_yaml_bug: bool = True
     max_iter: int | None = None  # detectron2: SOLVER.MAX_ITER instead of the official schedule's (smoke runs)
 
-    SMOKE: ClassVar[dict[str, Any]] = {"train_images": 8, "test_images": 4, "iterations": SMOKE_STEPS, "batch_size": 4, "warmup_iters": 1, "steps": (1,), "max_iter": SMOKE_STEPS}
+    SMOKE: ClassVar[dict[str, Any]] = {
+        "train_images": 8,
+        "test_images": 4,
+        "iterations": SMOKE_STEPS,
+        "batch_size": 4,
+        "warmup_iters": 1,
+        "steps": (1,),
+        "max_iter": SMOKE_STEPS,
+    }
 
     def __post_init__(self) -> None:
-        counts = {"train_images": self.train_images, "test_images": self.test_images, "iterations": self.iterations, "batch_size": self.batch_size, "input_size": self.input_size, "num_gpus": self.num_gpus}
+        counts = {
+            "train_images": self.train_images,
+            "test_images": self.test_images,
+            "iterations": self.iterations,
+            "batch_size": self.batch_size,
+            "input_size": self.input_size,
+            "num_gpus": self.num_gpus,
+        }
         bad = [f"{name}={value}" for name, value in counts.items() if value < 1]
         if bad or self.lr <= 0 or self.warmup_iters < 0:
-            raise InputError(f"detection recipe needs positive counts and lr, warmup_iters >= 0; got {', '.join(bad) or f'lr={self.lr}, warmup_iters={self.warmup_iters}'}")
-        _require(self.backend in DETECTION_BACKENDS, f"detection backend must be one of {', '.join(DETECTION_BACKENDS)}, got '{self.backend}'")
-        _require(self.feature_stride in (16, 32), f"detection feature_stride must be 16 (C4 cut) or 32 (last map), got {self.feature_stride}")
-        _require(self.max_iter is None or self.max_iter >= 1, f"detection max_iter must be >= 1 or null, got {self.max_iter}")
+            raise InputError(
+                f"detection recipe needs positive counts and lr, warmup_iters >= 0; got {', '.join(bad) or f'lr={self.lr}, warmup_iters={self.warmup_iters}'}"
+            )
+        _require(
+            self.backend in DETECTION_BACKENDS,
+            f"detection backend must be one of {', '.join(DETECTION_BACKENDS)}, got '{self.backend}'",
+        )
+        _require(
+            self.feature_stride in (16, 32),
+            f"detection feature_stride must be 16 (C4 cut) or 32 (last map), got {self.feature_stride}",
+        )
+        _require(
+            self.max_iter is None or self.max_iter >= 1, f"detection max_iter must be >= 1 or null, got {self.max_iter}"
+        )
 
 
 RECIPES: dict[str, type] = {
@@ -183,13 +240,17 @@ RECIPES: dict[str, type] = {
 
 def recipe_class(evaluation: str) -> type:
     if evaluation not in RECIPES:
-        raise InputError(f"evaluation '{evaluation}' has no recipe class in disco/eval_recipes.py RECIPES; implemented: {', '.join(RECIPES)}")
+        raise InputError(
+            f"evaluation '{evaluation}' has no recipe class in disco/eval_recipes.py RECIPES; implemented: {', '.join(RECIPES)}"
+        )
     return RECIPES[evaluation]
 
 
 def smoke_recipe(evaluation: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
     """The recipe shrunk to a couple of steps: the evaluation's own SMOKE values override the profile's."""
-    return dict(recipe) | {key: list(value) if isinstance(value, tuple) else value for key, value in recipe_class(evaluation).SMOKE.items()}
+    return dict(recipe) | {
+        key: list(value) if isinstance(value, tuple) else value for key, value in recipe_class(evaluation).SMOKE.items()
+    }
 
 
 @functools.cache
@@ -201,17 +262,25 @@ def _validated(recipe_type: type[RecipeT], recipe: Any) -> tuple[RecipeT | None,
     if not isinstance(recipe, Mapping):
         return None, [(None, f"expected a mapping of {recipe_type.__name__} fields, got {type(recipe).__name__}")]
     valid = [field.name for field in dataclasses.fields(recipe_type)]
-    unknown = [(str(name), f"unknown {recipe_type.__name__} field{_nearest(str(name), valid)}; valid: {', '.join(valid)}") for name in recipe if name not in valid]
+    unknown = [
+        (str(name), f"unknown {recipe_type.__name__} field{_nearest(str(name), valid)}; valid: {', '.join(valid)}")
+        for name in recipe
+        if name not in valid
+    ]
     if unknown:
         return None, unknown
     try:
         return _adapter(recipe_type).validate_python(dict(recipe)), []
     except ValidationError as exc:
-        return None, [(str(error["loc"][0]) if error["loc"] else _culprit(recipe_type, recipe), _message(error)) for error in exc.errors()]
+        return None, [
+            (str(error["loc"][0]) if error["loc"] else _culprit(recipe_type, recipe), _message(error))
+            for error in exc.errors()
+        ]
 
 
 def _culprit(recipe_type: type, recipe: Mapping[str, Any]) -> str | None:
     """The one field that fails a whole-recipe check (__post_init__) on its own, if exactly one does."""
+
     def fails_alone(name: str) -> bool:
         try:
             _adapter(recipe_type).validate_python({name: recipe[name]})
@@ -248,10 +317,14 @@ def coerce_recipe(recipe_type: type[RecipeT], recipe: Any) -> RecipeT:
     if recipe is None:
         return recipe_type()
     if not isinstance(recipe, Mapping):
-        raise InputError(f"this evaluation takes a {recipe_type.__name__} or a mapping of its fields, got {type(recipe).__name__}; route its own recipe (eval_recipes) from the profile")
+        raise InputError(
+            f"this evaluation takes a {recipe_type.__name__} or a mapping of its fields, got {type(recipe).__name__}; route its own recipe (eval_recipes) from the profile"
+        )
     unknown = sorted(set(recipe) - {field.name for field in dataclasses.fields(recipe_type)})
     if unknown:
-        raise InputError(f"unknown {recipe_type.__name__} field(s) {', '.join(unknown)}; valid: {', '.join(field.name for field in dataclasses.fields(recipe_type))}")
+        raise InputError(
+            f"unknown {recipe_type.__name__} field(s) {', '.join(unknown)}; valid: {', '.join(field.name for field in dataclasses.fields(recipe_type))}"
+        )
     coerced, problems = _validated(recipe_type, recipe)
     if problems:
         raise InputError("; ".join(f"{field}: {message}" if field else message for field, message in problems))

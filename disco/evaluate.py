@@ -38,11 +38,20 @@ def tensor_batches(dataset: TensorDataset, batch_size: int, generator: torch.Gen
 def batches(dataset: Dataset, batch_size: int, workers: int = 0, generator: torch.Generator | None = None):
     if isinstance(dataset, TensorDataset):
         return tensor_batches(dataset, batch_size, generator)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator, num_workers=workers)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator, num_workers=workers
+    )
 
 
 @torch.no_grad()
-def extract_features(features: FeatureFn, dataset: Dataset, batch_size: int, device: torch.device, workers: int = 0, limit_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    features: FeatureFn,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    workers: int = 0,
+    limit_batches: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     feats, labels = [], []
     for index, (images, targets) in enumerate(batches(dataset, batch_size, workers)):
         if limit_batches is not None and index >= limit_batches:
@@ -59,8 +68,15 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 
 
 def linear_probe(
-    features: FeatureFn, feature_dim: int, num_classes: int, train_set: Dataset, test_set: Dataset,
-    recipe: ProbeRecipe, device: torch.device, seed: int = 0, progress: ProgressFn | None = None,
+    features: FeatureFn,
+    feature_dim: int,
+    num_classes: int,
+    train_set: Dataset,
+    test_set: Dataset,
+    recipe: ProbeRecipe,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> dict[str, float]:
     """Train Linear(feature_dim, classes) on frozen features with the official recipe; top-1/top-5
     on `test_set` after every epoch (the official scripts report the best epoch; we keep both)."""
@@ -68,15 +84,27 @@ def linear_probe(
     head = nn.Linear(feature_dim, num_classes).to(device)
     nn.init.normal_(head.weight, mean=0.0, std=0.01)
     nn.init.zeros_(head.bias)
-    optimizer = torch.optim.SGD(head.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    test_feats, test_labels = extract_features(features, test_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches)
-    cached_train = None if recipe.train_augment else TensorDataset(*extract_features(features, train_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches))
+    optimizer = torch.optim.SGD(
+        head.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+    test_feats, test_labels = extract_features(
+        features, test_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches
+    )
+    cached_train = (
+        None
+        if recipe.train_augment
+        else TensorDataset(
+            *extract_features(features, train_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches)
+        )
+    )
     best, last = {"top1": 0.0, "top5": 0.0}, {"top1": 0.0, "top5": 0.0}
     for epoch in range(recipe.epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(recipe.schedule, recipe.lr, epoch, recipe.epochs, recipe.milestones, recipe.gamma)
         generator = torch.Generator().manual_seed(seed * 7919 + epoch)
-        for index, (inputs, targets) in enumerate(batches(cached_train or train_set, recipe.batch_size, recipe.workers, generator)):
+        for index, (inputs, targets) in enumerate(
+            batches(cached_train or train_set, recipe.batch_size, recipe.workers, generator)
+        ):
             if recipe.limit_batches is not None and index >= recipe.limit_batches:
                 break
             inputs, targets = inputs.to(device), torch.as_tensor(targets).to(device)
@@ -90,7 +118,14 @@ def linear_probe(
         best = max(best, last, key=lambda metrics: metrics["top1"])
         if progress:
             progress("epoch", epoch + 1, recipe.epochs)
-    return {"top1": last["top1"], "top5": last["top5"], "top1_best": best["top1"], "top5_at_best": best["top5"], "num_train": len(train_set), "num_test": len(test_labels)}
+    return {
+        "top1": last["top1"],
+        "top5": last["top5"],
+        "top1_best": best["top1"],
+        "top5_at_best": best["top5"],
+        "num_train": len(train_set),
+        "num_test": len(test_labels),
+    }
 
 
 @torch.no_grad()

@@ -16,5 +16,7 @@ OFFICIAL_PREFIX = "module.encoder_q."
 
 
 def official_payload(encoder: Encoder, arch: str, epoch: int | None = None) -> dict[str, Any]:
-    state = {OFFICIAL_PREFIX + key: value.detach().cpu().clone() for key, value in encoder.backbone.state_dict().items()}
+    state = {
+        OFFICIAL_PREFIX + key: value.detach().cpu().clone() for key, value in encoder.backbone.state_dict().items()
+    }
     return {"epoch": int(epoch or 0), "arch": official_arch_name(arch), "state_dict": state}

@@ -40,7 +40,9 @@ def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, gr
     """x: [N, C, *spatial] (BN1d: [N, C] or [N, C, L]; BN2d: [N, C, H, W]), N = groups * group size."""
     n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
     grouped = x.reshape(groups, n // groups, c, *spatial)
-    stats_input = grouped if grouped.dtype in (torch.float32, torch.float64) else grouped.float()  # fp32 stats under autocast, as native BN
+    stats_input = (
+        grouped if grouped.dtype in (torch.float32, torch.float64) else grouped.float()
+    )  # fp32 stats under autocast, as native BN
     reduce = (1, *range(3, grouped.dim()))
     var, mean = torch.var_mean(stats_input, dim=reduce, unbiased=False, keepdim=True)
     per_channel = (1, 1, c) + (1,) * len(spatial)
@@ -57,7 +59,9 @@ def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, gr
 
 
 @torch.no_grad()
-def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, means: torch.Tensor, variances: torch.Tensor, count: int) -> None:
+def _update_running_stats(
+    bn: nn.modules.batchnorm._BatchNorm, means: torch.Tensor, variances: torch.Tensor, count: int
+) -> None:
     """G sequential momentum updates in closed form: r <- (1-m)^G r + sum_g m (1-m)^(G-1-g) s_g."""
     groups = means.shape[0]
     running_mean, running_var, tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
@@ -70,7 +74,9 @@ def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, means: torch.Tens
             running_var.mul_(1 - factor).add_(var.to(running_var.dtype), alpha=factor)
         return
     keep = 1.0 - bn.momentum
-    weights = torch.tensor([bn.momentum * keep ** (groups - 1 - g) for g in range(groups)], device=means.device, dtype=means.dtype)
+    weights = torch.tensor(
+        [bn.momentum * keep ** (groups - 1 - g) for g in range(groups)], device=means.device, dtype=means.dtype
+    )
     unbiased = variances * (count / max(count - 1, 1))
     running_mean.mul_(keep**groups).add_((weights @ means).to(running_mean.dtype))
     running_var.mul_(keep**groups).add_((weights @ unbiased).to(running_var.dtype))
@@ -101,6 +107,6 @@ def enable_grouped_bn(module: nn.Module) -> int:
     for child in module.modules():
         if isinstance(child, GROUPED_TYPES) and not getattr(child, "_grouped_bn", False):
             _install(child)
-            setattr(child, "_grouped_bn", True)
+            child._grouped_bn = True
             patched += 1
     return patched

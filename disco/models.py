@@ -11,7 +11,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from disco.archs import ARCHS, INITS, TIMM_INIT, TORCHVISION_INIT, TORCHVISION_RESNETS, ArchSpec, arch_spec, did_you_mean
+from disco.archs import (
+    ARCHS,
+    INITS,
+    TIMM_INIT,
+    TORCHVISION_INIT,
+    TORCHVISION_RESNETS,
+    ArchSpec,
+    arch_spec,
+    did_you_mean,
+)
 
 __all__ = ["ARCHS", "ArchSpec", "arch_spec", "did_you_mean", "build_encoder", "create_backbone", "Encoder"]
 
@@ -54,7 +63,9 @@ def create_backbone(arch: str, image_size: int | None = None, init: str = TIMM_I
         raise ValueError(f"unknown init '{init}'{did_you_mean(init, INITS)}; valid: {', '.join(INITS)}")
     if init == TORCHVISION_INIT:
         if spec.timm_name not in TORCHVISION_RESNETS:
-            raise ValueError(f"init 'torchvision' is for torchvision's ResNets ({', '.join(TORCHVISION_RESNETS)}), not {arch}")
+            raise ValueError(
+                f"init 'torchvision' is for torchvision's ResNets ({', '.join(TORCHVISION_RESNETS)}), not {arch}"
+            )
         return _torchvision_initialised_resnet(spec)
     if spec.timm_name == "resnet50w2":
         return _resnet50w2()
@@ -87,7 +98,9 @@ def projection_head(in_dim: int, hidden: int, out_dim: int = EMBED_DIM) -> nn.Mo
 
 def swav_projection_head(in_dim: int, hidden: int, out_dim: int = EMBED_DIM) -> nn.Module:
     """SwAV-family teacher head: Linear-BN1d-ReLU-Linear (keys projection_head.{0,1,3})."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+    )
 
 
 class Encoder(nn.Module):
@@ -112,7 +125,9 @@ class Encoder(nn.Module):
         return {k: v for k, v in self.backbone.state_dict().items() if not k.startswith(prefix)}
 
 
-def build_encoder(arch: str, head: str = "mocov2", image_size: int | None = None, hidden: int | None = None, init: str = TIMM_INIT) -> Encoder:
+def build_encoder(
+    arch: str, head: str = "mocov2", image_size: int | None = None, hidden: int | None = None, init: str = TIMM_INIT
+) -> Encoder:
     """`head`: "mocov2" (per-backbone hidden width), "disco" (F-2048-128), "swav" (F-h(BN)-128), "none".
     `init`: see create_backbone; the head is always fresh nn.Linear layers, as in the official builders."""
     backbone = create_backbone(arch, image_size, init)

@@ -39,13 +39,18 @@ def uniformity(z: torch.Tensor, t: float = 2.0) -> float:
     return float(torch.pdist(z).pow(2).mul(-t).exp().mean().log())
 
 
-def embedding_health(embeddings: torch.Tensor, features: torch.Tensor, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, float]:
+def embedding_health(
+    embeddings: torch.Tensor, features: torch.Tensor, view1: torch.Tensor, view2: torch.Tensor
+) -> dict[str, float]:
     """Health of one held-out batch: its clean embeddings and pooled backbone features, and the
     embeddings of two augmented views of it (for alignment)."""
     return {
-        "emb_cosine": mean_pairwise_cosine(embeddings), "emb_erank": effective_rank(embeddings),
-        "feat_cosine": mean_pairwise_cosine(features), "feat_erank": effective_rank(features),
-        "alignment": alignment(view1, view2), "uniformity": uniformity(embeddings),
+        "emb_cosine": mean_pairwise_cosine(embeddings),
+        "emb_erank": effective_rank(embeddings),
+        "feat_cosine": mean_pairwise_cosine(features),
+        "feat_erank": effective_rank(features),
+        "alignment": alignment(view1, view2),
+        "uniformity": uniformity(embeddings),
     }
 
 
@@ -66,7 +71,9 @@ class HealthMonitor:
     entries of that epoch's history. In eval mode (what the evaluations see; BN statistics are not
     touched) on the same fixed inputs every epoch, consuming no random numbers, so training is unchanged."""
 
-    def __init__(self, held_out: HeldOut, queue_size: int, knn: KnnFn | None = None, knn_every: int = 0, batch_size: int = 256):
+    def __init__(
+        self, held_out: HeldOut, queue_size: int, knn: KnnFn | None = None, knn_every: int = 0, batch_size: int = 256
+    ):
         self.held_out = held_out
         self.queue_size = queue_size
         self.knn = knn
@@ -81,7 +88,12 @@ class HealthMonitor:
             held, device = self.held_out, next(encoder.parameters()).device
             run = lambda fn, x: torch.cat([fn(chunk.to(device)).float().cpu() for chunk in x.split(self.batch_size)])  # noqa: E731
             metrics = {"ce_chance_ratio": chance_ratio(losses["ce"], self.queue_size)} if "ce" in losses else {}
-            metrics |= embedding_health(run(encoder, held.clean), run(encoder.features, held.clean), run(encoder, held.view1), run(encoder, held.view2))
+            metrics |= embedding_health(
+                run(encoder, held.clean),
+                run(encoder.features, held.clean),
+                run(encoder, held.view1),
+                run(encoder, held.view2),
+            )
             if self.knn is not None and self.knn_every and (epoch % self.knn_every == 0 or epoch == total_epochs):
                 metrics["knn_top1"] = self.knn(encoder)
         finally:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
-from itertools import repeat
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import torch
@@ -40,15 +40,34 @@ class Bench:
     options: SpeedOptions
 
 
-def build_bench(mode: str, teacher: str, student: str, resolution: int, batch: int, device: torch.device, teacher_bn: str, compile_models: bool, precision: str = "fp32") -> Bench:
+def build_bench(
+    mode: str,
+    teacher: str,
+    student: str,
+    resolution: int,
+    batch: int,
+    device: torch.device,
+    teacher_bn: str,
+    compile_models: bool,
+    precision: str = "fp32",
+) -> Bench:
     torch.manual_seed(0)
     # the reference is the official computation, fp32 whatever the optimized side is measured in
-    options = SpeedOptions.for_mode(mode, device, teacher_bn, compile_models, precision if mode == "optimized" else "fp32")
+    options = SpeedOptions.for_mode(
+        mode, device, teacher_bn, compile_models, precision if mode == "optimized" else "fp32"
+    )
     config = DisCoConfig(queue_size=batch * 16, teacher_bn=teacher_bn)
-    method = DisCo(build_encoder(student, "disco", image_size=resolution), build_encoder(teacher, "mocov2", image_size=resolution), config, options).to(device)
+    method = DisCo(
+        build_encoder(student, "disco", image_size=resolution),
+        build_encoder(teacher, "mocov2", image_size=resolution),
+        config,
+        options,
+    ).to(device)
     apply_to_modules([method], options, device)
     method.train()
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.03, momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(
+        [p for p in method.parameters() if p.requires_grad], lr=0.03, momentum=0.9, weight_decay=1e-4
+    )
     return Bench(mode, method, optimizer, options)
 
 
@@ -76,7 +95,9 @@ def time_steps(bench: Bench, feed: Iterator[Views], steps: int, device: torch.de
     return (time.perf_counter() - started) / steps
 
 
-def data_feed(options: SpeedOptions, resolution: int, batch: int, device: torch.device, workers: int, batches: int = 8) -> Iterator[Views]:
+def data_feed(
+    options: SpeedOptions, resolution: int, batch: int, device: torch.device, workers: int, batches: int = 8
+) -> Iterator[Views]:
     """Endless batches of two views, from this mode's data path over uint8 images."""
     images = synthetic_images(batch * batches, resolution)
     if options.batched_augment:
@@ -84,7 +105,13 @@ def data_feed(options: SpeedOptions, resolution: int, batch: int, device: torch.
         while True:
             for chunk in raw.split(batch):
                 yield augment(chunk), augment(chunk)
-    loader = DataLoader(TwoViews(images, mocov2_augmentation(resolution)), batch_size=batch, num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        TwoViews(images, mocov2_augmentation(resolution)),
+        batch_size=batch,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+    )
     while True:
         for (view1, view2), _ in loader:
             yield view1.to(device, non_blocking=True), view2.to(device, non_blocking=True)
@@ -100,7 +127,9 @@ def time_data(feed: Iterator[Views], batches: int, device: torch.device) -> floa
 
 
 def breakdown_ms(bench: Bench, views, steps: int, device: torch.device) -> dict[str, float]:
-    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    activities = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []
+    )
     with torch.profiler.profile(activities=activities) as profiler:
         for _ in range(steps):
             step(bench, views)
@@ -148,11 +177,30 @@ def peak_tflops(device: torch.device) -> float | None:
     return None
 
 
-def compare(teacher: str, student: str, resolution: int, batch: int, device: torch.device, steps: int, warmup: int, rounds: int, teacher_bn: str = "train", compile_models: bool = False, workers: int = 1, precision: str = "fp32") -> dict:
+def compare(
+    teacher: str,
+    student: str,
+    resolution: int,
+    batch: int,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    rounds: int,
+    teacher_bn: str = "train",
+    compile_models: bool = False,
+    workers: int = 1,
+    precision: str = "fp32",
+) -> dict:
     torch.backends.cudnn.benchmark = True  # as the official scripts set it, for both modes
-    benches = [build_bench(mode, teacher, student, resolution, batch, device, teacher_bn, compile_models, precision) for mode in ("reference", "optimized")]
+    benches = [
+        build_bench(mode, teacher, student, resolution, batch, device, teacher_bn, compile_models, precision)
+        for mode in ("reference", "optimized")
+    ]
     feeds = {bench.mode: data_feed(bench.options, resolution, batch, device, workers) for bench in benches}
-    views = (torch.randn(batch, 3, resolution, resolution, device=device), torch.randn(batch, 3, resolution, resolution, device=device))
+    views = (
+        torch.randn(batch, 3, resolution, resolution, device=device),
+        torch.randn(batch, 3, resolution, resolution, device=device),
+    )
     for bench in benches:
         for _ in range(warmup):
             step(bench, views)
@@ -168,14 +216,22 @@ def compare(teacher: str, student: str, resolution: int, batch: int, device: tor
         median, fed_median = statistics.median(seconds[bench.mode]), statistics.median(fed[bench.mode])
         flops = step_flops(bench, views)
         report[bench.mode] = {
-            "images_per_s": batch / median, "step_ms": 1000 * median, "step_ms_rounds": [1000 * s for s in seconds[bench.mode]],
+            "images_per_s": batch / median,
+            "step_ms": 1000 * median,
+            "step_ms_rounds": [1000 * s for s in seconds[bench.mode]],
             "data_ms": 1000 * time_data(feeds[bench.mode], 4, device),
-            "images_per_s_with_data": batch / fed_median, "step_with_data_ms_rounds": [1000 * s for s in fed[bench.mode]],
-            "breakdown_ms": breakdown_ms(bench, views, max(1, steps // 2), device), "peak_memory_mb": peak_memory_mb(bench, views, device),
-            "flops_per_step": flops, "achieved_tflops": flops / median / 1e12, "options": bench.options.describe(),
+            "images_per_s_with_data": batch / fed_median,
+            "step_with_data_ms_rounds": [1000 * s for s in fed[bench.mode]],
+            "breakdown_ms": breakdown_ms(bench, views, max(1, steps // 2), device),
+            "peak_memory_mb": peak_memory_mb(bench, views, device),
+            "flops_per_step": flops,
+            "achieved_tflops": flops / median / 1e12,
+            "options": bench.options.describe(),
         }
     report["speedup"] = report["optimized"]["images_per_s"] / report["reference"]["images_per_s"]
-    report["speedup_with_data"] = report["optimized"]["images_per_s_with_data"] / report["reference"]["images_per_s_with_data"]
+    report["speedup_with_data"] = (
+        report["optimized"]["images_per_s_with_data"] / report["reference"]["images_per_s_with_data"]
+    )
     peak = peak_tflops(device)
     if peak:
         for mode in ("reference", "optimized"):

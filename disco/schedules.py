@@ -16,7 +16,9 @@ def step_lr(base_lr: float, epoch: int, milestones: Sequence[int], gamma: float)
     return base_lr * gamma ** sum(1 for milestone in milestones if epoch >= milestone)
 
 
-def lr_at(schedule: str, base_lr: float, epoch: int, epochs: int, milestones: Sequence[int] = (), gamma: float = 0.5) -> float:
+def lr_at(
+    schedule: str, base_lr: float, epoch: int, epochs: int, milestones: Sequence[int] = (), gamma: float = 0.5
+) -> float:
     if schedule == "cosine":
         return cosine_lr(base_lr, epoch, epochs)
     if schedule == "step":

@@ -30,7 +30,9 @@ def encode_in_groups(encode: Encode, x: torch.Tensor, groups: int, fused: bool =
     return torch.cat([encode(chunk) for chunk in x.chunk(groups)], dim=0)
 
 
-def shuffled_encode(encode: Encode, x: torch.Tensor, groups: int, generator: torch.Generator | None = None, fused: bool = False) -> torch.Tensor:
+def shuffled_encode(
+    encode: Encode, x: torch.Tensor, groups: int, generator: torch.Generator | None = None, fused: bool = False
+) -> torch.Tensor:
     """Single-device shuffle-BN: permute, encode per group, restore the original order."""
     perm = torch.randperm(x.shape[0], device=x.device, generator=generator)
     encoded = encode_in_groups(encode, x[perm], groups, fused)

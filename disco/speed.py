@@ -46,7 +46,14 @@ class SpeedOptions:
     channels_last_input: bool = False  # CUDA: hand the views over in NHWC (every encoder is NHWC there)
 
     @classmethod
-    def for_mode(cls, mode: str, device: torch.device, teacher_bn: str = "train", compile_models: bool = False, precision: str = "fp32") -> "SpeedOptions":
+    def for_mode(
+        cls,
+        mode: str,
+        device: torch.device,
+        teacher_bn: str = "train",
+        compile_models: bool = False,
+        precision: str = "fp32",
+    ) -> SpeedOptions:
         if mode not in MODES:
             raise ValueError(f"unknown speed mode '{mode}' ({', '.join(MODES)})")
         if precision not in PRECISIONS:
@@ -57,7 +64,15 @@ class SpeedOptions:
         # grouped BN measured no faster on CPU (the per-group calls are already large enough
         # there relative to the Python overhead): on only where it pays, on GPUs
         cuda = device.type == "cuda"
-        return cls(grouped_bn=cuda, channels_last=True, channels_last_input=cuda, bf16=bf16, compile=compile_models, teacher_batched=teacher_bn == "eval", batched_augment=True)
+        return cls(
+            grouped_bn=cuda,
+            channels_last=True,
+            channels_last_input=cuda,
+            bf16=bf16,
+            compile=compile_models,
+            teacher_batched=teacher_bn == "eval",
+            batched_augment=True,
+        )
 
     def describe(self) -> dict[str, bool]:
         return asdict(self)
@@ -94,7 +109,7 @@ def apply_to_modules(modules: list[nn.Module], options: SpeedOptions, device: to
         if options.grouped_bn:
             enable_grouped_bn(module)
             for contrast in (m for m in module.modules() if hasattr(m, "fused_bn_groups")):
-                setattr(contrast, "fused_bn_groups", True)
+                contrast.fused_bn_groups = True
         if options.channels_last:
             to_channels_last_where_it_pays(module, device)
         if options.compile:

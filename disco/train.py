@@ -54,7 +54,9 @@ class TrainState:
 
 
 ProgressFn = Callable[..., None]  # (phase, done, total[, info]): info is the epoch's history entry
-MonitorFn = Callable[[nn.Module, int, int, dict[str, float]], dict[str, float]]  # (student, epoch, epochs, losses) -> health
+MonitorFn = Callable[
+    [nn.Module, int, int, dict[str, float]], dict[str, float]
+]  # (student, epoch, epochs, losses) -> health
 StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 BatchAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 images on the device -> one augmented view
 LoaderFactory = Callable[[int], Iterable]  # epoch -> batches of ((view1, view2), labels)
@@ -78,15 +80,23 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
 def per_rank_batch(batch_size: int, world: int) -> int:
     """recipe.batch_size is the global batch: every rank gets an equal share of it."""
     if batch_size % world:
-        raise ValueError(f"global batch_size {batch_size} is not divisible by the world size {world}: choose a batch size that is a multiple of the number of processes")
+        raise ValueError(
+            f"global batch_size {batch_size} is not divisible by the world size {world}: choose a batch size that is a multiple of the number of processes"
+        )
     return batch_size // world
 
 
 def make_loader(dataset: Dataset, recipe: TrainRecipe, seed: int, epoch: int, shuffle: bool = True) -> DataLoader:
     generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     return DataLoader(
-        dataset, batch_size=recipe.batch_size, shuffle=shuffle, drop_last=True, num_workers=recipe.workers,
-        generator=generator, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        dataset,
+        batch_size=recipe.batch_size,
+        shuffle=shuffle,
+        drop_last=True,
+        num_workers=recipe.workers,
+        generator=generator,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -98,8 +108,14 @@ def make_distributed_loader(dataset: Dataset, recipe: TrainRecipe, seed: int, ep
     # The generator only seeds the workers here; per rank, so ranks do not share augmentation streams.
     generator = torch.Generator().manual_seed(rank_seed(seed, epoch, rank))
     return DataLoader(
-        dataset, batch_size=per_rank_batch(recipe.batch_size, world), sampler=sampler, drop_last=True, num_workers=recipe.workers,
-        generator=generator, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        dataset,
+        batch_size=per_rank_batch(recipe.batch_size, world),
+        sampler=sampler,
+        drop_last=True,
+        num_workers=recipe.workers,
+        generator=generator,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -137,7 +153,16 @@ def two_views(inputs, device: torch.device, augment: BatchAugment | None) -> tup
     return augment(images), augment(images)
 
 
-def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, recipe: TrainRecipe, progress: ProgressFn | None, step: StepFn | None = None, augment: BatchAugment | None = None) -> dict[str, float]:
+def train_one_epoch(
+    method: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    recipe: TrainRecipe,
+    progress: ProgressFn | None,
+    step: StepFn | None = None,
+    augment: BatchAugment | None = None,
+) -> dict[str, float]:
     method.train()
     step = step or method.training_step
     totals: dict[str, float] = {}
@@ -157,7 +182,18 @@ def train_one_epoch(method: nn.Module, loader: DataLoader, optimizer: torch.opti
     return {name: value / max(steps, 1) for name, value in totals.items()}
 
 
-def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: Path, seed: int, device: torch.device, progress: ProgressFn | None = None, augment: BatchAugment | None = None, loader_factory: LoaderFactory | None = None, monitor: MonitorFn | None = None) -> TrainState:
+def train(
+    method: nn.Module,
+    dataset: Dataset,
+    recipe: TrainRecipe,
+    stage_dir: Path,
+    seed: int,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    augment: BatchAugment | None = None,
+    loader_factory: LoaderFactory | None = None,
+    monitor: MonitorFn | None = None,
+) -> TrainState:
     """Train `method` for recipe.epochs, resuming from `stage_dir/checkpoint.pt` if present.
     Under torchrun every rank calls this; rank 0 alone writes the checkpoint and reports progress.
     augment: `dataset` yields uint8 images and the views are drawn on the device, batched, in this
@@ -190,16 +226,33 @@ def train(method: nn.Module, dataset: Dataset, recipe: TrainRecipe, stage_dir: P
         if loader_factory is not None:
             loader = loader_factory(epoch)
         else:
-            loader = make_distributed_loader(dataset, recipe, seed, epoch) if world > 1 else make_loader(dataset, recipe, seed, epoch)
-        metrics = distributed.mean_over_ranks(train_one_epoch(method, loader, optimizer, device, recipe, progress, step, augment), device)
+            loader = (
+                make_distributed_loader(dataset, recipe, seed, epoch)
+                if world > 1
+                else make_loader(dataset, recipe, seed, epoch)
+            )
+        metrics = distributed.mean_over_ranks(
+            train_one_epoch(method, loader, optimizer, device, recipe, progress, step, augment), device
+        )
         metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
         if monitor is not None and rank == 0:
             metrics.update(monitor(method.student, epoch + 1, recipe.epochs, metrics))
         state.history.append(metrics)
         state.epoch = epoch + 1
         if rank == 0:
-            save_keeping_previous(checkpoint_path, {"epoch": state.epoch, "history": state.history, "method": method.state_dict(), "optimizer": optimizer.state_dict(), "recipe": asdict(recipe)})
-            atomic_write_bytes(stage_dir / PROGRESS_FILE, json.dumps({"epoch": state.epoch, "epochs": recipe.epochs}).encode())
+            save_keeping_previous(
+                checkpoint_path,
+                {
+                    "epoch": state.epoch,
+                    "history": state.history,
+                    "method": method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "recipe": asdict(recipe),
+                },
+            )
+            atomic_write_bytes(
+                stage_dir / PROGRESS_FILE, json.dumps({"epoch": state.epoch, "epochs": recipe.epochs}).encode()
+            )
         if progress:
             progress("epoch", state.epoch, recipe.epochs, metrics)
         _test_hook_sleep()
@@ -212,13 +265,19 @@ def _resume(method: nn.Module, optimizer: torch.optim.Optimizer, checkpoint_path
     """Load the newest good checkpoint (the last epoch's, else the one before; a damaged one is moved
     aside by rank 0), if any; under DDP every rank must find the same one."""
     state = TrainState()
-    saved = load_newest_good(checkpoint_path, lambda payload: training_checkpoint_problem(payload, method, optimizer), move=distributed.rank() == 0)
+    saved = load_newest_good(
+        checkpoint_path,
+        lambda payload: training_checkpoint_problem(payload, method, optimizer),
+        move=distributed.rank() == 0,
+    )
     if saved is not None:
         method.load_state_dict(saved["method"])  # strict: a mismatched checkpoint is an error
         optimizer.load_state_dict(saved["optimizer"])
         state = TrainState(epoch=saved["epoch"], history=saved["history"], resumed_from_epoch=saved["epoch"])
     if not distributed.all_equal(state.epoch):
-        raise RuntimeError(f"ranks disagree on the checkpoint to resume from (rank {distributed.rank()} sees epoch {state.epoch} in {checkpoint_path}): the stage directory must be on a filesystem shared by every rank")
+        raise RuntimeError(
+            f"ranks disagree on the checkpoint to resume from (rank {distributed.rank()} sees epoch {state.epoch} in {checkpoint_path}): the stage directory must be on a filesystem shared by every rank"
+        )
     return state
 
 

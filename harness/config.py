@@ -66,9 +66,11 @@ class DataSpec(Strict):
     loader: Literal["torch", "dali"] = "torch"
 
     @model_validator(mode="after")
-    def _dali_reads_files(self) -> "DataSpec":
+    def _dali_reads_files(self) -> DataSpec:
         if self.loader == "dali" and self.source != "imagenet":
-            raise ValueError(f"loader: dali reads image files, so it needs source: imagenet, not {self.source}; use loader: torch")
+            raise ValueError(
+                f"loader: dali reads image files, so it needs source: imagenet, not {self.source}; use loader: torch"
+            )
         return self
 
 
@@ -148,12 +150,14 @@ class Benchmarks(Strict):
     reference: dict[str, Any] = {}
 
     @model_validator(mode="after")
-    def _references_resolve(self) -> "Benchmarks":
+    def _references_resolve(self) -> Benchmarks:
         for section in (self.teachers, self.students):
             for name, entry in section.items():
                 _require(entry.arch, list(ARCHS), f"{name}.arch", "architecture")
         for name, teacher in self.teachers.items():
-            _require(teacher.pretrain, pretrain_methods(self.methods), f"teachers.{name}.pretrain", "pretraining method")
+            _require(
+                teacher.pretrain, pretrain_methods(self.methods), f"teachers.{name}.pretrain", "pretraining method"
+            )
         for name, evaluation in self.evaluations.items():
             for arch in evaluation.archs or []:
                 _require(arch, list(ARCHS), f"evaluations.{name}.archs", "architecture")
@@ -172,10 +176,15 @@ class Benchmarks(Strict):
 
 def pretrain_methods(methods: dict[str, Any]) -> list[str]:
     """Methods that can pretrain a teacher: of kind pretrain, and implemented by the code."""
+
     def kind(method: Any) -> Any:
         return method.get("kind") if isinstance(method, dict) else getattr(method, "kind", None)
 
-    return [name for name, method in methods.items() if kind(method) == "pretrain" and name in IMPLEMENTED_METHODS["pretrain"]]
+    return [
+        name
+        for name, method in methods.items()
+        if kind(method) == "pretrain" and name in IMPLEMENTED_METHODS["pretrain"]
+    ]
 
 
 def _require(value: str, valid: list[str], where: str, what: str) -> None:
@@ -192,5 +201,7 @@ def load_benchmarks(path: Path = DEFAULT_FILE) -> Benchmarks:
     outcome = validate_file(path)
     if outcome.bench is None:
         count = len(outcome.problems)
-        raise UserError(f"{outcome.problems[0].render(path)} ({count} error(s); run `disco-bench validate {path}` to see all)")
+        raise UserError(
+            f"{outcome.problems[0].render(path)} ({count} error(s); run `disco-bench validate {path}` to see all)"
+        )
     return outcome.bench

@@ -52,7 +52,7 @@ def project_root() -> Path:
 def project_version(root: Path) -> str:
     match = re.search(r'(?m)^version\s*=\s*"([^"]+)"', (root / "pyproject.toml").read_text())
     if not match:
-        raise UserError(f"{root / 'pyproject.toml'}: no `version = \"...\"` line in [project]")
+        raise UserError(f'{root / "pyproject.toml"}: no `version = "..."` line in [project]')
     return match.group(1)
 
 
@@ -170,7 +170,9 @@ def default_image(client: docker.DockerClient) -> str:
     other = newest_image_for_files(client, recipe.files_hash)
     if other:
         return other
-    raise UserError(f"image {recipe.tag} (the one for the files checked out now) not found; run `disco-bench build` first")
+    raise UserError(
+        f"image {recipe.tag} (the one for the files checked out now) not found; run `disco-bench build` first"
+    )
 
 
 def context_archive(recipe: ImageRecipe) -> IO[bytes]:
@@ -185,8 +187,12 @@ def context_archive(recipe: ImageRecipe) -> IO[bytes]:
     return archive
 
 
-def build_stream(client: docker.DockerClient, recipe: ImageRecipe, network_mode: str | None, no_cache: bool) -> Iterator[dict[str, Any]]:
-    api = docker.APIClient(version=client.api.api_version, timeout=BUILD_READ_TIMEOUT_S, **docker.utils.kwargs_from_env())
+def build_stream(
+    client: docker.DockerClient, recipe: ImageRecipe, network_mode: str | None, no_cache: bool
+) -> Iterator[dict[str, Any]]:
+    api = docker.APIClient(
+        version=client.api.api_version, timeout=BUILD_READ_TIMEOUT_S, **docker.utils.kwargs_from_env()
+    )
     return api.build(
         fileobj=context_archive(recipe),
         custom_context=True,
@@ -250,7 +256,9 @@ def show_build(stream: Iterator[dict[str, Any]], console: Console) -> None:
             raise build_failure(step, error, last_output)
 
 
-def build_image(recipe: ImageRecipe, network_mode: str | None = None, no_cache: bool = False, console: Console | None = None) -> str:
+def build_image(
+    recipe: ImageRecipe, network_mode: str | None = None, no_cache: bool = False, console: Console | None = None
+) -> str:
     console = console or Console(stderr=True)
     client = connect()
     started = time.perf_counter()

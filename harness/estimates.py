@@ -14,8 +14,21 @@ from __future__ import annotations
 from typing import Any
 
 # GFLOPs of one 224-px forward pass (the models' published figures; ViT/XCiT at 224 px)
-GFLOPS = {"r18": 1.82, "r34": 3.67, "r50": 4.11, "r101": 7.83, "r152": 11.56, "r50w2": 12.4, "effb0": 0.39, "effb1": 0.70,
-          "mbv3": 0.22, "vitt": 1.26, "vits": 4.61, "xcitt": 1.2, "xcits": 4.8}
+GFLOPS = {
+    "r18": 1.82,
+    "r34": 3.67,
+    "r50": 4.11,
+    "r101": 7.83,
+    "r152": 11.56,
+    "r50w2": 12.4,
+    "effb0": 0.39,
+    "effb1": 0.70,
+    "mbv3": 0.22,
+    "vitt": 1.26,
+    "vits": 4.61,
+    "xcitt": 1.2,
+    "xcits": 4.8,
+}
 # (overhead s, s per GFLOP) of one image's forward pass. cpu: this project's 2-core machine, fitted on
 # EfficientNet-B0 (2,446 images/s) and ResNet-50 (796 images/s) at 32 px, eval mode, batch 256.
 # cuda: one H200, fitted to the DisCo r50-effb0 step at 224 px, batch 256, fp32 (433 images/s; results/perf/h200).
@@ -41,7 +54,11 @@ def dataset_images(config: dict[str, Any], training: bool) -> float | None:
     total = DATASET_IMAGES.get(data.get("dataset") or data.get("source", ""))
     if total is None:
         return None
-    return total * (1 - float(data.get("test_fraction", 0.2))) if training and data.get("source") == "embedded" else float(total)
+    return (
+        total * (1 - float(data.get("test_fraction", 0.2)))
+        if training and data.get("source") == "embedded"
+        else float(total)
+    )
 
 
 def estimate_seconds(kind: str, config: dict[str, Any], device: str, encoder_arch: str | None = None) -> float | None:

@@ -50,7 +50,16 @@ def expand_env(value: str | None) -> str | None:
 
 
 class Planner:
-    def __init__(self, bench: Benchmarks, profile_name: str, smoke: bool = False, device: str | None = None, speed: str = "optimized", threads: int | None = None, precision: str | None = None):
+    def __init__(
+        self,
+        bench: Benchmarks,
+        profile_name: str,
+        smoke: bool = False,
+        device: str | None = None,
+        speed: str = "optimized",
+        threads: int | None = None,
+        precision: str | None = None,
+    ):
         pick(profile_name, bench.profiles, "profile")
         if device is not None and not DEVICE.match(device):
             raise UserError(f"--device '{device}' is not a device; use cpu, cuda or cuda:N (N: the GPU's index)")
@@ -61,10 +70,17 @@ class Planner:
         self.label = f"{profile_name}-smoke" if smoke else profile_name
         # smoke tensors are tiny: one thread beats waiting on a second one, above all on a busy machine
         threads = threads or (SMOKE_THREADS if smoke else None)
-        self.runtime = {"device": device or self.profile.device, "data_root": expand_env(self.profile.data.root), "speed": speed, "health": self.profile.health.model_dump()} | ({"threads": threads} if threads else {})
+        self.runtime = {
+            "device": device or self.profile.device,
+            "data_root": expand_env(self.profile.data.root),
+            "speed": speed,
+            "health": self.profile.health.model_dump(),
+        } | ({"threads": threads} if threads else {})
         self.precision = precision or self.profile.precision
         if self.precision not in PRECISIONS:
-            raise UserError(f"unknown precision '{self.precision}'{did_you_mean(self.precision, PRECISIONS)}; valid: {', '.join(PRECISIONS)}")
+            raise UserError(
+                f"unknown precision '{self.precision}'{did_you_mean(self.precision, PRECISIONS)}; valid: {', '.join(PRECISIONS)}"
+            )
 
     def numerics(self) -> dict[str, Any]:
         """What changes a training stage's numbers besides its recipe, for its key. Structure that is
@@ -76,28 +92,50 @@ class Planner:
         values: dict[str, Any] = {}
         if self.precision != "fp32" or self.profile.device == "cuda":
             values["precision"] = self.precision
-        if self.runtime["speed"] == "reference" and (self.smoke or self.profile.data.source == "embedded") and self.profile.data.loader == "torch":
+        if (
+            self.runtime["speed"] == "reference"
+            and (self.smoke or self.profile.data.source == "embedded")
+            and self.profile.data.loader == "torch"
+        ):
             values["views"] = "per_image"
         return values
 
     def data(self) -> dict[str, Any]:
         # the default torch loader stays out of the stage keys (they predate the option); DALI's
         # views differ from torchvision's, so choosing it gives new keys
-        data = self.profile.data.model_dump(exclude={"root"} | ({"loader"} if self.profile.data.loader == "torch" else set()))
+        data = self.profile.data.model_dump(
+            exclude={"root"} | ({"loader"} if self.profile.data.loader == "torch" else set())
+        )
         return data | {"smoke": True} if self.smoke else data
 
     def pretrain_recipe(self, epochs: int) -> dict[str, Any]:
         recipe = self.profile.pretrain.model_dump() | {"epochs": epochs, "workers": self.profile.data.workers}
         if self.smoke:
-            recipe |= {"epochs": SMOKE["epochs"], "batch_size": SMOKE["batch_size"], "limit_batches": SMOKE["limit_batches"], "workers": 0}
+            recipe |= {
+                "epochs": SMOKE["epochs"],
+                "batch_size": SMOKE["batch_size"],
+                "limit_batches": SMOKE["limit_batches"],
+                "workers": 0,
+            }
         return recipe
 
     def mocov2(self) -> dict[str, Any]:
         values = self.profile.mocov2.model_dump()
-        return values | {"queue_size": SMOKE["queue_size"], "bn_group_size": SMOKE["bn_group_size"]} if self.smoke else values
+        return (
+            values | {"queue_size": SMOKE["queue_size"], "bn_group_size": SMOKE["bn_group_size"]}
+            if self.smoke
+            else values
+        )
 
     def _stage(self, name: str, kind: str, config: dict[str, Any], inputs: dict[str, Stage] | None = None) -> Stage:
-        return Stage(name=f"{name}-{self.label}-s{config['seed']}", kind=kind, profile=self.label, config=config, inputs=inputs or {}, runtime=self.runtime)
+        return Stage(
+            name=f"{name}-{self.label}-s{config['seed']}",
+            kind=kind,
+            profile=self.label,
+            config=config,
+            inputs=inputs or {},
+            runtime=self.runtime,
+        )
 
     def teacher(self, teacher_name: str) -> Stage:
         pick(teacher_name, self.bench.teachers, "teacher")
@@ -107,8 +145,16 @@ class Planner:
             return self.imported_teacher(teacher_name, released)
         base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
         epochs = max(1, round(base_epochs * teacher.epochs_multiplier))
-        config = {"method": teacher.pretrain, "arch": teacher.arch, "head": self.bench.methods[teacher.pretrain].head, "data": self.data(),
-                  "recipe": self.pretrain_recipe(epochs), "mocov2": self.mocov2(), "seed": TEACHER_SEED, **self.numerics()}
+        config = {
+            "method": teacher.pretrain,
+            "arch": teacher.arch,
+            "head": self.bench.methods[teacher.pretrain].head,
+            "data": self.data(),
+            "recipe": self.pretrain_recipe(epochs),
+            "mocov2": self.mocov2(),
+            "seed": TEACHER_SEED,
+            **self.numerics(),
+        }
         return self._stage(f"pretrain-{teacher.pretrain}-{teacher_name}", "pretrain", config)
 
     def imported_teacher(self, teacher_name: str, path: str) -> Stage:
@@ -117,31 +163,64 @@ class Planner:
         try:
             size = os.path.getsize(path)
         except OSError:
-            raise UserError(f"profiles.{self.profile_name}.teacher_checkpoints.{teacher_name}: '{path}' not found; download the release or remove the entry to pretrain the teacher") from None
-        config = {"method": "import", "arch": teacher.arch, "head": teacher.head, "checkpoint": {"file": os.path.basename(path), "bytes": size}, "data": self.data(), "seed": TEACHER_SEED}
+            raise UserError(
+                f"profiles.{self.profile_name}.teacher_checkpoints.{teacher_name}: '{path}' not found; download the release or remove the entry to pretrain the teacher"
+            ) from None
+        config = {
+            "method": "import",
+            "arch": teacher.arch,
+            "head": teacher.head,
+            "checkpoint": {"file": os.path.basename(path), "bytes": size},
+            "data": self.data(),
+            "seed": TEACHER_SEED,
+        }
         stage = self._stage(f"import-{teacher_name}", "import", config)
         # the expected layout is checked on import; it cannot change the numbers, so it is not keyed
-        return Stage(stage.name, stage.kind, stage.profile, stage.config, {}, {**self.runtime, "checkpoint": path, "checkpoint_format": teacher.checkpoint_format})
+        return Stage(
+            stage.name,
+            stage.kind,
+            stage.profile,
+            stage.config,
+            {},
+            {**self.runtime, "checkpoint": path, "checkpoint_format": teacher.checkpoint_format},
+        )
 
     def baseline(self, student_name: str, seed: int) -> Stage:
         pick(student_name, self.bench.students, "student")
         arch = self.bench.students[student_name].arch
-        config = {"method": "mocov2", "arch": arch, "head": self.bench.methods["mocov2"].head, "data": self.data(),
-                  "recipe": self.pretrain_recipe(self.profile.pretrain.epochs), "mocov2": self.mocov2(), "seed": seed, **self.numerics()}
+        config = {
+            "method": "mocov2",
+            "arch": arch,
+            "head": self.bench.methods["mocov2"].head,
+            "data": self.data(),
+            "recipe": self.pretrain_recipe(self.profile.pretrain.epochs),
+            "mocov2": self.mocov2(),
+            "seed": seed,
+            **self.numerics(),
+        }
         return self._stage(f"pretrain-mocov2-{student_name}", "pretrain", config)
 
     def disco(self, teacher_name: str, student_name: str, seed: int) -> Stage:
         teacher_stage = self.teacher(teacher_name)
         arch = self.bench.students[student_name].arch
         config = {
-            "method": "disco", "arch": arch, "head": "disco", "teacher_arch": self.bench.teachers[teacher_name].arch,
-            "data": self.data(), "recipe": self.pretrain_recipe(self.profile.pretrain.epochs), "mocov2": self.mocov2(),
-            "disco": self.profile.disco.model_dump(), "seed": seed, **self.numerics(),
+            "method": "disco",
+            "arch": arch,
+            "head": "disco",
+            "teacher_arch": self.bench.teachers[teacher_name].arch,
+            "data": self.data(),
+            "recipe": self.pretrain_recipe(self.profile.pretrain.epochs),
+            "mocov2": self.mocov2(),
+            "disco": self.profile.disco.model_dump(),
+            "seed": seed,
+            **self.numerics(),
         }
         init = disco_student_init(arch)  # ResNet students: torchvision's init, as DisCo/main.py
         if init is not None:
             config["student_init"] = init
-        return self._stage(f"distill-disco-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage})
+        return self._stage(
+            f"distill-disco-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage}
+        )
 
     def random_init(self, student_name: str, seed: int) -> Stage:
         arch = self.bench.students[student_name].arch
@@ -157,7 +236,11 @@ class Planner:
         """The profile's evaluations; under --smoke without those that have no smoke mode (detectron2
         trains on the real VOC/COCO benchmark whatever the data config says)."""
         evals = self.profile.evals
-        return [ev for ev in evals if not (self.smoke and self.profile.eval_recipes.get(ev, {}).get("backend") == "detectron2")]
+        return [
+            ev
+            for ev in evals
+            if not (self.smoke and self.profile.eval_recipes.get(ev, {}).get("backend") == "detectron2")
+        ]
 
     def runnable_evaluations(self) -> list[str]:
         """The evaluations this profile has a recipe for."""
@@ -170,21 +253,29 @@ class Planner:
         elif evaluation in self.profile.eval_recipes:
             recipe = dict(self.profile.eval_recipes[evaluation])
         else:
-            raise UserError(f"profiles.{self.profile_name}.eval_recipes has no recipe for '{evaluation}'; add one to {self.profile_name} in benchmarks.yaml")
+            raise UserError(
+                f"profiles.{self.profile_name}.eval_recipes has no recipe for '{evaluation}'; add one to {self.profile_name} in benchmarks.yaml"
+            )
         if self.smoke:
             recipe = smoke_recipe(evaluation, recipe)
         return {"evaluation": evaluation, "data": self.data(), "recipe": recipe, "seed": seed}
 
     def evaluation(self, evaluation: str, source: Stage, seed: int) -> Stage:
         source_name = source.name.removesuffix(f"-{self.label}-s{source.config['seed']}")
-        return self._stage(f"eval-{evaluation}-{source_name}", "eval", self.eval_config(evaluation, seed), {"encoder": source})
+        return self._stage(
+            f"eval-{evaluation}-{source_name}", "eval", self.eval_config(evaluation, seed), {"encoder": source}
+        )
 
     def cell(self, pair_name: str, seed: int = 0, evals: list[str] | None = None) -> CellPlan:
         pick(pair_name, self.bench.pairs, "pair")
         pair = self.bench.pairs[pair_name]
         plan = CellPlan(
-            pair=pair_name, profile=self.label, seed=seed, teacher=self.teacher(pair.teacher),
-            baseline=self.baseline(pair.student, seed), disco=self.disco(pair.teacher, pair.student, seed),
+            pair=pair_name,
+            profile=self.label,
+            seed=seed,
+            teacher=self.teacher(pair.teacher),
+            baseline=self.baseline(pair.student, seed),
+            disco=self.disco(pair.teacher, pair.student, seed),
             random_init=self.random_init(pair.student, seed),
         )
         for evaluation in evals or pair.evals or self.default_evaluations():

@@ -40,16 +40,28 @@ def print_plan(console: Console, stages: list[Stage], pending: list[Stage], work
         modelled += todo and estimate is not None and not measured
         total += estimate or 0.0
         if position < LISTED_ROWS:
-            cost = "-" if not todo else ("unknown" if estimate is None else f"{'' if measured else '~'}{estimate:.0f} s")
-            table.add_row(stage.name, stage.kind, stage.key[:10], "[yellow]to run[/]" if todo else "[green]done[/]", cost)
+            cost = (
+                "-" if not todo else ("unknown" if estimate is None else f"{'' if measured else '~'}{estimate:.0f} s")
+            )
+            table.add_row(
+                stage.name, stage.kind, stage.key[:10], "[yellow]to run[/]" if todo else "[green]done[/]", cost
+            )
     console.print(table)
     if len(stages) > LISTED_ROWS:
         console.print(f"... {len(stages) - LISTED_ROWS} more stage(s) not listed")
         console.print(counts_table(stages, pending_keys))
     if pending:
-        notes = [f"~: {modelled} stage(s) never run here, estimated from the throughput model calibrated on {calibrated_on(stages)}"] if modelled else []
+        notes = (
+            [
+                f"~: {modelled} stage(s) never run here, estimated from the throughput model calibrated on {calibrated_on(stages)}"
+            ]
+            if modelled
+            else []
+        )
         notes += [f"{unknown} stage(s) with no estimate"] if unknown else []
-        console.print(f"estimated cost of what will run: {total / 60:.1f} min" + (f" ({'; '.join(notes)})" if notes else ""))
+        console.print(
+            f"estimated cost of what will run: {total / 60:.1f} min" + (f" ({'; '.join(notes)})" if notes else "")
+        )
 
 
 def calibrated_on(stages: list[Stage]) -> str:

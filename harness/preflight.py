@@ -33,7 +33,11 @@ class PreflightFailed(UserError):
 
         for line in self.lines:
             click.echo(f"error: {line}", err=True, file=file)
-        click.echo(f"error: {len(self.lines)} stage group(s) cannot find their data; nothing was run (fix the above, or choose evaluations with --evals)", err=True, file=file)
+        click.echo(
+            f"error: {len(self.lines)} stage group(s) cannot find their data; nothing was run (fix the above, or choose evaluations with --evals)",
+            err=True,
+            file=file,
+        )
 
 
 @dataclass
@@ -114,11 +118,15 @@ def detectron2_problem(name: str, recipe: dict[str, Any], executor: str) -> str 
     root = recipe.get("datasets_root") or os.environ.get("DETECTRON2_DATASETS")
     problems = []
     if not root:
-        problems.append(f"set DETECTRON2_DATASETS (or eval_recipes.{name}.datasets_root) to the folder holding {expected}")
+        problems.append(
+            f"set DETECTRON2_DATASETS (or eval_recipes.{name}.datasets_root) to the folder holding {expected}"
+        )
     else:
         problems.append(detection_layout_problem(benchmark, root))
     if executor == "local" and importlib.util.find_spec("detectron2") is None:
-        problems.append("detectron2 is not installed here: run in the CUDA image (`disco-bench build`, then --executor docker or slurm)")
+        problems.append(
+            "detectron2 is not installed here: run in the CUDA image (`disco-bench build`, then --executor docker or slurm)"
+        )
     return "; ".join(problem for problem in problems if problem) or None
 
 
@@ -138,12 +146,18 @@ def subset_list_problem(name: str, percent: int, recipe: dict[str, Any], fetch: 
 
     given = recipe.get("subset_list")
     if given:
-        return None if Path(given).is_file() else f"subset list not found: {given} (eval_recipes.{name}.subset_list); download SimCLR's {percent}percent.txt there"
+        return (
+            None
+            if Path(given).is_file()
+            else f"subset list not found: {given} (eval_recipes.{name}.subset_list); download SimCLR's {percent}percent.txt there"
+        )
     cached = default_cache_dir() / f"{percent}percent.txt"
     if cached.is_file():
         return None
     if not fetch:
-        notes.append(f"{name}: SimCLR's {percent}percent.txt is not cached yet; `run` fetches it into {cached.parent} before training")
+        notes.append(
+            f"{name}: SimCLR's {percent}percent.txt is not cached yet; `run` fetches it into {cached.parent} before training"
+        )
         return None
     try:
         fetch_subset_list(percent)

@@ -46,7 +46,9 @@ class EpochLines:
             return
         elapsed = time.monotonic() - self.started
         eta = elapsed / done * (total - done) if done else 0.0
-        self.echo(f"[{self.stage}] epoch {done}/{total} · {epoch_summary(info)} | {clock(elapsed)} elapsed, ETA {clock(eta)}")
+        self.echo(
+            f"[{self.stage}] epoch {done}/{total} · {epoch_summary(info)} | {clock(elapsed)} elapsed, ETA {clock(eta)}"
+        )
 
 
 def bar_reporter(progress: Progress, task) -> Reporter:

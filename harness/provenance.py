@@ -19,8 +19,15 @@ def git_state() -> dict[str, Any]:
     if os.environ.get("DISCO_GIT_COMMIT"):
         return {"commit": os.environ["DISCO_GIT_COMMIT"], "dirty": os.environ.get("DISCO_GIT_DIRTY") == "1"}
     try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout
+        commit = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     if len(commit) != 40:  # not a checkout with history (e.g. a copied tree): say so, don't invent
@@ -53,8 +60,15 @@ def hardware(device: str) -> dict[str, Any]:
 
     # threads and the CPU's vector ISA choose the CPU kernels' summation order: a run repeats bit
     # for bit only under the same ones (README, "Repeatability")
-    info: dict[str, Any] = {"device": device, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "host": socket.gethostname(), "platform": platform.platform()}
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+    }
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
         info["cuda"] = torch.version.cuda

@@ -51,7 +51,9 @@ def promote(run: Workspace, root: Path, profile: str) -> tuple[Path, dict[str, A
     loaded = [(path, load_result(path)) for path in results]
     valid = [(path, result) for path, result in loaded if result is not None]
     if not valid:
-        raise UserError(f"no finished stage results under {source}; run `disco-bench run --profile {profile}` first (or pass --from)")
+        raise UserError(
+            f"no finished stage results under {source}; run `disco-bench run --profile {profile}` first (or pass --from)"
+        )
     target = root / profile
     staging = target.with_name(f".{profile}.promoting")
     shutil.rmtree(staging, ignore_errors=True)

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from disco import distributed
 from disco.damaged import move_aside, remove_leftover_temps
 from disco.errors import InputError
-from disco.pause_points import with_pause_points
 from disco.health import COLLAPSED, WEAK
+from disco.pause_points import with_pause_points
 from harness.errors import UserError
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult, load_result
@@ -28,7 +28,11 @@ from harness.stages import StageSpec, damaged_artifacts
 from harness.workspace import Workspace, atomic_write_json, ensure_directory, read_json
 
 LOCK_POLL_S = 5.0
-WRITTEN_UNDER_LOCK = ["checkpoint.pt", "checkpoint.prev.pt", "final.pt"]  # a killed write's temp files are ours to remove
+WRITTEN_UNDER_LOCK = [
+    "checkpoint.pt",
+    "checkpoint.prev.pt",
+    "final.pt",
+]  # a killed write's temp files are ours to remove
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -39,26 +43,36 @@ def resolve_device(requested: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"device '{requested}': disco-bench runs on cpu or cuda, not {device.type}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{requested}' requested but CUDA is not available here; use --device cpu or run on a GPU host")
+        raise UserError(
+            f"device '{requested}' requested but CUDA is not available here; use --device cpu or run on a GPU host"
+        )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"device '{requested}': this host has {torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        raise UserError(
+            f"device '{requested}': this host has {torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     return device
 
 
 def load_spec(spec_path: Path) -> dict[str, Any]:
     spec = read_json(spec_path)
     if not isinstance(spec, dict):
-        raise UserError(f"{spec_path}: not a stage spec (missing or invalid JSON); rerun `disco-bench run` to regenerate it")
+        raise UserError(
+            f"{spec_path}: not a stage spec (missing or invalid JSON); rerun `disco-bench run` to regenerate it"
+        )
     try:
         return StageSpec.model_validate(spec).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(spec)"
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise UserError(f"{spec_path}: not a valid stage spec: {where}: {message} ({len(exc.errors())} problem(s)); rerun `disco-bench run` to regenerate it") from None
+        raise UserError(
+            f"{spec_path}: not a valid stage spec: {where}: {message} ({len(exc.errors())} problem(s)); rerun `disco-bench run` to regenerate it"
+        ) from None
 
 
-def run_stage_from_spec(spec_path: Path, workspace: Workspace, progress=None, executor: str = "local", wait_for_lock: bool = True) -> dict[str, Any]:
+def run_stage_from_spec(
+    spec_path: Path, workspace: Workspace, progress=None, executor: str = "local", wait_for_lock: bool = True
+) -> dict[str, Any]:
     """Run the stage described by `spec_path` unless a result with its key exists. Concurrent
     invocations of the same stage serialise on a lock file: the second waits, then reuses.
     Under torchrun (WORLD_SIZE > 1) every rank calls this: see `_run_ranked`."""
@@ -73,12 +87,22 @@ def run_stage_from_spec(spec_path: Path, workspace: Workspace, progress=None, ex
         if progress:
             progress("waiting", 0, 0)
     try:
-        return _existing(spec, result_path, workspace) or _execute(spec, stage_dir, result_path, workspace, progress, executor)
+        return _existing(spec, result_path, workspace) or _execute(
+            spec, stage_dir, result_path, workspace, progress, executor
+        )
     finally:
         lock.release()
 
 
-def _run_ranked(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace: Workspace, progress, executor: str, wait_for_lock: bool) -> dict[str, Any]:
+def _run_ranked(
+    spec: dict[str, Any],
+    stage_dir: Path,
+    result_path: Path,
+    workspace: Workspace,
+    progress,
+    executor: str,
+    wait_for_lock: bool,
+) -> dict[str, Any]:
     """One rank of a torchrun stage. Rank 0 alone holds the stage lock (a second rank waiting on it
     would deadlock the first's collectives), decides skip-or-run for all, and alone writes the
     result; the others train alongside, then return rank 0's result."""
@@ -96,7 +120,9 @@ def _run_ranked(spec: dict[str, Any], stage_dir: Path, result_path: Path, worksp
             existing = distributed.broadcast_object(_existing(spec, result_path, workspace) if main else None)
             if existing:
                 return existing
-            payload = _execute(spec, stage_dir, result_path, workspace, progress if main else None, executor, device=device, write=main)
+            payload = _execute(
+                spec, stage_dir, result_path, workspace, progress if main else None, executor, device=device, write=main
+            )
             return distributed.broadcast_object(payload if main else None)  # returns once rank 0 has written
         finally:
             if lock:
@@ -146,11 +172,22 @@ def _input_dirs(spec: dict[str, Any], workspace: Workspace) -> dict[str, Path]:
     inputs = {role: workspace.artifacts / ref["stage_dir"] for role, ref in spec["inputs"].items()}
     for role, path in inputs.items():
         if not (path / "final.pt").exists():
-            raise UserError(f"stage {spec['name']}: input '{role}' ({spec['inputs'][role]['name']}) has no checkpoint at {path}; run its stage first")
+            raise UserError(
+                f"stage {spec['name']}: input '{role}' ({spec['inputs'][role]['name']}) has no checkpoint at {path}; run its stage first"
+            )
     return inputs
 
 
-def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace: Workspace, progress, executor: str, device: torch.device | None = None, write: bool = True) -> dict[str, Any]:
+def _execute(
+    spec: dict[str, Any],
+    stage_dir: Path,
+    result_path: Path,
+    workspace: Workspace,
+    progress,
+    executor: str,
+    device: torch.device | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
     from harness.stage_tasks import TASKS  # torch, timm, the evaluations: only when a stage runs
 
     runtime = spec.get("runtime", {})
@@ -161,7 +198,9 @@ def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace
     started_at, started = _now(), time.perf_counter()
     try:
         with threads(runtime.get("threads")):
-            metrics, history, artifacts = TASKS[spec["kind"]](spec["config"], inputs, stage_dir, runtime, device, with_pause_points(spec["kind"], progress))
+            metrics, history, artifacts = TASKS[spec["kind"]](
+                spec["config"], inputs, stage_dir, runtime, device, with_pause_points(spec["kind"], progress)
+            )
             machine = hardware(str(device))  # with the stage's thread count
     except InputError as exc:  # a value or file disco was given: the user's to fix
         raise UserError(f"stage {spec['name']}: {exc}") from None
@@ -174,8 +213,14 @@ def _execute(spec: dict[str, Any], stage_dir: Path, result_path: Path, workspace
         history=history,
         artifacts={name: str(Path(spec["stage_dir"]) / rel) for name, rel in artifacts.items()},
         provenance=Provenance(
-            git=git_state(), packages=package_versions(), hardware=machine, seed=spec["config"].get("seed", 0),
-            wall_time_s=round(time.perf_counter() - started, 3), started_at=started_at, finished_at=_now(), executor=executor,
+            git=git_state(),
+            packages=package_versions(),
+            hardware=machine,
+            seed=spec["config"].get("seed", 0),
+            wall_time_s=round(time.perf_counter() - started, 3),
+            started_at=started_at,
+            finished_at=_now(),
+            executor=executor,
             runtime=runtime,
         ),
     )
@@ -204,7 +249,10 @@ def warn_if_unhealthy(name: str, metrics: dict[str, Any]) -> None:
     status = metrics.get("health")
     if status in (COLLAPSED, WEAK):
         reasons = "; ".join(metrics.get("health_reasons") or [])
-        click.echo(f"WARNING: stage {name} ended {status.upper()} ({reasons}): results built on this encoder are not evidence; see docs/health.md", err=True)
+        click.echo(
+            f"WARNING: stage {name} ended {status.upper()} ({reasons}): results built on this encoder are not evidence; see docs/health.md",
+            err=True,
+        )
 
 
 def _now() -> str:

@@ -13,19 +13,19 @@ from torch.utils.data import Dataset
 from disco.archs import TIMM_INIT
 from disco.checkpoint_io import UnreadableCheckpoint, load_checkpoint, save_checkpoint
 from disco.damaged import move_aside
-from disco.errors import InputError
 from disco.data.augment import mocov2_augmentation
 from disco.data.batched_augment import BatchedMoCoV2Augmentation
 from disco.data.datasets import TransformedImages, TwoViews
 from disco.data.embedded import ImageSet
 from disco.data.held_out import held_out_batch
 from disco.data.sources import Splits, load_splits
+from disco.errors import InputError
 from disco.evals import get_evaluation
 from disco.evals.knn import knn_monitor
 from disco.health import verdict
-from disco.monitor import HealthMonitor
 from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
 from disco.models import Encoder, build_encoder
+from disco.monitor import HealthMonitor
 from disco.speed import SpeedOptions, apply_to_modules, to_channels_last_where_it_pays
 from disco.train import LoaderFactory, TrainRecipe, TrainState, per_rank_batch, rank_seed, train
 
@@ -44,8 +44,17 @@ def _recipe(config: dict[str, Any]) -> TrainRecipe:
     return recipe
 
 
-def _save_encoder(stage_dir: Path, config: dict[str, Any], encoder: Encoder, extra: dict[str, Any] | None = None) -> dict[str, str]:
-    payload = {"format": "disco-bench/encoder-v1", "arch": config["arch"], "head": config["head"], "image_size": config["data"]["image_size"], "encoder": encoder.state_dict(), **(extra or {})}
+def _save_encoder(
+    stage_dir: Path, config: dict[str, Any], encoder: Encoder, extra: dict[str, Any] | None = None
+) -> dict[str, str]:
+    payload = {
+        "format": "disco-bench/encoder-v1",
+        "arch": config["arch"],
+        "head": config["head"],
+        "image_size": config["data"]["image_size"],
+        "encoder": encoder.state_dict(),
+        **(extra or {}),
+    }
     save_checkpoint(stage_dir / FINAL, payload)
     return {"checkpoint": FINAL}
 
@@ -55,47 +64,73 @@ def load_encoder_artifact(stage_dir: Path) -> tuple[Encoder, dict[str, Any]]:
         payload = load_checkpoint(stage_dir / FINAL)
     except UnreadableCheckpoint as exc:  # torn past the cheap check of `is_done`: its stage must run again
         move_aside(stage_dir / FINAL, str(exc))
-        raise InputError(f"{exc}: the input's checkpoint was moved aside; run again and its stage is recomputed first") from None
+        raise InputError(
+            f"{exc}: the input's checkpoint was moved aside; run again and its stage is recomputed first"
+        ) from None
     encoder = build_encoder(payload["arch"], payload["head"], image_size=payload["image_size"])
     encoder.load_state_dict(payload["encoder"])  # strict
     return encoder, payload
 
 
-def _speed(runtime: dict[str, Any], device: torch.device, teacher_bn: str = "train", config: dict[str, Any] | None = None) -> SpeedOptions:
+def _speed(
+    runtime: dict[str, Any], device: torch.device, teacher_bn: str = "train", config: dict[str, Any] | None = None
+) -> SpeedOptions:
     """The structure from the runtime speed mode; the numerics from the stage config (its key):
     precision, and per-image views where the config says so (harness.matrix.Planner.numerics)."""
     config = config or {}
-    options = SpeedOptions.for_mode(runtime.get("speed", "optimized"), device, teacher_bn, runtime.get("compile", False), config.get("precision", "fp32"))
+    options = SpeedOptions.for_mode(
+        runtime.get("speed", "optimized"),
+        device,
+        teacher_bn,
+        runtime.get("compile", False),
+        config.get("precision", "fp32"),
+    )
     return replace(options, batched_augment=False) if config.get("views") == "per_image" else options
 
 
-def _train_inputs(config: dict[str, Any], splits: Splits, speed: SpeedOptions, device: torch.device) -> tuple[Dataset, dict[str, Any]]:
+def _train_inputs(
+    config: dict[str, Any], splits: Splits, speed: SpeedOptions, device: torch.device
+) -> tuple[Dataset, dict[str, Any]]:
     """The training set and how its views are made: per image in loader workers (the official way);
     batched on the device for in-memory images in the optimized mode; or by DALI (`data.loader`)."""
     if config["data"].get("loader", "torch") == "dali":
-        return splits.train, {"loader_factory": _dali_epochs(splits.train, splits.image_size, config["recipe"]["batch_size"], config["seed"], device)}
+        return splits.train, {
+            "loader_factory": _dali_epochs(
+                splits.train, splits.image_size, config["recipe"]["batch_size"], config["seed"], device
+            )
+        }
     if speed.batched_augment and isinstance(splits.train, ImageSet):
-        return TransformedImages(splits.train, None), {"augment": BatchedMoCoV2Augmentation(splits.image_size).to(device)}
+        return TransformedImages(splits.train, None), {
+            "augment": BatchedMoCoV2Augmentation(splits.image_size).to(device)
+        }
     return TwoViews(splits.train, mocov2_augmentation(splits.image_size)), {}
 
 
-def _dali_epochs(train_set: Dataset, image_size: int, global_batch: int, seed: int, device: torch.device) -> LoaderFactory:
+def _dali_epochs(
+    train_set: Dataset, image_size: int, global_batch: int, seed: int, device: torch.device
+) -> LoaderFactory:
     from disco import distributed
     from disco.data.dali import DaliTwoViews
 
     samples = getattr(train_set, "samples", None)
     if samples is None:
-        raise ValueError("data.loader: dali reads image files: it needs source: imagenet (an ImageFolder), not an in-memory set")
+        raise ValueError(
+            "data.loader: dali reads image files: it needs source: imagenet (an ImageFolder), not an in-memory set"
+        )
     world, rank = distributed.world_size(), distributed.rank()
     device_id = (device.index or 0) if device.type == "cuda" else None
-    return lambda epoch: DaliTwoViews(samples, image_size, per_rank_batch(global_batch, world), rank_seed(seed, epoch, rank), rank, world, device_id)
+    return lambda epoch: DaliTwoViews(
+        samples, image_size, per_rank_batch(global_batch, world), rank_seed(seed, epoch, rank), rank, world, device_id
+    )
 
 
 # pretraining methods by the name `teachers.*.pretrain` / the stage config gives (harness.config.IMPLEMENTED_METHODS)
 PRETRAIN_METHODS = {"mocov2": (MoCoV2, MoCoV2Config)}
 
 
-def _health_monitor(splits: Splits, runtime: dict[str, Any], device: torch.device, queue_size: int, seed: int) -> HealthMonitor | None:
+def _health_monitor(
+    splits: Splits, runtime: dict[str, Any], device: torch.device, queue_size: int, seed: int
+) -> HealthMonitor | None:
     """The per-epoch health of the student (disco/health.py), as the profile's `health:` asks."""
     settings = runtime.get("health") or {}
     if not settings.get("enabled", True):
@@ -105,16 +140,35 @@ def _health_monitor(splits: Splits, runtime: dict[str, Any], device: torch.devic
     return HealthMonitor(held_out, queue_size, knn_monitor(splits, device) if knn_every else None, knn_every)
 
 
-def _train(method: torch.nn.Module, config: dict[str, Any], runtime: dict[str, Any], stage_dir: Path, speed: SpeedOptions, device: torch.device, progress) -> TrainState:
+def _train(
+    method: torch.nn.Module,
+    config: dict[str, Any],
+    runtime: dict[str, Any],
+    stage_dir: Path,
+    speed: SpeedOptions,
+    device: torch.device,
+    progress,
+) -> TrainState:
     splits = load_splits(config["data"], runtime.get("data_root"))
     dataset, views = _train_inputs(config, splits, speed, device)
     monitor = _health_monitor(splits, runtime, device, config["mocov2"]["queue_size"], config["seed"])
-    return train(method, dataset, _recipe(config), stage_dir, config["seed"], device, progress, monitor=monitor, **views)
+    return train(
+        method, dataset, _recipe(config), stage_dir, config["seed"], device, progress, monitor=monitor, **views
+    )
 
 
-def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
+def run_pretrain(
+    config: dict[str, Any],
+    inputs: dict[str, Path],
+    stage_dir: Path,
+    runtime: dict[str, Any],
+    device: torch.device,
+    progress,
+) -> TaskOutput:
     if config["method"] not in PRETRAIN_METHODS:
-        raise ValueError(f"pretraining method '{config['method']}' is not implemented; implemented: {', '.join(PRETRAIN_METHODS)}")
+        raise ValueError(
+            f"pretraining method '{config['method']}' is not implemented; implemented: {', '.join(PRETRAIN_METHODS)}"
+        )
     method_class, config_class = PRETRAIN_METHODS[config["method"]]
     torch.manual_seed(config["seed"])
     encoder = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
@@ -125,15 +179,34 @@ def run_pretrain(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Pat
     method = method_class(encoder, method_config, speed)
     apply_to_modules([method], speed, device)
     state = _train(method, config, runtime, stage_dir, speed, device, progress)
-    artifacts = _save_encoder(stage_dir, config, method.student, {"queue": method.contrast.queue.cpu(), "queue_ptr": method.contrast.queue_ptr.cpu()})
+    artifacts = _save_encoder(
+        stage_dir,
+        config,
+        method.student,
+        {"queue": method.contrast.queue.cpu(), "queue_ptr": method.contrast.queue_ptr.cpu()},
+    )
     return _final_losses(state), state.history, artifacts
 
 
-def run_distill(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
+def run_distill(
+    config: dict[str, Any],
+    inputs: dict[str, Path],
+    stage_dir: Path,
+    runtime: dict[str, Any],
+    device: torch.device,
+    progress,
+) -> TaskOutput:
     teacher, teacher_payload = load_encoder_artifact(inputs["teacher"])
     torch.manual_seed(config["seed"])
-    student = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"], init=config.get("student_init", TIMM_INIT))
-    method_config = DisCoConfig(**config["mocov2"], **{k: v for k, v in config["disco"].items() if k != "init_queue_from_teacher"})
+    student = build_encoder(
+        config["arch"],
+        config["head"],
+        image_size=config["data"]["image_size"],
+        init=config.get("student_init", TIMM_INIT),
+    )
+    method_config = DisCoConfig(
+        **config["mocov2"], **{k: v for k, v in config["disco"].items() if k != "init_queue_from_teacher"}
+    )
     recipe = _recipe(config)
     _checked(method_config, recipe.batch_size)
     speed = _speed(runtime, device, method_config.teacher_bn, config)
@@ -151,7 +224,9 @@ def _checked(method_config: MoCoV2Config, batch_size: int) -> None:
     try:
         method_config.validate(batch_size)
     except ValueError as exc:
-        raise InputError(f"{exc}; fix the profile's mocov2/disco/pretrain values (`disco-bench validate` checks benchmarks.yaml)") from None
+        raise InputError(
+            f"{exc}; fix the profile's mocov2/disco/pretrain values (`disco-bench validate` checks benchmarks.yaml)"
+        ) from None
 
 
 def _init_queue_from_teacher(method: DisCo, teacher_payload: dict[str, Any]) -> None:
@@ -163,19 +238,39 @@ def _init_queue_from_teacher(method: DisCo, teacher_payload: dict[str, Any]) -> 
         method.contrast.queue_ptr.copy_(teacher_payload["queue_ptr"])
 
 
-def run_init(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
+def run_init(
+    config: dict[str, Any],
+    inputs: dict[str, Path],
+    stage_dir: Path,
+    runtime: dict[str, Any],
+    device: torch.device,
+    progress,
+) -> TaskOutput:
     torch.manual_seed(config["seed"])
     encoder = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
     return {}, [], _save_encoder(stage_dir, config, encoder)
 
 
-def run_import(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
+def run_import(
+    config: dict[str, Any],
+    inputs: dict[str, Path],
+    stage_dir: Path,
+    runtime: dict[str, Any],
+    device: torch.device,
+    progress,
+) -> TaskOutput:
     """A released teacher loaded strictly with its projection head; a MoCo-v2 file's last queue is
     kept, since the official DisCo load puts it into the student's queue (docs/protocol.md 1.6)."""
     from disco.checkpoints import load_encoder, queue_from_checkpoint
 
     path = runtime["checkpoint"]
-    encoder, report = load_encoder(path, config["arch"], with_head=True, image_size=config["data"]["image_size"], expect_format=runtime.get("checkpoint_format"))
+    encoder, report = load_encoder(
+        path,
+        config["arch"],
+        with_head=True,
+        image_size=config["data"]["image_size"],
+        expect_format=runtime.get("checkpoint_format"),
+    )
     rebuilt = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
     rebuilt.load_state_dict(encoder.state_dict())  # strict: the head must be the benchmark's head
     queue = queue_from_checkpoint(path)
@@ -183,24 +278,40 @@ def run_import(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path,
     return {"load_report": report.summary()}, [], _save_encoder(stage_dir, config, rebuilt, extra)
 
 
-def run_eval(config: dict[str, Any], inputs: dict[str, Path], stage_dir: Path, runtime: dict[str, Any], device: torch.device, progress) -> TaskOutput:
+def run_eval(
+    config: dict[str, Any],
+    inputs: dict[str, Path],
+    stage_dir: Path,
+    runtime: dict[str, Any],
+    device: torch.device,
+    progress,
+) -> TaskOutput:
     encoder, _ = load_encoder_artifact(inputs["encoder"])
     return evaluate_encoder(encoder, config, runtime, device, progress), [], {}
 
 
-def evaluate_encoder(encoder: Encoder, config: dict[str, Any], runtime: dict[str, Any], device: torch.device, progress=None) -> dict[str, Any]:
+def evaluate_encoder(
+    encoder: Encoder, config: dict[str, Any], runtime: dict[str, Any], device: torch.device, progress=None
+) -> dict[str, Any]:
     """One evaluation of a frozen/fine-tuned encoder: shared by eval stages and `disco-bench eval`."""
     splits = load_splits(config["data"], runtime.get("data_root"))
     if _speed(runtime, device).channels_last:  # exact up to fp32 rounding; ~4x for EfficientNet on CPU
         to_channels_last_where_it_pays(encoder, device)
-    return get_evaluation(config["evaluation"])(encoder, splits, dict(config["recipe"]), device, config["seed"], progress)
+    return get_evaluation(config["evaluation"])(
+        encoder, splits, dict(config["recipe"]), device, config["seed"], progress
+    )
 
 
 def _final_losses(state: TrainState) -> dict[str, Any]:
     last = state.history[-1] if state.history else {}
     final = {f"final_{name}": value for name, value in last.items() if name not in ("epoch", "seconds")}
     health = verdict(last.get("emb_cosine"), last.get("ce_chance_ratio"))
-    return final | {"epochs": len(state.history), "resumed_from_epoch": state.resumed_from_epoch, "health": health.status, "health_reasons": list(health.reasons)}
+    return final | {
+        "epochs": len(state.history),
+        "resumed_from_epoch": state.resumed_from_epoch,
+        "health": health.status,
+        "health_reasons": list(health.reasons),
+    }
 
 
 TASKS = {"pretrain": run_pretrain, "distill": run_distill, "init": run_init, "import": run_import, "eval": run_eval}

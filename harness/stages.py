@@ -32,7 +32,7 @@ class Stage:
     kind: str  # "pretrain" | "distill" | "init" | "eval"
     profile: str
     config: dict[str, Any] = field(hash=False)
-    inputs: dict[str, "Stage"] = field(default_factory=dict, hash=False)
+    inputs: dict[str, Stage] = field(default_factory=dict, hash=False)
     runtime: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # device, data root: not hashed
 
     @cached_property  # a plan of thousands of stages would rehash every input chain on each access
@@ -82,7 +82,9 @@ class Stage:
     def is_done(self, workspace: Workspace) -> bool:
         """A valid result for this key whose checkpoints are not damaged (a torn final.pt makes the stage pending)."""
         result = load_result(workspace.result_path(self.profile, self.name))
-        return result is not None and result.stage.key == self.key and not damaged_artifacts(result.artifacts, workspace)
+        return (
+            result is not None and result.stage.key == self.key and not damaged_artifacts(result.artifacts, workspace)
+        )
 
 
 def damaged_artifacts(artifacts: dict[str, str], workspace: Workspace) -> list[Path]:

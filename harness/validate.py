@@ -56,7 +56,9 @@ def validate_file(path: Path) -> Outcome:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise UserError(f"{path}: file not found; pass the matrix file (default: benchmarks.yaml in the repository root)") from None
+        raise UserError(
+            f"{path}: file not found; pass the matrix file (default: benchmarks.yaml in the repository root)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the file ({exc})") from None
     return validate_text(text)
@@ -105,7 +107,11 @@ def hint(name: str, choices: list[str]) -> str:
 def choice_list(choices: list[str], where: str) -> str:
     if len(choices) > MAX_LISTED_CHOICES:
         return f"one of the {len(choices)} names under '{where}'"
-    return "one of: " + ", ".join(str(c) for c in choices) if choices else f"a name defined under '{where}' (there are none)"
+    return (
+        "one of: " + ", ".join(str(c) for c in choices)
+        if choices
+        else f"a name defined under '{where}' (there are none)"
+    )
 
 
 def dotted(loc: Loc) -> str:
@@ -172,9 +178,15 @@ def schema_problems(raw: dict[str, Any], index: NodeIndex) -> tuple[Benchmarks |
         return Benchmarks.model_validate(raw), [], []
     except ValidationError as exc:
         errors = exc.errors()
-    model_level = [Problem(1, DOCUMENT, str(error["msg"]).removeprefix("Value error, ")) for error in errors if not error["loc"]]
+    model_level = [
+        Problem(1, DOCUMENT, str(error["msg"]).removeprefix("Value error, ")) for error in errors if not error["loc"]
+    ]
     field_errors = [error for error in errors if error["loc"]]
-    suggested = {(tuple(e["loc"][:-1]), nearest(str(e["loc"][-1]), fields_at(e["loc"][:-1]))) for e in field_errors if e["type"] == "extra_forbidden"}
+    suggested = {
+        (tuple(e["loc"][:-1]), nearest(str(e["loc"][-1]), fields_at(e["loc"][:-1])))
+        for e in field_errors
+        if e["type"] == "extra_forbidden"
+    }
     problems = []
     for error in field_errors:
         loc = tuple(error["loc"])
@@ -191,7 +203,11 @@ def describe(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         allowed = fields_at(loc[:-1])
         return f"unknown key; expected {choice_list(allowed, dotted(loc[:-1]))}{hint(str(loc[-1]), allowed)}"
-    got = f", got {value!r}" if isinstance(value, (str, int, float, bool)) or value is None else f", got a {type(value).__name__}"
+    got = (
+        f", got {value!r}"
+        if isinstance(value, (str, int, float, bool)) or value is None
+        else f", got a {type(value).__name__}"
+    )
     if kind == "literal_error":
         choices = [str(choice) for choice in literal_choices(loc)]
         return f"expected one of: {', '.join(choices)}{got}{hint(str(value), choices)}"
@@ -298,8 +314,13 @@ def evaluation_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
         return []
     implemented = list(RECIPES)
     return [
-        Problem(index.line(("evaluations", name)), f"evaluations.{name}", f"no evaluation '{name}' is implemented; expected {choice_list(implemented, 'disco.evals')}{hint(str(name), implemented)}")
-        for name in names if name not in RECIPES
+        Problem(
+            index.line(("evaluations", name)),
+            f"evaluations.{name}",
+            f"no evaluation '{name}' is implemented; expected {choice_list(implemented, 'disco.evals')}{hint(str(name), implemented)}",
+        )
+        for name in names
+        if name not in RECIPES
     ]
 
 
@@ -310,7 +331,9 @@ def profile_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
     problems = []
     for name, profile in profiles.items():
         if isinstance(profile, dict):
-            problems += batch_problems(profile, ("profiles", name), index) + eval_recipe_problems(profile, ("profiles", name), index)
+            problems += batch_problems(profile, ("profiles", name), index) + eval_recipe_problems(
+                profile, ("profiles", name), index
+            )
     return problems
 
 
@@ -325,10 +348,22 @@ def batch_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) -> list[
     problems = []
     if queue % batch:
         where = loc + ("mocov2", "queue_size")
-        problems.append(Problem(index.line(where), dotted(where), f"queue_size {queue} must be a multiple of pretrain.batch_size {batch} (the queue takes whole batches of keys); e.g. {max(1, round(queue / batch)) * batch}"))
+        problems.append(
+            Problem(
+                index.line(where),
+                dotted(where),
+                f"queue_size {queue} must be a multiple of pretrain.batch_size {batch} (the queue takes whole batches of keys); e.g. {max(1, round(queue / batch)) * batch}",
+            )
+        )
     if batch > group and batch % group:
         where = loc + ("mocov2", "bn_group_size")
-        problems.append(Problem(index.line(where), dotted(where), f"pretrain.batch_size {batch} must split into whole BN groups of bn_group_size {group}; choose a divisor of {batch}"))
+        problems.append(
+            Problem(
+                index.line(where),
+                dotted(where),
+                f"pretrain.batch_size {batch} must split into whole BN groups of bn_group_size {group}; choose a divisor of {batch}",
+            )
+        )
     return problems
 
 
@@ -341,12 +376,30 @@ def eval_recipe_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) ->
     for evaluation, recipe in recipes.items():
         where = loc + ("eval_recipes", evaluation)
         if evaluation in RECIPES:
-            problems += [Problem(index.line(where + ((field,) if field else ())), dotted(where + ((field,) if field else ())), message) for field, message in recipe_problems(RECIPES[evaluation], recipe)]
+            problems += [
+                Problem(
+                    index.line(where + ((field,) if field else ())),
+                    dotted(where + ((field,) if field else ())),
+                    message,
+                )
+                for field, message in recipe_problems(RECIPES[evaluation], recipe)
+            ]
     evals = profile.get("evals")
     for position, evaluation in enumerate(evals if isinstance(evals, list) else []):
-        if isinstance(evaluation, str) and evaluation != "linear" and evaluation in RECIPES and evaluation not in recipes:
+        if (
+            isinstance(evaluation, str)
+            and evaluation != "linear"
+            and evaluation in RECIPES
+            and evaluation not in recipes
+        ):
             where = loc + ("evals", position)
-            problems.append(Problem(index.line(where), dotted(where), f"'{evaluation}' has no recipe; add one under {dotted(loc + ('eval_recipes',))}"))
+            problems.append(
+                Problem(
+                    index.line(where),
+                    dotted(where),
+                    f"'{evaluation}' has no recipe; add one under {dotted(loc + ('eval_recipes',))}",
+                )
+            )
     return problems
 
 
@@ -366,7 +419,13 @@ def reference_number_problems(reference: Any, index: NodeIndex) -> list[Problem]
     source_names = [str(name) for name in sources] if isinstance(sources, dict) else []
     problems = []
     if sources is not None and not isinstance(sources, dict):
-        problems.append(Problem(index.line(("reference", "sources")), "reference.sources", "expected a mapping of source name -> description"))
+        problems.append(
+            Problem(
+                index.line(("reference", "sources")),
+                "reference.sources",
+                "expected a mapping of source name -> description",
+            )
+        )
     for key, value in reference.items():
         if key != "sources":
             problems += provenance_problems(value, ("reference", key), source_names, index)
@@ -375,11 +434,17 @@ def reference_number_problems(reference: Any, index: NodeIndex) -> list[Problem]
 
 def provenance_problems(data: Any, loc: Loc, source_names: list[str], index: NodeIndex) -> list[Problem]:
     if isinstance(data, list):
-        return [p for position, item in enumerate(data) for p in provenance_problems(item, loc + (position,), source_names, index)]
+        return [
+            p
+            for position, item in enumerate(data)
+            for p in provenance_problems(item, loc + (position,), source_names, index)
+        ]
     if not isinstance(data, dict):
         return []
     problems = tag_problems(data, loc, source_names, index)
-    prefixes = sorted({str(k)[: -len("source")] for k in data if str(k).endswith("source")} | {""}, key=len, reverse=True)
+    prefixes = sorted(
+        {str(k)[: -len("source")] for k in data if str(k).endswith("source")} | {""}, key=len, reverse=True
+    )
     uncovered: dict[str, list[str]] = {}
     for key, value in data.items():
         if is_number(value):
@@ -389,7 +454,11 @@ def provenance_problems(data: Any, loc: Loc, source_names: list[str], index: Nod
                     uncovered.setdefault(prefix + tag, []).append(str(key))
         problems += provenance_problems(value, loc + (key,), source_names, index)
     for tag, keys in uncovered.items():
-        expected = choice_list(source_names, "reference.sources") if tag.endswith("source") else "one of: " + ", ".join(CONFIDENCES)
+        expected = (
+            choice_list(source_names, "reference.sources")
+            if tag.endswith("source")
+            else "one of: " + ", ".join(CONFIDENCES)
+        )
         numbers = ", ".join(f"{key} = {data[key]}" for key in keys)
         message = f"{numbers} needs a '{tag}' next to it: {expected}"
         problems.append(Problem(index.line(loc + (keys[0],)), dotted(loc + (keys[0],)), message))

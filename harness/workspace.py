@@ -13,7 +13,6 @@ from disco.atomic import atomic_write_bytes
 from disco.damaged import broken_link, link_loop, move_aside
 from harness.errors import UserError
 
-
 RUNS_DIR = Path("runs")  # this machine's runs: git-ignored; the committed reference run is results/reference
 
 
@@ -46,14 +45,18 @@ def ensure_directory(path: Path) -> None:
     link to a missing target is the user's to restore."""
     if broken_link(path):
         if not link_loop(path):
-            raise UserError(f"{path} is a symbolic link to a missing target ({os.readlink(path)}); restore or mount it, or remove the link")
+            raise UserError(
+                f"{path} is a symbolic link to a missing target ({os.readlink(path)}); restore or mount it, or remove the link"
+            )
         move_aside(path, "a symbolic link loop")
     elif path.exists() and not path.is_dir():
         move_aside(path, "not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the directory {path} ({exc.strerror or exc}); check --artifacts/--results and the links under them") from None
+        raise UserError(
+            f"cannot create the directory {path} ({exc.strerror or exc}); check --artifacts/--results and the links under them"
+        ) from None
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:

@@ -11,11 +11,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def disco_bench(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int | None = None) -> subprocess.CompletedProcess:
+def disco_bench(
+    *args: str, cwd: Path = REPO, env: dict | None = None, timeout: int | None = None
+) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (as a user would). No timeout by default: on a busy machine a
     test must not fail for being slow (a hang is CI's job limit to catch)."""
     command = [sys.executable, "-m", "harness", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture
@@ -44,7 +48,9 @@ def wait_until_paused(proc: subprocess.Popen, marker: Path) -> str:
     it fails if the process ends without reaching the point."""
     while not marker.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"exited ({proc.returncode}) before its pause point {os.environ.get('DISCO_PAUSE_AT', '')}")
+            raise AssertionError(
+                f"exited ({proc.returncode}) before its pause point {os.environ.get('DISCO_PAUSE_AT', '')}"
+            )
         time.sleep(0.2)
     pid, _, point = marker.read_text().strip().partition(" ")
     assert int(pid) == proc.pid, marker.read_text()
@@ -88,7 +94,9 @@ def cell_results(root: Path) -> dict[str, dict]:
     for path in sorted((root / "r" / "tiny-smoke" / "stages").glob("*.json")):
         result = load_result(path)
         assert result is not None, f"{path} is not a valid result"
-        results[path.name] = without_timings({"config": result.config, "metrics": result.metrics, "history": result.history})
+        results[path.name] = without_timings(
+            {"config": result.config, "metrics": result.metrics, "history": result.history}
+        )
     return results
 
 
@@ -97,7 +105,11 @@ RUN_DEPENDENT = ("resumed_from_epoch",)  # says how a result was reached, not wh
 
 def without_timings(value):
     if isinstance(value, dict):
-        return {key: without_timings(item) for key, item in value.items() if not key.endswith("seconds") and key not in RUN_DEPENDENT}
+        return {
+            key: without_timings(item)
+            for key, item in value.items()
+            if not key.endswith("seconds") and key not in RUN_DEPENDENT
+        }
     return [without_timings(item) for item in value] if isinstance(value, list) else value
 
 
@@ -107,4 +119,9 @@ def cell_tensors(root: Path) -> dict[str, dict[str, bytes]]:
 
     finals = sorted((root / "a").rglob("final.pt"))
     assert finals, f"no final checkpoint under {root / 'a'}"
-    return {str(path.relative_to(root / "a")): {key: tensor.numpy().tobytes() for key, tensor in torch.load(path, weights_only=True)["encoder"].items()} for path in finals}
+    return {
+        str(path.relative_to(root / "a")): {
+            key: tensor.numpy().tobytes() for key, tensor in torch.load(path, weights_only=True)["encoder"].items()
+        }
+        for path in finals
+    }

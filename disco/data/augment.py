@@ -64,7 +64,9 @@ def probe_train_transform(image_size: int, augment: bool) -> v2.Compose:
     )
 
 
-def probe_test_transform(image_size: int, resize_ratio: float = 256 / 224, interpolation: str = "bilinear") -> v2.Compose:
+def probe_test_transform(
+    image_size: int, resize_ratio: float = 256 / 224, interpolation: str = "bilinear"
+) -> v2.Compose:
     """Resize(size * 256/224), CenterCrop(size); CIFAR transfer uses ratio 1 and bicubic."""
     mode = v2.InterpolationMode.BICUBIC if interpolation == "bicubic" else v2.InterpolationMode.BILINEAR
     return v2.Compose(

@@ -16,7 +16,12 @@ import math
 
 import kornia.augmentation as K
 import torch
-from kornia.enhance import adjust_brightness_accumulative, adjust_contrast_with_mean_subtraction, adjust_hue, adjust_saturation_with_gray_subtraction
+from kornia.enhance import (
+    adjust_brightness_accumulative,
+    adjust_contrast_with_mean_subtraction,
+    adjust_hue,
+    adjust_saturation_with_gray_subtraction,
+)
 from torch import nn
 
 from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD, _odd_kernel
@@ -29,7 +34,12 @@ def _hue_turns(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     return adjust_hue(images, turns * 2 * math.pi)  # torchvision's hue factor is in turns, kornia's in radians
 
 
-COLOUR_STEPS = (adjust_brightness_accumulative, adjust_contrast_with_mean_subtraction, adjust_saturation_with_gray_subtraction, _hue_turns)
+COLOUR_STEPS = (
+    adjust_brightness_accumulative,
+    adjust_contrast_with_mean_subtraction,
+    adjust_saturation_with_gray_subtraction,
+    _hue_turns,
+)
 
 
 def jitter_factors(batch: int, device: torch.device) -> torch.Tensor:
@@ -40,7 +50,9 @@ def jitter_factors(batch: int, device: torch.device) -> torch.Tensor:
     return low + (high - low) * torch.rand(batch, 4, device=device)
 
 
-def per_image_colour_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, applied: torch.Tensor) -> torch.Tensor:
+def per_image_colour_jitter(
+    images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, applied: torch.Tensor
+) -> torch.Tensor:
     """ColorJitter with each image's own factors and own step order (torchvision draws both per call,
     i.e. per image). order: [batch, 4] permutations of 0..3; applied: [batch] bool (the p=0.8 coin)."""
     out = images.clone()

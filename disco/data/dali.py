@@ -33,19 +33,30 @@ def _dali():
         from nvidia.dali import fn, pipeline_def, types
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
     except ImportError as exc:
-        raise DaliUnavailable(f"data.loader: dali needs NVIDIA DALI ({exc}); pip install nvidia-dali-cuda120, or build the image with --build-arg WITH_DALI=1, or set data.loader: torch") from None
+        raise DaliUnavailable(
+            f"data.loader: dali needs NVIDIA DALI ({exc}); pip install nvidia-dali-cuda120, or build the image with --build-arg WITH_DALI=1, or set data.loader: torch"
+        ) from None
     return fn, pipeline_def, types, DALIGenericIterator, LastBatchPolicy
 
 
 def _aug_plus(fn, types, images, image_size: int):
     """One MoCo-v2 view of every image in the batch, parameters drawn per image."""
     scale = image_size / 224.0
-    views = fn.random_resized_crop(images, size=[image_size, image_size], random_area=[0.2, 1.0], random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=10)
+    views = fn.random_resized_crop(
+        images,
+        size=[image_size, image_size],
+        random_area=[0.2, 1.0],
+        random_aspect_ratio=[3 / 4, 4 / 3],
+        num_attempts=10,
+    )
     b, c, s, h = JITTER
     jitter = fn.random.coin_flip(probability=0.8, dtype=types.BOOL)
     twisted = fn.color_twist(
-        views, brightness=fn.random.uniform(range=[1 - b, 1 + b]), contrast=fn.random.uniform(range=[1 - c, 1 + c]),
-        saturation=fn.random.uniform(range=[1 - s, 1 + s]), hue=fn.random.uniform(range=[-h * 360, h * 360]),
+        views,
+        brightness=fn.random.uniform(range=[1 - b, 1 + b]),
+        contrast=fn.random.uniform(range=[1 - c, 1 + c]),
+        saturation=fn.random.uniform(range=[1 - s, 1 + s]),
+        hue=fn.random.uniform(range=[-h * 360, h * 360]),
     )
     views = _select(fn, types, jitter, twisted, views)
     grey = fn.color_twist(views, saturation=0.0)
@@ -54,8 +65,12 @@ def _aug_plus(fn, types, images, image_size: int):
     blurred = fn.gaussian_blur(views, sigma=sigma, window_size=2 * int(3 * 2.0 * scale + 0.5) + 1)
     views = _select(fn, types, fn.random.coin_flip(probability=0.5, dtype=types.BOOL), blurred, views)
     return fn.crop_mirror_normalize(
-        views, dtype=types.FLOAT, output_layout="CHW", mirror=fn.random.coin_flip(probability=0.5),
-        mean=[255 * m for m in IMAGENET_MEAN], std=[255 * s for s in IMAGENET_STD],
+        views,
+        dtype=types.FLOAT,
+        output_layout="CHW",
+        mirror=fn.random.coin_flip(probability=0.5),
+        mean=[255 * m for m in IMAGENET_MEAN],
+        std=[255 * s for s in IMAGENET_STD],
     )
 
 
@@ -65,13 +80,30 @@ def _select(fn, types, condition, if_true, if_false):
     return fn.cast(if_true * keep + if_false * (1 - keep), dtype=types.UINT8)
 
 
-def build_pipeline(files: Sequence[str], labels: Sequence[int], image_size: int, batch_size: int, seed: int, shard: int = 0, num_shards: int = 1, device_id: int | None = None, threads: int = 4):
+def build_pipeline(
+    files: Sequence[str],
+    labels: Sequence[int],
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    shard: int = 0,
+    num_shards: int = 1,
+    device_id: int | None = None,
+    threads: int = 4,
+):
     fn, pipeline_def, types, _, _ = _dali()
     on_gpu = device_id is not None
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed)
     def two_views():
-        jpegs, targets = fn.readers.file(files=list(files), labels=list(labels), random_shuffle=True, shard_id=shard, num_shards=num_shards, name="reader")
+        jpegs, targets = fn.readers.file(
+            files=list(files),
+            labels=list(labels),
+            random_shuffle=True,
+            shard_id=shard,
+            num_shards=num_shards,
+            name="reader",
+        )
         images = fn.decoders.image(jpegs, device="mixed" if on_gpu else "cpu", output_type=types.RGB)
         return _aug_plus(fn, types, images, image_size), _aug_plus(fn, types, images, image_size), targets
 
@@ -84,12 +116,27 @@ class DaliTwoViews:
     """One epoch of ((view1, view2), labels) batches from a DALI pipeline, as the training loop reads
     a DataLoader of TwoViews; drop_last as the official sampler. len() is the number of batches."""
 
-    def __init__(self, samples: Sequence[tuple[str, int]], image_size: int, batch_size: int, seed: int, shard: int = 0, num_shards: int = 1, device_id: int | None = None):
+    def __init__(
+        self,
+        samples: Sequence[tuple[str, int]],
+        image_size: int,
+        batch_size: int,
+        seed: int,
+        shard: int = 0,
+        num_shards: int = 1,
+        device_id: int | None = None,
+    ):
         _, _, _, iterator_cls, last_batch = _dali()
         files, labels = zip(*samples) if samples else ((), ())
         self.batches = len(files) // num_shards // batch_size
         pipeline = build_pipeline(files, labels, image_size, batch_size, seed, shard, num_shards, device_id)
-        self.iterator = iterator_cls([pipeline], ["view1", "view2", "label"], reader_name="reader", last_batch_policy=last_batch.DROP, auto_reset=False)
+        self.iterator = iterator_cls(
+            [pipeline],
+            ["view1", "view2", "label"],
+            reader_name="reader",
+            last_batch_policy=last_batch.DROP,
+            auto_reset=False,
+        )
 
     def __len__(self) -> int:
         return self.batches

@@ -41,7 +41,9 @@ def ink_crop(image: torch.Tensor) -> torch.Tensor:
 
 def _resized(crop: torch.Tensor, height: int, canvas: int) -> torch.Tensor:
     width = max(1, min(canvas, round(crop.shape[1] * height / crop.shape[0])))
-    resized = F.interpolate(crop[None, None].float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    resized = F.interpolate(
+        crop[None, None].float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    )
     return resized[0, 0].round().clamp(0, 255).to(torch.uint8)
 
 
@@ -52,15 +54,23 @@ def _overlaps(box: tuple[int, int, int, int], taken: list[tuple[int, int, int, i
 
 def _check_args(source: ImageSet, count: int, canvas: int, per_image: tuple[int, int], height: tuple[int, int]) -> None:
     if count < 1 or len(source) == 0:
-        raise ValueError(f"need at least one canvas and one source image, got count={count}, {len(source)} source images")
+        raise ValueError(
+            f"need at least one canvas and one source image, got count={count}, {len(source)} source images"
+        )
     if not 1 <= per_image[0] <= per_image[1]:
         raise ValueError(f"digits_per_image must be (min, max) with 1 <= min <= max, got {per_image}")
     if not 4 <= height[0] <= height[1] <= canvas:
         raise ValueError(f"digit_height must be (min, max) with 4 <= min <= max <= canvas {canvas}, got {height}")
 
 
-def paste_digits(source: ImageSet, count: int, canvas: int = 64, digits_per_image: tuple[int, int] = (1, 3),
-                 digit_height: tuple[int, int] = (16, 40), seed: int = 0) -> DetectionSet:
+def paste_digits(
+    source: ImageSet,
+    count: int,
+    canvas: int = 64,
+    digits_per_image: tuple[int, int] = (1, 3),
+    digit_height: tuple[int, int] = (16, 40),
+    seed: int = 0,
+) -> DetectionSet:
     """`count` canvases of `canvas` px, each with 1..3 non-overlapping digits drawn from `source`."""
     _check_args(source, count, canvas, digits_per_image, digit_height)
     generator = torch.Generator().manual_seed(seed)

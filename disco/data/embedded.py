@@ -25,7 +25,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: torch.Tensor, name: str | None = None) -> "ImageSet":
+    def subset(self, indices: torch.Tensor, name: str | None = None) -> ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.num_classes, name or self.name)
 
 

@@ -52,9 +52,13 @@ def imagenet_split_dir(root: str | Path, split: str) -> Path:
     if not split_dir.is_dir():
         raise DatasetError(f"ImageNet {split} split not found: {split_dir} does not exist; expected {IMAGENET_LAYOUT}")
     classes = _class_dirs(split_dir)
-    loose = [entry.name for entry in os.scandir(split_dir) if entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS)]
+    loose = [
+        entry.name for entry in os.scandir(split_dir) if entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS)
+    ]
     if loose:
-        raise DatasetError(f"{split_dir} holds {len(loose)} images directly (e.g. {loose[0]}); expected one folder per class: {IMAGENET_LAYOUT} (sort val with the usual valprep script)")
+        raise DatasetError(
+            f"{split_dir} holds {len(loose)} images directly (e.g. {loose[0]}); expected one folder per class: {IMAGENET_LAYOUT} (sort val with the usual valprep script)"
+        )
     if not classes:
         raise DatasetError(f"{split_dir} has no class folders; expected {IMAGENET_LAYOUT}")
     return split_dir
@@ -67,17 +71,23 @@ def imagenet_folder(root: str | Path, split: str, transform: Transform = None) -
         train_classes, split_classes = _class_dirs(imagenet_split_dir(root, "train")), _class_dirs(split_dir)
         if train_classes != split_classes:
             odd = sorted(set(train_classes) ^ set(split_classes))[:3]
-            raise DatasetError(f"{split_dir} has {len(split_classes)} class folders but {Path(root) / 'train'} has {len(train_classes)} (differing: {', '.join(odd)}); label indices would not line up")
+            raise DatasetError(
+                f"{split_dir} has {len(split_classes)} class folders but {Path(root) / 'train'} has {len(train_classes)} (differing: {', '.join(odd)}); label indices would not line up"
+            )
     try:
         return ImageFolder(str(split_dir), transform=transform)
     except FileNotFoundError as exc:
-        raise DatasetError(f"{split_dir}: {str(exc).splitlines()[0]}; every class folder needs at least one image ({IMAGENET_LAYOUT})") from None
+        raise DatasetError(
+            f"{split_dir}: {str(exc).splitlines()[0]}; every class folder needs at least one image ({IMAGENET_LAYOUT})"
+        ) from None
 
 
 # ---------------------------------------------------------------- SimCLR 1% / 10% subsets
 
 
-def parse_subset_list(text: str, source: str, *, expected_count: int | None = None, faithful_header_bug: bool = False) -> list[str]:
+def parse_subset_list(
+    text: str, source: str, *, expected_count: int | None = None, faithful_header_bug: bool = False
+) -> list[str]:
     """Filenames of a SimCLR subset list: one `nXXXXXXXX_N.JPEG` per line, no header row.
 
     faithful_header_bug=True reproduces DisCo/data/imagenet_1_fraction.py, whose pandas.read_csv
@@ -86,13 +96,17 @@ def parse_subset_list(text: str, source: str, *, expected_count: int | None = No
     lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not SUBSET_LINE.fullmatch(line.strip()):
-            raise DatasetError(f"{source} line {number}: '{line[:60]}' is not an ImageNet train filename like n01440764_10026.JPEG (one per line, no header)")
+            raise DatasetError(
+                f"{source} line {number}: '{line[:60]}' is not an ImageNet train filename like n01440764_10026.JPEG (one per line, no header)"
+            )
     names = [line.strip() for line in lines]
     if len(set(names)) != len(names):
         duplicate = next(name for name, count in Counter(names).items() if count > 1)
         raise DatasetError(f"{source}: '{duplicate}' is listed twice; a subset list names each image once")
     if expected_count is not None and len(names) != expected_count:
-        raise DatasetError(f"{source} lists {len(names)} images, expected {expected_count}; the file is truncated or another subset")
+        raise DatasetError(
+            f"{source} lists {len(names)} images, expected {expected_count}; the file is truncated or another subset"
+        )
     return names[1:] if faithful_header_bug else names
 
 
@@ -105,16 +119,22 @@ def _download(url: str, timeout: float) -> str:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https / user file URL)
             return response.read().decode("ascii")
     except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot fetch {url} ({exc}); download it by hand and pass its path as the subset list") from None
+        raise DatasetError(
+            f"cannot fetch {url} ({exc}); download it by hand and pass its path as the subset list"
+        ) from None
 
 
-def fetch_subset_list(percent: int, cache_dir: str | Path | None = None, *, url: str | None = None, timeout: float = 60.0) -> Path:
+def fetch_subset_list(
+    percent: int, cache_dir: str | Path | None = None, *, url: str | None = None, timeout: float = 60.0
+) -> Path:
     """The SimCLR {1,10}percent.txt in the cache, fetched once and checked (line count and format)."""
     if percent not in SUBSET_SIZES:
         raise DatasetError(f"ImageNet subset must be 1 or 10 percent, got {percent}")
     cached = Path(cache_dir or default_cache_dir()) / f"{percent}percent.txt"
     if cached.is_file():
-        parse_subset_list(cached.read_text(), f"cached {cached} (delete it to fetch again)", expected_count=SUBSET_SIZES[percent])
+        parse_subset_list(
+            cached.read_text(), f"cached {cached} (delete it to fetch again)", expected_count=SUBSET_SIZES[percent]
+        )
         return cached
     source = url or SUBSET_URL.format(percent=percent)
     text = _download(source, timeout)
@@ -126,14 +146,24 @@ def fetch_subset_list(percent: int, cache_dir: str | Path | None = None, *, url:
     return cached
 
 
-def subset_filenames(percent: int, *, list_file: str | Path | None = None, cache_dir: str | Path | None = None, faithful_header_bug: bool = False) -> list[str]:
+def subset_filenames(
+    percent: int,
+    *,
+    list_file: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    faithful_header_bug: bool = False,
+) -> list[str]:
     """The 1% or 10% filenames, from a user file (checked like the fetched one) or the cache."""
     if percent not in SUBSET_SIZES:
         raise DatasetError(f"ImageNet subset must be 1 or 10 percent, got {percent}")
     path = Path(list_file) if list_file is not None else fetch_subset_list(percent, cache_dir)
     if not path.is_file():
-        raise DatasetError(f"subset list not found: {path}; expected SimCLR's {percent}percent.txt (one filename per line)")
-    return parse_subset_list(path.read_text(), str(path), expected_count=SUBSET_SIZES[percent], faithful_header_bug=faithful_header_bug)
+        raise DatasetError(
+            f"subset list not found: {path}; expected SimCLR's {percent}percent.txt (one filename per line)"
+        )
+    return parse_subset_list(
+        path.read_text(), str(path), expected_count=SUBSET_SIZES[percent], faithful_header_bug=faithful_header_bug
+    )
 
 
 class ImageList(Dataset):
@@ -155,19 +185,25 @@ class ImageList(Dataset):
         return (self.transform(image) if self.transform else image), label
 
 
-def imagenet_subset(root: str | Path, filenames: list[str], transform: Transform = None, *, check_files: bool = True) -> ImageList:
+def imagenet_subset(
+    root: str | Path, filenames: list[str], transform: Transform = None, *, check_files: bool = True
+) -> ImageList:
     """The listed train images (`<root>/train/<wnid>/<filename>`), labelled by their wnid's index among all train classes."""
     train_dir = imagenet_split_dir(root, "train")
     classes = _class_dirs(train_dir)
     class_to_idx = {name: index for index, name in enumerate(classes)}
     unknown = sorted({name.split("_")[0] for name in filenames} - class_to_idx.keys())
     if unknown:
-        raise DatasetError(f"{train_dir} has no class folder for {len(unknown)} listed classes ({', '.join(unknown[:3])}); expected {IMAGENET_LAYOUT}")
+        raise DatasetError(
+            f"{train_dir} has no class folder for {len(unknown)} listed classes ({', '.join(unknown[:3])}); expected {IMAGENET_LAYOUT}"
+        )
     samples = [(str(train_dir / name.split("_")[0] / name), class_to_idx[name.split("_")[0]]) for name in filenames]
     if check_files:
         missing = [path for path, _ in samples if not os.path.isfile(path)]
         if missing:
-            raise DatasetError(f"{len(missing)} of {len(samples)} listed images are missing under {train_dir} (first: {missing[0]}); expected {IMAGENET_LAYOUT}")
+            raise DatasetError(
+                f"{len(missing)} of {len(samples)} listed images are missing under {train_dir} (first: {missing[0]}); expected {IMAGENET_LAYOUT}"
+            )
     return ImageList(samples, classes, transform)
 
 
@@ -180,12 +216,16 @@ def cifar(name: str, root: str | Path, *, train: bool, transform: Transform = No
         raise DatasetError(f"unknown CIFAR dataset '{name}'; expected one of {', '.join(CIFAR_FOLDERS)}")
     folder = Path(root) / CIFAR_FOLDERS[name]
     if not download and not folder.is_dir():
-        raise DatasetError(f"{name} not found: {folder} does not exist; expected torchvision's layout <root>/{CIFAR_FOLDERS[name]}/ (or allow the download)")
+        raise DatasetError(
+            f"{name} not found: {folder} does not exist; expected torchvision's layout <root>/{CIFAR_FOLDERS[name]}/ (or allow the download)"
+        )
     dataset_class = CIFAR10 if name == "cifar10" else CIFAR100
     try:
         return dataset_class(str(root), train=train, transform=transform, download=download)
     except RuntimeError as exc:
-        raise DatasetError(f"{name} under {folder} is incomplete or corrupted ({exc}); re-extract the official python-version archive there") from None
+        raise DatasetError(
+            f"{name} under {folder} is incomplete or corrupted ({exc}); re-extract the official python-version archive there"
+        ) from None
 
 
 # ---------------------------------------------------------------- VOC and COCO (detectron2 layout)
@@ -206,7 +246,9 @@ class CocoPaths:
 
 def _require(path: Path, is_dir: bool, layout: str, root: Path) -> None:
     if not (path.is_dir() if is_dir else path.is_file()):
-        raise DatasetError(f"dataset layout under {root} is incomplete: {path} is missing; expected {layout} (detectron2's DETECTRON2_DATASETS layout)")
+        raise DatasetError(
+            f"dataset layout under {root} is incomplete: {path} is missing; expected {layout} (detectron2's DETECTRON2_DATASETS layout)"
+        )
 
 
 def _first_id(split_file: Path, layout: str) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from disco.data.embedded import ImageSet, load_embedded, stratified_split
-from disco.errors import InputError
 from disco.data.synthetic import synthetic_images
+from disco.errors import InputError
 
 SMOKE_IMAGES = 64
 

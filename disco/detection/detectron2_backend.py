@@ -57,7 +57,11 @@ MOCO_BASE_SOLVER: Config = {"IMS_PER_BATCH": 16, "BASE_LR": 0.02}
 
 # DisCo/detection/pascal_voc_R_50_C4_24k.yaml: 48k iterations despite the name, warm-up 200.
 PASCAL_VOC_R_50_C4_24K: Config = {
-    "MODEL": {"MASK_ON": False, "WEIGHTS": "detectron2://ImageNetPretrained/MSRA/R-50.pkl", "ROI_HEADS": {"NUM_CLASSES": 20}},
+    "MODEL": {
+        "MASK_ON": False,
+        "WEIGHTS": "detectron2://ImageNetPretrained/MSRA/R-50.pkl",
+        "ROI_HEADS": {"NUM_CLASSES": 20},
+    },
     "INPUT": {"MIN_SIZE_TRAIN": VOC_MIN_SIZE_TRAIN, "MIN_SIZE_TEST": 800},
     "DATASETS": {"TRAIN": ("voc_2007_trainval", "voc_2012_trainval"), "TEST": ("voc_2007_test",)},
     "SOLVER": {"STEPS": (18000, 22000), "MAX_ITER": 48000, "WARMUP_ITERS": 200, "BASE_LR": 0.01},
@@ -149,7 +153,14 @@ def _depth_overrides(depth: int) -> Config:
     return {"MODEL": {"RESNETS": resnets}}
 
 
-def _finish(chain: list[Config], moco_entries: list[tuple[str, Any]], depth: int, weights: str, output_dir: str, faithful_yaml_bug: bool) -> Config:
+def _finish(
+    chain: list[Config],
+    moco_entries: list[tuple[str, Any]],
+    depth: int,
+    weights: str,
+    output_dir: str,
+    faithful_yaml_bug: bool,
+) -> Config:
     config: Config = {}
     for layer in chain:
         config = deep_merge(config, layer)
@@ -157,20 +168,37 @@ def _finish(chain: list[Config], moco_entries: list[tuple[str, Any]], depth: int
     moco.pop("_BASE_", None)
     config = deep_merge(config, moco)
     if faithful_yaml_bug:  # spelled out: what detectron2's defaults give once the block is lost
-        config = deep_merge(config, {"MODEL": {"PIXEL_MEAN": DETECTRON2_DEFAULT_PIXEL_MEAN, "PIXEL_STD": DETECTRON2_DEFAULT_PIXEL_STD, "RESNETS": {"STRIDE_IN_1X1": True}}})
-    return deep_merge(config, deep_merge(_depth_overrides(depth), {"MODEL": {"WEIGHTS": weights}, "OUTPUT_DIR": output_dir}))
+        config = deep_merge(
+            config,
+            {
+                "MODEL": {
+                    "PIXEL_MEAN": DETECTRON2_DEFAULT_PIXEL_MEAN,
+                    "PIXEL_STD": DETECTRON2_DEFAULT_PIXEL_STD,
+                    "RESNETS": {"STRIDE_IN_1X1": True},
+                }
+            },
+        )
+    return deep_merge(
+        config, deep_merge(_depth_overrides(depth), {"MODEL": {"WEIGHTS": weights}, "OUTPUT_DIR": output_dir})
+    )
 
 
-def voc_c4_config(depth: int = 34, *, weights: str = "./output.pkl", output_dir: str = "../ckpt/", faithful_yaml_bug: bool = True) -> Config:
+def voc_c4_config(
+    depth: int = 34, *, weights: str = "./output.pkl", output_dir: str = "../ckpt/", faithful_yaml_bug: bool = True
+) -> Config:
     """Faster R-CNN R-C4, VOC07+12 trainval -> VOC07 test, as DisCo/detection's three yamls resolve (Tab. 3: R-34).
 
     faithful_yaml_bug=True (default, what the official run used): the moco yaml's first MODEL block is
     lost, so detectron2's defaults apply (BGR Caffe mean, std 1, STRIDE_IN_1X1 True) on RGB input.
     False: the intended torchvision normalisation (the two MODEL blocks merged)."""
-    return _finish([BASE_RCNN_C4_BN, PASCAL_VOC_R_50_C4_24K], VOC_MOCO_YAML_ENTRIES, depth, weights, output_dir, faithful_yaml_bug)
+    return _finish(
+        [BASE_RCNN_C4_BN, PASCAL_VOC_R_50_C4_24K], VOC_MOCO_YAML_ENTRIES, depth, weights, output_dir, faithful_yaml_bug
+    )
 
 
-def coco_c4_config(depth: int = 18, *, weights: str = "./output.pkl", output_dir: str = "./output", base: str = "disco") -> Config:
+def coco_c4_config(
+    depth: int = 18, *, weights: str = "./output.pkl", output_dir: str = "./output", base: str = "disco"
+) -> Config:
     """Mask R-CNN R-C4 2x on COCO 2017 (Tab. 3: R-18) with MoCo's coco_R_50_C4_2x_moco.yaml.
 
     The yaml is missing from the DisCo repo; placed next to DisCo's Base-RCNN-C4-BN.yaml it inherits
@@ -179,7 +207,11 @@ def coco_c4_config(depth: int = 18, *, weights: str = "./output.pkl", output_dir
     """
     if base not in ("disco", "moco"):
         raise UserError(f"coco base must be 'disco' or 'moco', got '{base}'")
-    chain = [BASE_RCNN_C4_BN, COCO_R_50_C4_2X] if base == "disco" else [BASE_RCNN_C4_BN, {"SOLVER": MOCO_BASE_SOLVER}, COCO_R_50_C4_2X]
+    chain = (
+        [BASE_RCNN_C4_BN, COCO_R_50_C4_2X]
+        if base == "disco"
+        else [BASE_RCNN_C4_BN, {"SOLVER": MOCO_BASE_SOLVER}, COCO_R_50_C4_2X]
+    )
     entries = [("MODEL", _MOCO_INPUT_BLOCK), ("INPUT", {"FORMAT": "RGB"})]
     return _finish(chain, entries, depth, weights, output_dir, False)
 
@@ -241,7 +273,9 @@ def convert_checkpoint(source: CheckpointSource, out_path: str | Path, arch: str
     info = inspect_checkpoint(source)
     encoder, report = load_encoder(source, arch, with_head=info.has_head)
     if report.arch not in RESNET_DEPTHS:
-        raise UserError(f"detectron2 C4 transfer needs a ResNet (one of {', '.join(RESNET_DEPTHS)}); this checkpoint is {report.arch}")
+        raise UserError(
+            f"detectron2 C4 transfer needs a ResNet (one of {', '.join(RESNET_DEPTHS)}); this checkpoint is {report.arch}"
+        )
     payload = detectron2_payload(encoder.backbone.state_dict())
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +301,11 @@ def _basic_block(prefix: str, in_ch: int, out_ch: int) -> dict[str, tuple[int, .
 
 
 def _bottleneck_block(prefix: str, in_ch: int, bottleneck: int, out_ch: int) -> dict[str, tuple[int, ...]]:
-    shapes = {**_conv(f"{prefix}.conv1", bottleneck, in_ch, 1), **_conv(f"{prefix}.conv2", bottleneck, bottleneck, 3), **_conv(f"{prefix}.conv3", out_ch, bottleneck, 1)}
+    shapes = {
+        **_conv(f"{prefix}.conv1", bottleneck, in_ch, 1),
+        **_conv(f"{prefix}.conv2", bottleneck, bottleneck, 3),
+        **_conv(f"{prefix}.conv3", out_ch, bottleneck, 1),
+    }
     return {**shapes, **(_conv(f"{prefix}.shortcut", out_ch, in_ch, 1) if in_ch != out_ch else {})}
 
 
@@ -287,12 +325,18 @@ def detectron2_c4_trunk_shapes(depth: int) -> dict[str, tuple[int, ...]]:
         out_ch, bottleneck = res2_out * 2 ** (stage - 2), 64 * 2 ** (stage - 2)
         for index in range(blocks):
             prefix = f"backbone.res{stage}.{index}"
-            shapes.update(_basic_block(prefix, in_ch, out_ch) if basic else _bottleneck_block(prefix, in_ch, bottleneck, out_ch))
+            shapes.update(
+                _basic_block(prefix, in_ch, out_ch) if basic else _bottleneck_block(prefix, in_ch, bottleneck, out_ch)
+            )
             in_ch = out_ch
     res5_out = res2_out * 8
     for index in range(3):
-        shapes.update(_bottleneck_block(f"roi_heads.res5.{index}", res5_out // 2 if index == 0 else res5_out, 512, res5_out))
-    shapes.update({f"roi_heads.res5.norm.{name}": (res5_out,) for name in ("weight", "bias", "running_mean", "running_var")})
+        shapes.update(
+            _bottleneck_block(f"roi_heads.res5.{index}", res5_out // 2 if index == 0 else res5_out, 512, res5_out)
+        )
+    shapes.update(
+        {f"roi_heads.res5.norm.{name}": (res5_out,) for name in ("weight", "bias", "running_mean", "running_var")}
+    )
     shapes["roi_heads.res5.norm.num_batches_tracked"] = ()
     return shapes
 
@@ -325,7 +369,12 @@ def trunk_fates(checkpoint: Mapping[str, np.ndarray], depth: int, checkpoint_blo
         source_shape = tuple(np.shape(checkpoint[source]))
         status = "loaded" if source_shape == model_shape else "skipped"
         note = ""
-        if status == "loaded" and ".res5." in model_key and checkpoint_block == "basic" and ".shortcut" not in model_key:
+        if (
+            status == "loaded"
+            and ".res5." in model_key
+            and checkpoint_block == "basic"
+            and ".shortcut" not in model_key
+        ):
             note = "BasicBlock tensor in a BottleneckBlock slot: same shape, different role"
         fates.append(TensorFate(model_key, model_shape, source, source_shape, status, note))
     return fates
@@ -333,7 +382,11 @@ def trunk_fates(checkpoint: Mapping[str, np.ndarray], depth: int, checkpoint_blo
 
 def res5_table(checkpoint: Mapping[str, np.ndarray], depth: int) -> list[TensorFate]:
     """The res5 ROI-head rows of trunk_fates, logged per module (section 4.4: R-18/34 map only partially)."""
-    rows = [fate for fate in trunk_fates(checkpoint, depth, "basic" if depth in (18, 34) else "bottleneck") if fate.model_key.startswith("roi_heads.res5.")]
+    rows = [
+        fate
+        for fate in trunk_fates(checkpoint, depth, "basic" if depth in (18, 34) else "bottleneck")
+        if fate.model_key.startswith("roi_heads.res5.")
+    ]
     log.info("detectron2 R-%d res5 ROI head initialisation from the converted checkpoint:", depth)
     for line in format_fates(rows, per_module=True).splitlines():
         log.info(line)
@@ -353,14 +406,28 @@ def _per_module(rows: list[TensorFate]) -> list[TensorFate]:
     for module, members in modules.items():
         statuses = {member.status for member in members}
         first = next((member for member in members if member.model_key.endswith(".weight")), members[0])
-        merged.append(TensorFate(module, first.model_shape, first.checkpoint_key, first.checkpoint_shape, statuses.pop() if len(statuses) == 1 else "mixed", first.note))
+        merged.append(
+            TensorFate(
+                module,
+                first.model_shape,
+                first.checkpoint_key,
+                first.checkpoint_shape,
+                statuses.pop() if len(statuses) == 1 else "mixed",
+                first.note,
+            )
+        )
     return merged
 
 
 def format_fates(rows: list[TensorFate], per_module: bool = False) -> str:
     shown = _per_module(rows) if per_module else rows
-    header = f"{'model ' + ('module' if per_module else 'tensor'):50} {'model shape':16} {'checkpoint':16} {'status':8} note"
-    lines = [f"{row.model_key:50} {_shape_text(row.model_shape):16} {_shape_text(row.checkpoint_shape):16} {row.status:8} {row.note}".rstrip() for row in shown]
+    header = (
+        f"{'model ' + ('module' if per_module else 'tensor'):50} {'model shape':16} {'checkpoint':16} {'status':8} note"
+    )
+    lines = [
+        f"{row.model_key:50} {_shape_text(row.model_shape):16} {_shape_text(row.checkpoint_shape):16} {row.status:8} {row.note}".rstrip()
+        for row in shown
+    ]
     counts = {status: sum(row.status == status for row in rows) for status in ("loaded", "skipped", "random")}
     return "\n".join([header, *lines, "tensors: " + ", ".join(f"{count} {status}" for status, count in counts.items())])
 
@@ -378,7 +445,9 @@ def _import_detectron2() -> None:
     try:
         import detectron2  # noqa: F401
     except ImportError:
-        raise UserError("detectron2 is not installed in this environment: detection runs in the CUDA image built by `disco-bench build`") from None
+        raise UserError(
+            "detectron2 is not installed in this environment: detection runs in the CUDA image built by `disco-bench build`"
+        ) from None
 
 
 def _check_datasets(config: Config, datasets_root: Path) -> None:
@@ -427,7 +496,9 @@ def _detectron2_main(config_path: str, eval_only: bool, resume: bool) -> None:
         @classmethod
         def build_evaluator(cls, cfg: Any, dataset_name: str, output_folder: str | None = None) -> Any:
             if "coco" in dataset_name:
-                return COCOEvaluator(dataset_name, output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
+                return COCOEvaluator(
+                    dataset_name, output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+                )
             return PascalVOCDetectionEvaluator(dataset_name)
 
     if eval_only:
@@ -439,11 +510,21 @@ def _detectron2_main(config_path: str, eval_only: bool, resume: bool) -> None:
         trainer.resume_or_load(resume=resume)
         results = trainer.train()
     if comm.is_main_process():
-        Path(cfg.OUTPUT_DIR, "metrics.json").write_text(json.dumps(_plain(dict(results or {})), indent=2, default=float))
+        Path(cfg.OUTPUT_DIR, "metrics.json").write_text(
+            json.dumps(_plain(dict(results or {})), indent=2, default=float)
+        )
 
 
-def run_detectron2(config: Config, weights_pkl: str | Path, output_dir: str | Path, *, datasets_root: str | Path | None = None,
-                   num_gpus: int = 1, eval_only: bool = False, resume: bool = False) -> dict[str, Any]:
+def run_detectron2(
+    config: Config,
+    weights_pkl: str | Path,
+    output_dir: str | Path,
+    *,
+    datasets_root: str | Path | None = None,
+    num_gpus: int = 1,
+    eval_only: bool = False,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Train and evaluate (as MoCo's detection/train_net.py); returns detectron2's test results."""
     weights, output = Path(weights_pkl), Path(output_dir)
     if not weights.is_file():
@@ -455,14 +536,20 @@ def run_detectron2(config: Config, weights_pkl: str | Path, output_dir: str | Pa
         root = Path(datasets_root).resolve()
         _check_datasets(config, root)
         if "detectron2.data" in sys.modules and os.environ.get("DETECTRON2_DATASETS") != str(root):
-            raise UserError("detectron2 was already imported with another DETECTRON2_DATASETS; run detection in a fresh process")
+            raise UserError(
+                "detectron2 was already imported with another DETECTRON2_DATASETS; run detection in a fresh process"
+            )
         os.environ["DETECTRON2_DATASETS"] = str(root)  # read once, when detectron2.data registers its datasets
     _import_detectron2()
     from detectron2.engine import launch
 
     output.mkdir(parents=True, exist_ok=True)
     config_path = output / "disco_config.yaml"  # detectron2 writes its full dump to config.yaml
-    config_path.write_text(config_yaml(deep_merge(config, {"MODEL": {"WEIGHTS": str(weights.resolve())}, "OUTPUT_DIR": str(output.resolve())})))
+    config_path.write_text(
+        config_yaml(
+            deep_merge(config, {"MODEL": {"WEIGHTS": str(weights.resolve())}, "OUTPUT_DIR": str(output.resolve())})
+        )
+    )
     launch(_detectron2_main, num_gpus, dist_url="auto", args=(str(config_path), eval_only, resume))
     metrics = output / "metrics.json"
     return json.loads(metrics.read_text()) if metrics.exists() else {}

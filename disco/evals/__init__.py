@@ -22,12 +22,16 @@ def register(name: str) -> Callable[[EvalFn], EvalFn]:
 
 def get_evaluation(name: str) -> EvalFn:
     if name not in EVALUATIONS:
-        raise KeyError(f"unknown evaluation '{name}'{did_you_mean(name, list(EVALUATIONS))}; valid: {', '.join(EVALUATIONS)}")
+        raise KeyError(
+            f"unknown evaluation '{name}'{did_you_mean(name, list(EVALUATIONS))}; valid: {', '.join(EVALUATIONS)}"
+        )
     return EVALUATIONS[name]
 
 
-from disco.evals import linear  # noqa: E402,F401  (registers)
-from disco.evals import knn  # noqa: E402,F401  (registers)
-from disco.evals import semi  # noqa: E402,F401  (registers)
-from disco.evals import transfer  # noqa: E402,F401  (registers)
-from disco.evals import detection  # noqa: E402,F401  (registers)
+from disco.evals import (  # noqa: E402  (registers)
+    detection,  # noqa: E402,F401  (registers)
+    knn,  # noqa: E402,F401  (registers)
+    linear,  # noqa: E402,F401  (registers)
+    semi,  # noqa: E402,F401  (registers)
+    transfer,  # noqa: E402,F401  (registers)
+)

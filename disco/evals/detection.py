@@ -28,17 +28,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
 from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from disco.data.detection_embedded import DetectionSet, paste_digits
 from disco.data.embedded import ImageSet
 from disco.data.sources import Splits
-from disco.evals import register
 from disco.eval_recipes import DetectionRecipe, coerce_recipe
+from disco.evals import register
 from disco.models import Encoder
 from harness.errors import UserError
 
@@ -46,7 +46,9 @@ DETECTRON2_BENCHMARKS = ("voc", "coco")
 
 
 @register("detection")
-def detection(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
+def detection(
+    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None
+) -> dict[str, Any]:
     config = coerce_recipe(DetectionRecipe, recipe)
     if config.backend == "detectron2":
         metrics = detectron2_detection(encoder, config)
@@ -55,11 +57,19 @@ def detection(encoder: Encoder, splits: Splits, recipe: Any, device: torch.devic
     return {**metrics, "recipe": asdict(config)}
 
 
-def benchmark_detection(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, benchmark: str) -> dict[str, Any]:
+def benchmark_detection(
+    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, benchmark: str
+) -> dict[str, Any]:
     """detection_voc / detection_coco: the detectron2 back end on one benchmark (the paper's Tab. 3)."""
-    config = coerce_recipe(DetectionRecipe, {"backend": "detectron2", "benchmark": benchmark} | (asdict(recipe) if isinstance(recipe, DetectionRecipe) else dict(recipe or {})))
+    config = coerce_recipe(
+        DetectionRecipe,
+        {"backend": "detectron2", "benchmark": benchmark}
+        | (asdict(recipe) if isinstance(recipe, DetectionRecipe) else dict(recipe or {})),
+    )
     if (config.backend, config.benchmark) != ("detectron2", benchmark):
-        raise UserError(f"detection_{benchmark} runs detectron2 on {benchmark.upper()}; its recipe says backend {config.backend}, benchmark {config.benchmark} (use the `detection` evaluation for other set-ups)")
+        raise UserError(
+            f"detection_{benchmark} runs detectron2 on {benchmark.upper()}; its recipe says backend {config.backend}, benchmark {config.benchmark} (use the `detection` evaluation for other set-ups)"
+        )
     return detection(encoder, splits, config, device, seed, progress)
 
 
@@ -70,26 +80,48 @@ for _benchmark in DETECTRON2_BENCHMARKS:
 # ---------------------------------------------------------------- COCO-style mAP
 
 
-def coco_map(truth_boxes: list[torch.Tensor], truth_labels: list[torch.Tensor], predictions: list[dict[str, torch.Tensor]], num_classes: int) -> dict[str, float]:
+def coco_map(
+    truth_boxes: list[torch.Tensor],
+    truth_labels: list[torch.Tensor],
+    predictions: list[dict[str, torch.Tensor]],
+    num_classes: int,
+) -> dict[str, float]:
     """COCO AP (IoU .50:.95), AP50, AP75 in percent, via pycocotools; boxes (x0, y0, x1, y1), labels 0-based."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     if not len(truth_boxes) == len(truth_labels) == len(predictions):
-        raise ValueError(f"need one prediction per image: {len(truth_boxes)} images, {len(truth_labels)} label lists, {len(predictions)} predictions")
+        raise ValueError(
+            f"need one prediction per image: {len(truth_boxes)} images, {len(truth_labels)} label lists, {len(predictions)} predictions"
+        )
     images, annotations, detections = [], [], []
     for image_id, (boxes, labels, predicted) in enumerate(zip(truth_boxes, truth_labels, predictions), start=1):
         images.append({"id": image_id})
         for box, label in zip(boxes.tolist(), labels.tolist()):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1, "bbox": _xywh(box), "area": (box[2] - box[0]) * (box[3] - box[1]), "iscrowd": 0})
-        for box, score, label in zip(predicted["boxes"].tolist(), predicted["scores"].tolist(), predicted["labels"].tolist()):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": label + 1,
+                    "bbox": _xywh(box),
+                    "area": (box[2] - box[0]) * (box[3] - box[1]),
+                    "iscrowd": 0,
+                }
+            )
+        for box, score, label in zip(
+            predicted["boxes"].tolist(), predicted["scores"].tolist(), predicted["labels"].tolist()
+        ):
             detections.append({"image_id": image_id, "category_id": label + 1, "bbox": _xywh(box), "score": score})
     if not annotations:
         raise ValueError("no ground-truth boxes: AP is undefined")
     if not detections:
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
     truth = COCO()
-    truth.dataset = {"images": images, "annotations": annotations, "categories": [{"id": index + 1} for index in range(num_classes)]}
+    truth.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": index + 1} for index in range(num_classes)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and summary table
         truth.createIndex()
         evaluator = COCOeval(truth, truth.loadRes(detections), "bbox")
@@ -125,9 +157,13 @@ class FeatureMapBackbone(nn.Module):
                 self.body.eval()
                 probe = self.raw_map(torch.zeros(1, 3, input_size, input_size))
         except (AssertionError, RuntimeError) as error:  # e.g. a ViT built for another resolution
-            raise UserError(f"{type(backbone).__name__} cannot take {input_size}-px detection inputs ({str(error).splitlines()[0]}); set the detection recipe's input_size to the resolution it was built for") from None
+            raise UserError(
+                f"{type(backbone).__name__} cannot take {input_size}-px detection inputs ({str(error).splitlines()[0]}); set the detection recipe's input_size to the resolution it was built for"
+            ) from None
         if probe.ndim != 4:
-            raise UserError(f"detection needs a convolutional feature map; {type(backbone).__name__} gives shape {tuple(probe.shape)}")
+            raise UserError(
+                f"detection needs a convolutional feature map; {type(backbone).__name__} gives shape {tuple(probe.shape)}"
+            )
         # An FPN-style lateral: the RPN's 3x3 conv has channels^2 * 9 weights, 15M on a 1280-channel map.
         self.neck = nn.Conv2d(probe.shape[1], neck_channels, kernel_size=1) if neck_channels else nn.Identity()
         self.out_channels = int(neck_channels or probe.shape[1])
@@ -135,9 +171,11 @@ class FeatureMapBackbone(nn.Module):
     def raw_map(self, images: torch.Tensor) -> torch.Tensor:
         if self.level is None:
             return self.body.forward_features(images)
-        return self.body.forward_intermediates(images, indices=[self.level], intermediates_only=True, stop_early=True)[0]
+        return self.body.forward_intermediates(images, indices=[self.level], intermediates_only=True, stop_early=True)[
+            0
+        ]
 
-    def train(self, mode: bool = True) -> "FeatureMapBackbone":
+    def train(self, mode: bool = True) -> FeatureMapBackbone:
         super().train(mode)
         self.body.train(mode and self.trainable)  # frozen: BN statistics stay those of pretraining
         return self
@@ -157,31 +195,62 @@ def _stage_index(backbone: nn.Module, stride: int) -> int:
         raise UserError(f"{type(backbone).__name__} exposes no timm feature stages; use feature_stride 32")
     matches = [index for index, stage in enumerate(info) if stage["reduction"] == stride]
     if not matches:
-        raise UserError(f"{type(backbone).__name__} has no stride-{stride} stage (strides: {sorted({stage['reduction'] for stage in info})})")
+        raise UserError(
+            f"{type(backbone).__name__} has no stride-{stride} stage (strides: {sorted({stage['reduction'] for stage in info})})"
+        )
     return matches[-1]
 
 
 def build_detector(backbone: nn.Module, num_classes: int, config: DetectionRecipe) -> FasterRCNN:
-    features = FeatureMapBackbone(backbone, config.train_backbone, config.feature_stride, config.neck_channels, config.input_size)
+    features = FeatureMapBackbone(
+        backbone, config.train_backbone, config.feature_stride, config.neck_channels, config.input_size
+    )
     anchors = AnchorGenerator(sizes=(tuple(config.anchor_sizes),), aspect_ratios=(tuple(config.aspect_ratios),))
     pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=config.roi_output_size, sampling_ratio=2)
     width = config.representation_size
-    box_head = nn.Sequential(nn.Flatten(), nn.Linear(features.out_channels * config.roi_output_size**2, width), nn.ReLU(inplace=True), nn.Linear(width, width), nn.ReLU(inplace=True))
+    box_head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(features.out_channels * config.roi_output_size**2, width),
+        nn.ReLU(inplace=True),
+        nn.Linear(width, width),
+        nn.ReLU(inplace=True),
+    )
     return FasterRCNN(
-        features, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=pooler, box_head=box_head,
-        box_predictor=FastRCNNPredictor(width, num_classes + 1), min_size=config.input_size, max_size=config.input_size,
-        image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
-        rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=64, rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=64,
-        rpn_batch_size_per_image=64, box_batch_size_per_image=32, box_score_thresh=config.score_threshold, box_detections_per_img=20,
+        features,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=pooler,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(width, num_classes + 1),
+        min_size=config.input_size,
+        max_size=config.input_size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        rpn_pre_nms_top_n_train=200,
+        rpn_post_nms_top_n_train=64,
+        rpn_pre_nms_top_n_test=200,
+        rpn_post_nms_top_n_test=64,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=32,
+        box_score_thresh=config.score_threshold,
+        box_detections_per_img=20,
     )
 
 
 def _detection_sets(splits: Splits, config: DetectionRecipe) -> tuple[DetectionSet, DetectionSet]:
     if not (isinstance(splits.train, ImageSet) and isinstance(splits.test, ImageSet)):
-        raise UserError("the torchvision detection back end pastes embedded digits and needs an embedded data source; the paper profile uses `backend: detectron2`")
-    shape = {"canvas": config.canvas, "digits_per_image": tuple(config.digits_per_image), "digit_height": tuple(config.digit_height)}
+        raise UserError(
+            "the torchvision detection back end pastes embedded digits and needs an embedded data source; the paper profile uses `backend: detectron2`"
+        )
+    shape = {
+        "canvas": config.canvas,
+        "digits_per_image": tuple(config.digits_per_image),
+        "digit_height": tuple(config.digit_height),
+    }
     # Train canvases draw digits from the train split and test canvases from the test split: no digit is in both.
-    return paste_digits(splits.train, config.train_images, seed=config.data_seed, **shape), paste_digits(splits.test, config.test_images, seed=config.data_seed + 1, **shape)
+    return paste_digits(splits.train, config.train_images, seed=config.data_seed, **shape), paste_digits(
+        splits.test, config.test_images, seed=config.data_seed + 1, **shape
+    )
 
 
 def _inputs(data: DetectionSet, indices: list[int], size: int, device: torch.device) -> torch.Tensor:
@@ -194,13 +263,22 @@ def _inputs(data: DetectionSet, indices: list[int], size: int, device: torch.dev
 
 
 @torch.no_grad()
-def frozen_feature_maps(model: FasterRCNN, data: DetectionSet, size: int, device: torch.device, batch_size: int) -> torch.Tensor:
+def frozen_feature_maps(
+    model: FasterRCNN, data: DetectionSet, size: int, device: torch.device, batch_size: int
+) -> torch.Tensor:
     """Every canvas's backbone map, once: exact for a frozen eval-mode backbone and unaugmented canvases."""
     model.backbone.body.eval()
-    return torch.cat([model.backbone.raw_map(_inputs(data, list(range(start, min(start + batch_size, len(data)))), size, device)) for start in range(0, len(data), batch_size)])
+    return torch.cat(
+        [
+            model.backbone.raw_map(_inputs(data, list(range(start, min(start + batch_size, len(data)))), size, device))
+            for start in range(0, len(data), batch_size)
+        ]
+    )
 
 
-def run_heads(model: FasterRCNN, feature_map: torch.Tensor, size: int, targets: list[dict[str, torch.Tensor]] | None = None) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+def run_heads(
+    model: FasterRCNN, feature_map: torch.Tensor, size: int, targets: list[dict[str, torch.Tensor]] | None = None
+) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """GeneralizedRCNN.forward after its transform and backbone: neck, RPN, RoI heads (losses in train mode)."""
     # The anchor generator reads only the batch's spatial size from `tensors`: an empty channel axis suffices.
     images = ImageList(feature_map.new_empty(len(feature_map), 0, size, size), [(size, size)] * len(feature_map))
@@ -210,9 +288,14 @@ def run_heads(model: FasterRCNN, feature_map: torch.Tensor, size: int, targets: 
     return detections, {**rpn_losses, **roi_losses}
 
 
-def _targets(data: DetectionSet, indices: list[int], scale: float, device: torch.device) -> list[dict[str, torch.Tensor]]:
+def _targets(
+    data: DetectionSet, indices: list[int], scale: float, device: torch.device
+) -> list[dict[str, torch.Tensor]]:
     # torchvision reserves class 0 for the background.
-    return [{"boxes": data.boxes[index].to(device) * scale, "labels": data.labels[index].to(device) + 1} for index in indices]
+    return [
+        {"boxes": data.boxes[index].to(device) * scale, "labels": data.labels[index].to(device) + 1}
+        for index in indices
+    ]
 
 
 def detection_lr(config: DetectionRecipe, iteration: int) -> float:
@@ -221,15 +304,33 @@ def detection_lr(config: DetectionRecipe, iteration: int) -> float:
     return config.lr * warmup * config.gamma ** sum(1 for step in config.steps if iteration >= step)
 
 
-def _feature_map(model: FasterRCNN, data: DetectionSet, cached: torch.Tensor | None, indices: list[int], size: int, device: torch.device) -> torch.Tensor:
+def _feature_map(
+    model: FasterRCNN,
+    data: DetectionSet,
+    cached: torch.Tensor | None,
+    indices: list[int],
+    size: int,
+    device: torch.device,
+) -> torch.Tensor:
     return cached[indices] if cached is not None else model.backbone.raw_map(_inputs(data, indices, size, device))
 
 
-def train_detector(model: FasterRCNN, data: DetectionSet, config: DetectionRecipe, device: torch.device, seed: int, progress=None) -> float:
+def train_detector(
+    model: FasterRCNN, data: DetectionSet, config: DetectionRecipe, device: torch.device, seed: int, progress=None
+) -> float:
     """SGD over `iterations` batches of shuffled canvases; returns the last iteration's total loss."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD([param for param in model.parameters() if param.requires_grad], lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    cached = None if config.train_backbone else frozen_feature_maps(model, data, config.input_size, device, config.batch_size)
+    optimizer = torch.optim.SGD(
+        [param for param in model.parameters() if param.requires_grad],
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    cached = (
+        None
+        if config.train_backbone
+        else frozen_feature_maps(model, data, config.input_size, device, config.batch_size)
+    )
     model.train()
     order: list[int] = []
     loss = torch.zeros(())
@@ -240,7 +341,9 @@ def train_detector(model: FasterRCNN, data: DetectionSet, config: DetectionRecip
         for group in optimizer.param_groups:
             group["lr"] = detection_lr(config, iteration)
         feature_map = _feature_map(model, data, cached, indices, config.input_size, device)
-        _, losses = run_heads(model, feature_map, config.input_size, _targets(data, indices, config.input_size / config.canvas, device))
+        _, losses = run_heads(
+            model, feature_map, config.input_size, _targets(data, indices, config.input_size / config.canvas, device)
+        )
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -251,19 +354,32 @@ def train_detector(model: FasterRCNN, data: DetectionSet, config: DetectionRecip
 
 
 @torch.no_grad()
-def predict(model: FasterRCNN, data: DetectionSet, config: DetectionRecipe, device: torch.device) -> list[dict[str, torch.Tensor]]:
+def predict(
+    model: FasterRCNN, data: DetectionSet, config: DetectionRecipe, device: torch.device
+) -> list[dict[str, torch.Tensor]]:
     """Detections per canvas, boxes back in canvas pixels, labels 0-based."""
     model.eval()
     outputs = []
     for start in range(0, len(data), config.batch_size):
         indices = list(range(start, min(start + config.batch_size, len(data))))
-        detections, _ = run_heads(model, _feature_map(model, data, None, indices, config.input_size, device), config.input_size)
+        detections, _ = run_heads(
+            model, _feature_map(model, data, None, indices, config.input_size, device), config.input_size
+        )
         scale = config.canvas / config.input_size
-        outputs += [{"boxes": found["boxes"].cpu() * scale, "scores": found["scores"].cpu(), "labels": found["labels"].cpu() - 1} for found in detections]
+        outputs += [
+            {
+                "boxes": found["boxes"].cpu() * scale,
+                "scores": found["scores"].cpu(),
+                "labels": found["labels"].cpu() - 1,
+            }
+            for found in detections
+        ]
     return outputs
 
 
-def embedded_detection(encoder: Encoder, splits: Splits, config: DetectionRecipe, device: torch.device, seed: int, progress=None) -> dict[str, Any]:
+def embedded_detection(
+    encoder: Encoder, splits: Splits, config: DetectionRecipe, device: torch.device, seed: int, progress=None
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     train_set, test_set = _detection_sets(splits, config)
     model = build_detector(copy.deepcopy(encoder.backbone).cpu(), splits.num_classes, config).to(device)
@@ -272,10 +388,14 @@ def embedded_detection(encoder: Encoder, splits: Splits, config: DetectionRecipe
     train_seconds = time.perf_counter() - started
     metrics = coco_map(test_set.boxes, test_set.labels, predict(model, test_set, config, device), test_set.num_classes)
     return {
-        **metrics, "final_loss": final_loss, "train_seconds": round(train_seconds, 1),
-        "num_train_images": len(train_set), "num_test_images": len(test_set), "num_test_boxes": sum(len(boxes) for boxes in test_set.boxes),
+        **metrics,
+        "final_loss": final_loss,
+        "train_seconds": round(train_seconds, 1),
+        "num_train_images": len(train_set),
+        "num_test_images": len(test_set),
+        "num_test_boxes": sum(len(boxes) for boxes in test_set.boxes),
         "protocol": f"torchvision Faster R-CNN on the stride-{config.feature_stride} map (one level, 1x1 neck to {config.neck_channels or 'no'} channels), "
-                    f"backbone {'fine-tuned, BN in train mode' if config.train_backbone else 'frozen, BN in eval mode'}; COCO AP via pycocotools on pasted digits",
+        f"backbone {'fine-tuned, BN in train mode' if config.train_backbone else 'frozen, BN in eval mode'}; COCO AP via pycocotools on pasted digits",
     }
 
 
@@ -287,12 +407,22 @@ def resnet_depth(backbone: nn.Module) -> int:
     from timm.models.resnet import Bottleneck, ResNet
 
     if not isinstance(backbone, ResNet):
-        raise UserError(f"detectron2 R-C4 detection needs a ResNet student (r18, r34, r50, ...); this backbone is {type(backbone).__name__}")
+        raise UserError(
+            f"detectron2 R-C4 detection needs a ResNet student (r18, r34, r50, ...); this backbone is {type(backbone).__name__}"
+        )
     blocks = tuple(len(getattr(backbone, f"layer{stage}")) for stage in (1, 2, 3, 4))
     bottleneck = isinstance(backbone.layer1[0], Bottleneck)
-    depths = {((2, 2, 2, 2), False): 18, ((3, 4, 6, 3), False): 34, ((3, 4, 6, 3), True): 50, ((3, 4, 23, 3), True): 101, ((3, 8, 36, 3), True): 152}
+    depths = {
+        ((2, 2, 2, 2), False): 18,
+        ((3, 4, 6, 3), False): 34,
+        ((3, 4, 6, 3), True): 50,
+        ((3, 4, 23, 3), True): 101,
+        ((3, 8, 36, 3), True): 152,
+    }
     if (blocks, bottleneck) not in depths or backbone.conv1.out_channels != 64:
-        raise UserError(f"detectron2 R-C4 detection supports ResNet-18/34/50/101/152; this ResNet has blocks {blocks} ({'bottleneck' if bottleneck else 'basic'}), stem {backbone.conv1.out_channels}")
+        raise UserError(
+            f"detectron2 R-C4 detection supports ResNet-18/34/50/101/152; this ResNet has blocks {blocks} ({'bottleneck' if bottleneck else 'basic'}), stem {backbone.conv1.out_channels}"
+        )
     return depths[(blocks, bottleneck)]
 
 
@@ -303,25 +433,49 @@ def detectron2_detection(encoder: Encoder, config: DetectionRecipe) -> dict[str,
     from disco.detection import detectron2_backend as d2
 
     if config.benchmark not in DETECTRON2_BENCHMARKS:
-        raise UserError(f"detectron2 detection benchmark must be one of {', '.join(DETECTRON2_BENCHMARKS)}, got '{config.benchmark}'")
+        raise UserError(
+            f"detectron2 detection benchmark must be one of {', '.join(DETECTRON2_BENCHMARKS)}, got '{config.benchmark}'"
+        )
     depth = resnet_depth(encoder.backbone)
     datasets_root = config.datasets_root or os.environ.get("DETECTRON2_DATASETS")
     if not datasets_root:
-        raise UserError("detectron2 detection needs `datasets_root` in the recipe or DETECTRON2_DATASETS: the folder holding VOC2007/VOC2012 or coco/")
+        raise UserError(
+            "detectron2 detection needs `datasets_root` in the recipe or DETECTRON2_DATASETS: the folder holding VOC2007/VOC2012 or coco/"
+        )
     output = config.output_dir or tempfile.mkdtemp(prefix=f"disco-detectron2-{config.benchmark}-")
     os.makedirs(output, exist_ok=True)
     weights = os.path.join(output, "student.pkl")
     with open(weights, "wb") as handle:
         pickle.dump(d2.detectron2_payload(encoder.backbone_state_dict()), handle)
-    setup = d2.voc_c4_config(depth, faithful_yaml_bug=config.faithful_yaml_bug) if config.benchmark == "voc" else d2.coco_c4_config(depth)
+    setup = (
+        d2.voc_c4_config(depth, faithful_yaml_bug=config.faithful_yaml_bug)
+        if config.benchmark == "voc"
+        else d2.coco_c4_config(depth)
+    )
     if config.max_iter is not None:  # smoke runs: a couple of iterations, decays at or after them
         solver = setup["SOLVER"]
-        setup = d2.deep_merge(setup, {"SOLVER": {"MAX_ITER": config.max_iter, "STEPS": tuple(min(step, config.max_iter) for step in solver.get("STEPS", ())), "WARMUP_ITERS": min(solver.get("WARMUP_ITERS", 0), config.max_iter)}})
+        setup = d2.deep_merge(
+            setup,
+            {
+                "SOLVER": {
+                    "MAX_ITER": config.max_iter,
+                    "STEPS": tuple(min(step, config.max_iter) for step in solver.get("STEPS", ())),
+                    "WARMUP_ITERS": min(solver.get("WARMUP_ITERS", 0), config.max_iter),
+                }
+            },
+        )
     results = d2.run_detectron2(setup, weights, output, datasets_root=datasets_root, num_gpus=config.num_gpus)
     if "bbox" not in results:
-        raise UserError(f"detectron2 wrote no bbox results under {output} (got: {', '.join(results) or 'nothing'}); see its log there")
+        raise UserError(
+            f"detectron2 wrote no bbox results under {output} (got: {', '.join(results) or 'nothing'}); see its log there"
+        )
     bbox = results["bbox"]
     return {
-        "AP": float(bbox["AP"]), "AP50": float(bbox["AP50"]), "AP75": float(bbox["AP75"]), "depth": depth, "output_dir": output,
-        "detectron2": results, "protocol": f"detectron2 R{depth}-C4 on {config.benchmark.upper()}, fine-tuned, SyncBN (DisCo/detection)",
+        "AP": float(bbox["AP"]),
+        "AP50": float(bbox["AP50"]),
+        "AP75": float(bbox["AP75"]),
+        "depth": depth,
+        "output_dir": output,
+        "detectron2": results,
+        "protocol": f"detectron2 R{depth}-C4 on {config.benchmark.upper()}, fine-tuned, SyncBN (DisCo/detection)",
     }

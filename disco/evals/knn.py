@@ -12,14 +12,21 @@ from torch.nn import functional as F
 from disco.data.augment import probe_test_transform
 from disco.data.datasets import fixed_view
 from disco.data.sources import Splits
-from disco.evals import register
 from disco.eval_recipes import KnnRecipe, coerce_recipe
+from disco.evals import register
 from disco.evaluate import extract_features, topk_correct
 from disco.models import Encoder
 
 
-def knn_votes(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor, num_classes: int,
-              k: int, temperature: float, chunk_size: int = 1024) -> torch.Tensor:
+def knn_votes(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    num_classes: int,
+    k: int,
+    temperature: float,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
     """Summed exp(cos/T) votes [num_test, num_classes] of each test feature's k nearest train features."""
     if len(train_feats) < k:
         raise ValueError(f"kNN with k={k} needs at least k train features, got {len(train_feats)}")
@@ -33,15 +40,33 @@ def knn_votes(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats:
     return torch.cat(chunks)
 
 
-def knn_accuracy(encoder: Encoder, splits: Splits, config: KnnRecipe, device: torch.device, progress=None) -> tuple[dict[int, int], int, int, int]:
+def knn_accuracy(
+    encoder: Encoder, splits: Splits, config: KnnRecipe, device: torch.device, progress=None
+) -> tuple[dict[int, int], int, int, int]:
     """(top-1/top-5 correct counts, k used, train size, test size) of the weighted kNN on eval-mode pooled features."""
     transform = probe_test_transform(splits.image_size)
-    train_feats, train_labels = extract_features(encoder.features, fixed_view(splits.train, transform), config.batch_size, device, config.workers, config.limit_batches)
+    train_feats, train_labels = extract_features(
+        encoder.features,
+        fixed_view(splits.train, transform),
+        config.batch_size,
+        device,
+        config.workers,
+        config.limit_batches,
+    )
     if progress:
         progress("features", 1, 2)
-    test_feats, test_labels = extract_features(encoder.features, fixed_view(splits.test, transform), config.batch_size, device, config.workers, config.limit_batches)
+    test_feats, test_labels = extract_features(
+        encoder.features,
+        fixed_view(splits.test, transform),
+        config.batch_size,
+        device,
+        config.workers,
+        config.limit_batches,
+    )
     k = min(config.k, len(train_feats))  # tiny/smoke sets can hold fewer than 200 images
-    votes = knn_votes(train_feats.to(device), train_labels, test_feats, splits.num_classes, k, config.temperature, config.chunk_size)
+    votes = knn_votes(
+        train_feats.to(device), train_labels, test_feats, splits.num_classes, k, config.temperature, config.chunk_size
+    )
     if progress:
         progress("features", 2, 2)
     return topk_correct(votes, test_labels), k, len(train_labels), len(test_labels)
@@ -59,13 +84,19 @@ def knn_monitor(splits: Splits, device: torch.device, config: KnnRecipe | None =
 
 
 @register("knn")
-def knn(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None) -> dict[str, Any]:
+def knn(
+    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None
+) -> dict[str, Any]:
     config = coerce_recipe(KnnRecipe, recipe)
     encoder.eval().to(device)
     correct, k, num_train, total = knn_accuracy(encoder, splits, config, device, progress)
     return {
-        "top1": 100.0 * correct[1] / total, "top5": 100.0 * correct[5] / total,
-        "k": k, "temperature": config.temperature, "num_train": num_train, "num_test": total,
+        "top1": 100.0 * correct[1] / total,
+        "top5": 100.0 * correct[5] / total,
+        "k": k,
+        "temperature": config.temperature,
+        "num_train": num_train,
+        "num_test": total,
         "protocol": "weighted kNN (exp(cos/T) votes) on L2-normalised frozen eval-mode pooled features, test transform on both splits",
         "recipe": asdict(config),
     }

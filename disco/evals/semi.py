@@ -27,8 +27,8 @@ from disco.data.augment import probe_test_transform, probe_train_transform
 from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.embedded import ImageSet, label_fraction
 from disco.data.sources import Splits
-from disco.evals import register
 from disco.eval_recipes import SemiFinetuneRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
+from disco.evals import register
 from disco.evals.linear import linear
 from disco.evaluate import extract_features, topk_correct
 from disco.models import Encoder, feature_dim
@@ -45,21 +45,29 @@ def labelled_subset(train: ImageSet | Dataset, percent: int, choice: SubsetChoic
         return subset, f"class-balanced {percent}% of {train.name} (seed {choice.subset_seed})"
     if hasattr(train, "samples"):
         return imagenet_fraction(train, percent, choice), f"SimCLR {percent}percent.txt"
-    raise UserError(f"semi-supervised evaluation needs an embedded set or an ImageFolder-style train split, got {type(train).__name__}")
+    raise UserError(
+        f"semi-supervised evaluation needs an embedded set or an ImageFolder-style train split, got {type(train).__name__}"
+    )
 
 
 def imagenet_fraction(train: Dataset, percent: int, choice: SubsetChoice) -> Subset:
     """The images of SimCLR's list among an ImageFolder's samples, matched by file name."""
     from disco.data.real import DatasetError, subset_filenames
 
-    wanted = set(subset_filenames(percent, list_file=choice.subset_list, faithful_header_bug=choice.faithful_header_bug))
+    wanted = set(
+        subset_filenames(percent, list_file=choice.subset_list, faithful_header_bug=choice.faithful_header_bug)
+    )
     indices = [index for index, (path, _) in enumerate(train.samples) if os.path.basename(path) in wanted]
     if len(indices) != len(wanted):
-        raise DatasetError(f"the ImageNet train split holds {len(indices)} of the {len(wanted)} images of the {percent}% list; is it the full ILSVRC-2012 train set?")
+        raise DatasetError(
+            f"the ImageNet train split holds {len(indices)} of the {len(wanted)} images of the {percent}% list; is it the full ILSVRC-2012 train set?"
+        )
     return Subset(train, indices)
 
 
-def semi_linear(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, percent: int) -> dict[str, Any]:
+def semi_linear(
+    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, percent: int
+) -> dict[str, Any]:
     config = coerce_recipe(SemiLinearRecipe, recipe)
     subset, source = labelled_subset(splits.train, percent, config)
     metrics = linear(encoder, dataclasses.replace(splits, train=subset), config, device, seed, progress)
@@ -67,7 +75,9 @@ def semi_linear(encoder: Encoder, splits: Splits, recipe: Any, device: torch.dev
     return {**metrics, "protocol": protocol, "label_percent": percent, "subset": source, "recipe": asdict(config)}
 
 
-def semi_finetune(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, percent: int) -> dict[str, Any]:
+def semi_finetune(
+    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, percent: int
+) -> dict[str, Any]:
     config = coerce_recipe(SemiFinetuneRecipe, recipe)
     subset, source = labelled_subset(splits.train, percent, config)
     torch.manual_seed(seed)
@@ -78,7 +88,10 @@ def semi_finetune(encoder: Encoder, splits: Splits, recipe: Any, device: torch.d
         param.requires_grad = False
     for param in trunk:
         param.requires_grad = True
-    groups = [{"params": trunk, "lr": config.trunk_lr, "base_lr": config.trunk_lr}, {"params": list(head.parameters()), "lr": config.head_lr, "base_lr": config.head_lr}]
+    groups = [
+        {"params": trunk, "lr": config.trunk_lr, "base_lr": config.trunk_lr},
+        {"params": list(head.parameters()), "lr": config.head_lr, "base_lr": config.head_lr},
+    ]
     optimizer = torch.optim.SGD(groups, lr=config.trunk_lr, momentum=config.momentum, weight_decay=config.weight_decay)
     train = TransformedImages(subset, probe_train_transform(splits.image_size, augment=True))
     test = fixed_view(splits.test, probe_test_transform(splits.image_size))
@@ -90,25 +103,47 @@ def semi_finetune(encoder: Encoder, splits: Splits, recipe: Any, device: torch.d
         _finetune_epoch(model, classify, train, optimizer, config, device, seed * 7919 + epoch)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             model.eval()
-            logits, labels = extract_features(classify, test, config.batch_size, device, config.workers, config.limit_batches)
+            logits, labels = extract_features(
+                classify, test, config.batch_size, device, config.workers, config.limit_batches
+            )
             correct = topk_correct(logits, labels)
             last = {"top1": 100.0 * correct[1] / len(labels), "top5": 100.0 * correct[5] / len(labels)}
             best = max(best, last, key=lambda metrics: metrics["top1"])
         if progress:
             progress("epoch", epoch + 1, config.epochs)
     return {
-        "top1": last["top1"], "top5": last["top5"], "top1_best": best["top1"], "top5_at_best": best["top5"],
-        "num_train": len(subset), "num_test": len(splits.test), "label_percent": percent, "subset": source,
+        "top1": last["top1"],
+        "top5": last["top5"],
+        "top1_best": best["top1"],
+        "top5_at_best": best["top5"],
+        "num_train": len(subset),
+        "num_test": len(splits.test),
+        "label_percent": percent,
+        "subset": source,
         "protocol": "fine-tune backbone + linear head on the labelled fraction, BN in train mode (SwAV eval_semisup.py)",
         "recipe": asdict(config),
     }
 
 
-def _finetune_epoch(model: Encoder, classify, train: Dataset, optimizer: torch.optim.Optimizer, config: SemiFinetuneRecipe, device: torch.device, shuffle_seed: int) -> None:
+def _finetune_epoch(
+    model: Encoder,
+    classify,
+    train: Dataset,
+    optimizer: torch.optim.Optimizer,
+    config: SemiFinetuneRecipe,
+    device: torch.device,
+    shuffle_seed: int,
+) -> None:
     model.train()
     # A last batch of one image would fail in train-mode BN.
-    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(shuffle_seed),
-                        num_workers=config.workers, drop_last=len(train) % config.batch_size == 1)
+    loader = DataLoader(
+        train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(shuffle_seed),
+        num_workers=config.workers,
+        drop_last=len(train) % config.batch_size == 1,
+    )
     for index, (images, targets) in enumerate(loader):
         if config.limit_batches is not None and index >= config.limit_batches:
             break

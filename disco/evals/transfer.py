@@ -23,8 +23,8 @@ from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD, probe_test_transform
 from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.embedded import ImageSet, load_embedded, stratified_split
 from disco.data.sources import Splits
-from disco.evals import register
 from disco.eval_recipes import TransferRecipe, coerce_recipe
+from disco.evals import register
 from disco.evaluate import linear_probe
 from disco.models import Encoder, feature_dim
 from harness.errors import UserError
@@ -36,13 +36,15 @@ DIGITS_NATIVE_SIZE = 8
 def transfer_train_transform(image_size: int, augment: bool) -> v2.Compose:
     if not augment:  # features cached once: the test transform, exact for a frozen eval-mode backbone
         return transfer_test_transform(image_size)
-    return v2.Compose([
-        v2.RandomResizedCrop(image_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(image_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def transfer_test_transform(image_size: int) -> v2.Compose:
@@ -59,14 +61,18 @@ def transfer_sets(target: str, config: TransferRecipe) -> tuple[ImageSet | Datas
         raise UserError(f"unknown transfer target '{target}'; valid: {', '.join(TARGETS)}")
     root = config.root or os.environ.get("DISCO_CIFAR")
     if not root:
-        raise UserError(f"transfer_{target} needs `root` in its recipe or DISCO_CIFAR: the directory holding torchvision's CIFAR folders (e.g. <root>/cifar-10-batches-py)")
+        raise UserError(
+            f"transfer_{target} needs `root` in its recipe or DISCO_CIFAR: the directory holding torchvision's CIFAR folders (e.g. <root>/cifar-10-batches-py)"
+        )
     from disco.data.real import cifar
 
     train, test = cifar(target, root, train=True), cifar(target, root, train=False)
     return train, test, len(train.classes)
 
 
-def transfer(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, target: str) -> dict[str, Any]:
+def transfer(
+    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, target: str
+) -> dict[str, Any]:
     config = coerce_recipe(TransferRecipe, recipe)
     if splits.synthetic and target != "digits":  # --smoke: the code path on synthetic images, no CIFAR needed
         train_images, test_images, num_classes = splits.train, splits.test, splits.num_classes
@@ -77,10 +83,18 @@ def transfer(encoder: Encoder, splits: Splits, recipe: Any, device: torch.device
         param.requires_grad = False
     size = splits.image_size  # the pretraining resolution: 224 in the paper, the profile's in tiny runs
     train_transform = transfer_train_transform(size, config.train_augment)
-    train = TransformedImages(train_images, train_transform) if config.train_augment else fixed_view(train_images, train_transform)
+    train = (
+        TransformedImages(train_images, train_transform)
+        if config.train_augment
+        else fixed_view(train_images, train_transform)
+    )
     test = fixed_view(test_images, transfer_test_transform(size))
-    metrics = linear_probe(encoder.features, feature_dim(encoder.backbone), num_classes, train, test, config, device, seed, progress)
-    protocol = f"linear probe on frozen eval-mode backbone, {target} upsampled bicubic to {size} px (cifar_main_lincls.py)"
+    metrics = linear_probe(
+        encoder.features, feature_dim(encoder.backbone), num_classes, train, test, config, device, seed, progress
+    )
+    protocol = (
+        f"linear probe on frozen eval-mode backbone, {target} upsampled bicubic to {size} px (cifar_main_lincls.py)"
+    )
     return {**metrics, "target": target, "protocol": protocol, "recipe": asdict(config)}
 
 

@@ -42,8 +42,12 @@ class DisCo(nn.Module):
         self.config = config
         self.speed = speed or SpeedOptions()
         if self.speed.teacher_batched and config.teacher_bn != "eval":
-            raise ValueError("teacher_batched changes the faithful train-mode teacher BN statistics; use teacher_bn: eval")
-        self.contrast = MomentumContrast(student, config.queue_size, config.momentum, config.temperature, config.bn_group_size)
+            raise ValueError(
+                "teacher_batched changes the faithful train-mode teacher BN statistics; use teacher_bn: eval"
+            )
+        self.contrast = MomentumContrast(
+            student, config.queue_size, config.momentum, config.temperature, config.bn_group_size
+        )
         self.teacher = teacher
         for param in self.teacher.parameters():
             param.requires_grad = False
@@ -52,7 +56,7 @@ class DisCo(nn.Module):
     def student(self) -> nn.Module:
         return self.contrast.encoder_q
 
-    def train(self, mode: bool = True) -> "DisCo":
+    def train(self, mode: bool = True) -> DisCo:
         super().train(mode)
         if self.config.teacher_bn == "eval":
             self.teacher.eval()
@@ -89,6 +93,8 @@ class DisCo(nn.Module):
                 teacher_q = self.embed_teacher(view1)
         q, qk, k = q.float(), qk.float(), k.float()
         logits = self.contrast.logits(q, k)
-        terms = disco_loss(logits, q, qk, teacher_q, teacher_qk, self.config.mse_per_sample_weight, self.config.ce_weight)
+        terms = disco_loss(
+            logits, q, qk, teacher_q, teacher_qk, self.config.mse_per_sample_weight, self.config.ce_weight
+        )
         self.contrast.enqueue(k)
         return {"loss": terms["loss"], **{name: value.detach() for name, value in terms.items() if name != "loss"}}

@@ -35,7 +35,9 @@ class MoCoV2(nn.Module):
         super().__init__()
         self.config = config
         self.speed = speed or SpeedOptions()
-        self.contrast = MomentumContrast(encoder, config.queue_size, config.momentum, config.temperature, config.bn_group_size)
+        self.contrast = MomentumContrast(
+            encoder, config.queue_size, config.momentum, config.temperature, config.bn_group_size
+        )
 
     @property
     def student(self) -> nn.Module:

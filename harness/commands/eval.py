@@ -14,14 +14,12 @@ from rich.table import Table
 
 from disco.damaged import remove_leftover_temps
 from harness.cli import cli
-from harness.workspace import RUNS_DIR
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
-
-from harness.workspace import Workspace, atomic_write_json
+from harness.workspace import RUNS_DIR, Workspace, atomic_write_json
 
 
 def file_sha256(path: Path) -> str:
@@ -33,16 +31,36 @@ def file_sha256(path: Path) -> str:
 
 
 @cli.command("eval")
-@click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(path_type=Path), help="A checkpoint file (official layouts or ours).")
-@click.option("--arch", default=None, help="Architecture (effb0, r18, r50, r50w2, ...); default: what the checkpoint records.")
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A checkpoint file (official layouts or ours).",
+)
+@click.option(
+    "--arch", default=None, help="Architecture (effb0, r18, r50, r50w2, ...); default: what the checkpoint records."
+)
 @click.option("--evals", default="linear", show_default=True, help="Comma-separated evaluations.")
 @click.option("--profile", default="tiny", show_default=True, help="Which profile's data and recipes to use.")
 @click.option("--smoke", is_flag=True, help="Synthetic data, a couple of steps.")
 @click.option("--device", default=None, help="Override the profile's device.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=RUNS_DIR, show_default=True)
-@click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True)
-def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, smoke: bool, device: str | None, seed: int, results_dir: Path, benchmarks_file: Path) -> None:
+@click.option(
+    "--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True
+)
+def evaluate(
+    checkpoint_path: Path,
+    arch: str | None,
+    evals: str,
+    profile: str,
+    smoke: bool,
+    device: str | None,
+    seed: int,
+    results_dir: Path,
+    benchmarks_file: Path,
+) -> None:
     """Load a checkpoint strictly and run evaluations on it; one result JSON per evaluation."""
     from disco.checkpoints import load_encoder
     from harness.runner import resolve_device, threads
@@ -67,10 +85,21 @@ def evaluate(checkpoint_path: Path, arch: str | None, evals: str, profile: str, 
             metrics = evaluate_encoder(encoder, config, planner.runtime, torch_device)
         name = f"eval-{config['evaluation']}-{checkpoint_path.name.split('.')[0]}-{planner.label}-s{seed}"
         result = StageResult(
-            stage=StageRef(name=name, kind="eval", key=checksum, profile=planner.label), config=config, config_hash=hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest(),
-            inputs={"checkpoint": {"name": str(checkpoint_path), "key": checksum}}, metrics=metrics | {"load_report": report.summary()},
-            provenance=Provenance(git=git_state(), packages=package_versions(), hardware=hardware(str(torch_device)), seed=seed, wall_time_s=round(time.perf_counter() - started, 3),
-                                  started_at=started_at, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), executor="eval"),
+            stage=StageRef(name=name, kind="eval", key=checksum, profile=planner.label),
+            config=config,
+            config_hash=hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest(),
+            inputs={"checkpoint": {"name": str(checkpoint_path), "key": checksum}},
+            metrics=metrics | {"load_report": report.summary()},
+            provenance=Provenance(
+                git=git_state(),
+                packages=package_versions(),
+                hardware=hardware(str(torch_device)),
+                seed=seed,
+                wall_time_s=round(time.perf_counter() - started, 3),
+                started_at=started_at,
+                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                executor="eval",
+            ),
         )
         path = workspace.results / planner.label / "checkpoints" / f"{name}.json"
         if path.parent.is_dir():
@@ -89,4 +118,8 @@ def headline_cells(evaluation: str, metrics: dict) -> tuple[str, str, str]:
     beside_name, beside_label = BESIDE_METRICS.get(metric, (None, ""))
     beside = metrics.get(beside_name) if beside_name else None
     label = f"{metric} (best epoch)" if metric == "top1_best" else metric
-    return label, "n/a" if not isinstance(value, (int, float)) else f"{value:.2f}", "" if not isinstance(beside, (int, float)) else f"{beside_label} {beside:.2f}"
+    return (
+        label,
+        "n/a" if not isinstance(value, (int, float)) else f"{value:.2f}",
+        "" if not isinstance(beside, (int, float)) else f"{beside_label} {beside:.2f}",
+    )

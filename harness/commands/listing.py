@@ -24,7 +24,9 @@ from harness.stages import Stage, damaged_artifacts, topological
 from harness.workspace import Workspace, read_json
 
 CHECKPOINT = "checkpoint.pt"  # disco.train.CHECKPOINT_FILE, written after every epoch
-PROGRESS_SIDECAR = "checkpoint.json"  # disco.train.PROGRESS_FILE: {"epoch": n, "epochs": total}, read instead of the checkpoint
+PROGRESS_SIDECAR = (
+    "checkpoint.json"  # disco.train.PROGRESS_FILE: {"epoch": n, "epochs": total}, read instead of the checkpoint
+)
 STYLES = {"done": "green", "partial": "yellow", "stale": "magenta", "damaged": "magenta", "pending": "red"}
 
 
@@ -37,7 +39,9 @@ class StageState:
 
     def describe(self) -> str:
         if self.state == "partial":
-            return "partially trained" + (f" ({self.epochs_done}/{self.epochs_total} epochs)" if self.epochs_done is not None else "")
+            return "partially trained" + (
+                f" ({self.epochs_done}/{self.epochs_total} epochs)" if self.epochs_done is not None else ""
+            )
         if self.state == "stale":
             return "pending (stored result is for another config or code version)"
         if self.state == "damaged":
@@ -65,7 +69,9 @@ def checkpoint_epoch(stage_dir: Path) -> int | None:
 def stage_state(stage: Stage, workspace: Workspace, read_epochs: bool = True) -> StageState:
     result = load_result(workspace.result_path(stage.profile, stage.name))
     if result is not None and result.stage.key == stage.key:
-        return StageState("damaged" if damaged_artifacts(result.artifacts, workspace) else "done", health=result.metrics.get("health"))
+        return StageState(
+            "damaged" if damaged_artifacts(result.artifacts, workspace) else "done", health=result.metrics.get("health")
+        )
     stage_dir = workspace.stage_dir(stage.name, stage.key)
     if (stage_dir / CHECKPOINT).exists() or previous_path(stage_dir / CHECKPOINT).exists():
         total = stage.config.get("recipe", {}).get("epochs")
@@ -92,7 +98,9 @@ def styled(state: StageState, short: bool = False) -> str:
 def slurm_job_states(workspace: Workspace) -> tuple[dict[str, str], str | None]:
     """stage name -> Slurm state from harness.executors.slurm.job_states, when that module exists."""
     try:
-        job_states: Callable[[Workspace], dict[str, str]] | None = getattr(importlib.import_module("harness.executors.slurm"), "job_states", None)
+        job_states: Callable[[Workspace], dict[str, str]] | None = getattr(
+            importlib.import_module("harness.executors.slurm"), "job_states", None
+        )
     except ImportError:
         return {}, None
     if job_states is None:
@@ -137,9 +145,14 @@ def matrix_stages(bench: Benchmarks, planner: Planner, workspace: Workspace) -> 
     teachers = {name: planner.teacher(name) for name in bench.teachers}
     baselines = {name: planner.baseline(name, 0) for name in bench.students}
     randoms = {name: planner.random_init(name, 0) for name in bench.students}
-    stages = topological([s for cell in every_eval.values() for s in cell.stages()] + [*teachers.values(), *baselines.values(), *randoms.values()])
+    stages = topological(
+        [s for cell in every_eval.values() for s in cell.stages()]
+        + [*teachers.values(), *baselines.values(), *randoms.values()]
+    )
     states = {stage.key: stage_state(stage, workspace, read_epochs=False) for stage in stages}
-    return MatrixStages({pair: planner.cell(pair, 0) for pair in bench.pairs}, every_eval, teachers, baselines, randoms, stages, states)
+    return MatrixStages(
+        {pair: planner.cell(pair, 0) for pair in bench.pairs}, every_eval, teachers, baselines, randoms, stages, states
+    )
 
 
 def new_table(title: str, columns: tuple[str, ...]) -> Table:
@@ -150,21 +163,42 @@ def new_table(title: str, columns: tuple[str, ...]) -> Table:
 
 
 def pairs_table(bench: Benchmarks, label: str, m: MatrixStages) -> Table:
-    table = new_table(f"pairs · profile {label} · seed 0", ("pair", "teacher", "student", "evaluations", "stages", "status"))
+    table = new_table(
+        f"pairs · profile {label} · seed 0", ("pair", "teacher", "student", "evaluations", "stages", "status")
+    )
     for name, cell in m.cells.items():
         stages, spec = cell.stages(), bench.pairs[name]
         evaluations = ", ".join(dict.fromkeys(ev for _, ev in cell.evals))
-        table.add_row(name + (" (default)" if name in bench.default_pairs else ""), spec.teacher, spec.student, evaluations, count_done(stages, m.states), summary_state(stages, m.states))
+        table.add_row(
+            name + (" (default)" if name in bench.default_pairs else ""),
+            spec.teacher,
+            spec.student,
+            evaluations,
+            count_done(stages, m.states),
+            summary_state(stages, m.states),
+        )
     return table
 
 
 def members_tables(bench: Benchmarks, m: MatrixStages) -> list[Table]:
     teachers = new_table("teachers", ("teacher", "arch", "pretrain", "pretraining stage", "description"))
     for name, teacher in bench.teachers.items():
-        teachers.add_row(name, teacher.arch, teacher.pretrain, styled(m.states[m.teachers[name].key], short=True), teacher.description)
+        teachers.add_row(
+            name,
+            teacher.arch,
+            teacher.pretrain,
+            styled(m.states[m.teachers[name].key], short=True),
+            teacher.description,
+        )
     students = new_table("students", ("student", "arch", "MoCo-v2 baseline", "random init", "description"))
     for name, student in bench.students.items():
-        students.add_row(name, student.arch, styled(m.states[m.baselines[name].key], short=True), styled(m.states[m.randoms[name].key], short=True), student.description)
+        students.add_row(
+            name,
+            student.arch,
+            styled(m.states[m.baselines[name].key], short=True),
+            styled(m.states[m.randoms[name].key], short=True),
+            student.description,
+        )
     return [teachers, students]
 
 
@@ -175,7 +209,9 @@ def protocol_tables(bench: Benchmarks, m: MatrixStages) -> list[Table]:
         evaluations.add_row(name, count_done(stages, m.states), evaluation.description)
     methods = new_table("methods", ("method", "kind", "head", "stages", "description"))
     for name, method in bench.methods.items():
-        stages = [stage for stage in m.stages if stage.kind in ("pretrain", "distill") and stage.config.get("method") == name]
+        stages = [
+            stage for stage in m.stages if stage.kind in ("pretrain", "distill") and stage.config.get("method") == name
+        ]
         methods.add_row(name, method.kind, method.head, count_done(stages, m.states), method.description)
     return [evaluations, methods]
 
@@ -190,7 +226,11 @@ def list_matrix(profile: str, smoke: bool, results_dir: Path, artifacts_dir: Pat
     planner = Planner(bench, profile, smoke=smoke)
     console = Console()
     stages = matrix_stages(bench, planner, Workspace(artifacts_dir, results_dir))
-    for table in [pairs_table(bench, planner.label, stages), *members_tables(bench, stages), *protocol_tables(bench, stages)]:
+    for table in [
+        pairs_table(bench, planner.label, stages),
+        *members_tables(bench, stages),
+        *protocol_tables(bench, stages),
+    ]:
         console.print(table)
 
 
@@ -216,12 +256,23 @@ def status(**params) -> None:
         state = stage_state(stage, workspace)
         counts[state.state] = counts.get(state.state, 0) + 1
         collapsed += [stage.name] if state.health == "collapsed" else []
-        table.add_row(stage.name, stage.key[:10], styled(state), styled_health(state.health), *([jobs.get(stage.name, "-")] if jobs else []))
+        table.add_row(
+            stage.name,
+            stage.key[:10],
+            styled(state),
+            styled_health(state.health),
+            *([jobs.get(stage.name, "-")] if jobs else []),
+        )
     console = Console()
     console.print(table)
-    partial, pending = counts.get("partial", 0), counts.get("pending", 0) + counts.get("stale", 0) + counts.get("damaged", 0)
+    partial, pending = (
+        counts.get("partial", 0),
+        counts.get("pending", 0) + counts.get("stale", 0) + counts.get("damaged", 0),
+    )
     console.print(f"{counts.get('done', 0)} done, {partial} partially trained, {pending} pending")
     if collapsed:
-        console.print(f"[bold red]{len(collapsed)} collapsed training stage(s)[/]: numbers built on them are not evidence (docs/health.md): {', '.join(collapsed)}")
+        console.print(
+            f"[bold red]{len(collapsed)} collapsed training stage(s)[/]: numbers built on them are not evidence (docs/health.md): {', '.join(collapsed)}"
+        )
     if slurm_note:
         console.print(slurm_note)

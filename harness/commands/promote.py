@@ -31,10 +31,25 @@ Below: the reference run's report (the "this run" column is the reference run it
 
 @cli.command("promote")
 @click.option("--profile", default="tiny", show_default=True, help="Whose results to promote.")
-@click.option("--to", "reference_dir", type=click.Path(path_type=Path), default=DEFAULT_REFERENCE, show_default=True, help="The reference folder.")
-@click.option("--readme", type=click.Path(path_type=Path), default=Path("results/README.md"), show_default=True, help="Where the reference's report goes ('' for nowhere).")
+@click.option(
+    "--to",
+    "reference_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_REFERENCE,
+    show_default=True,
+    help="The reference folder.",
+)
+@click.option(
+    "--readme",
+    type=click.Path(path_type=Path),
+    default=Path("results/README.md"),
+    show_default=True,
+    help="Where the reference's report goes ('' for nowhere).",
+)
 @workspace_options
-def promote_command(profile: str, reference_dir: Path, readme: Path, results_dir: Path, artifacts_dir: Path, benchmarks_file: Path) -> None:
+def promote_command(
+    profile: str, reference_dir: Path, readme: Path, results_dir: Path, artifacts_dir: Path, benchmarks_file: Path
+) -> None:
     """Copy this run's stage results of PROFILE to the reference folder with a manifest, and render its report."""
     from harness.report import build_report, profile_cells
     from harness.report.document import document
@@ -48,10 +63,16 @@ def promote_command(profile: str, reference_dir: Path, readme: Path, results_dir
     label = reference_workspace(reference_dir, planner.label)[1]
     report = build_report(planner.bench, profile_cells(planner, reference), reference, reference_label=None)
     written = write_report_files(report, reference)
-    console.print(f"promoted {manifest['stages']} stage result(s) to {target} ({label}); report: {len(written)} file(s) under {target}")
+    console.print(
+        f"promoted {manifest['stages']} stage result(s) to {target} ({label}); report: {len(written)} file(s) under {target}"
+    )
     if str(readme) not in ("", "."):
         blocks = document(report, curves=None)
         prefix = Path(profile).as_posix() + "/"
-        text = README_INTRO.format(profile=profile) + f"Reference run: {label}.\n\n" + render_markdown(blocks, image_prefix=f"reference/{prefix}", heading_offset=1)
+        text = (
+            README_INTRO.format(profile=profile)
+            + f"Reference run: {label}.\n\n"
+            + render_markdown(blocks, image_prefix=f"reference/{prefix}", heading_offset=1)
+        )
         atomic_write_bytes(readme, text.encode())
         console.print(f"wrote {readme}")

@@ -12,8 +12,8 @@ from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner, pick
-from harness.stages import Stage, topological
 from harness.reference import DEFAULT_REFERENCE
+from harness.stages import Stage, topological
 from harness.workspace import RUNS_DIR, Workspace
 
 EXECUTORS = ("local", "docker", "slurm")
@@ -35,9 +35,30 @@ def executor_options(func):
 
 
 def workspace_options(func):
-    func = click.option("--results", "results_dir", type=click.Path(path_type=Path), default=RUNS_DIR, show_default=True, help="Where this run's JSON results and reports go (git-ignored).")(func)
-    func = click.option("--artifacts", "artifacts_dir", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True, help="Where checkpoints go.")(func)
-    return click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE, show_default=True, help="The matrix file.")(func)
+    func = click.option(
+        "--results",
+        "results_dir",
+        type=click.Path(path_type=Path),
+        default=RUNS_DIR,
+        show_default=True,
+        help="Where this run's JSON results and reports go (git-ignored).",
+    )(func)
+    func = click.option(
+        "--artifacts",
+        "artifacts_dir",
+        type=click.Path(path_type=Path),
+        default=Path("artifacts"),
+        show_default=True,
+        help="Where checkpoints go.",
+    )(func)
+    return click.option(
+        "--benchmarks",
+        "benchmarks_file",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_FILE,
+        show_default=True,
+        help="The matrix file.",
+    )(func)
 
 
 MAX_SEEDS = 100
@@ -45,13 +66,27 @@ MAX_PLAN_STAGES = 20_000  # beyond this a plan takes minutes to build and is unr
 
 
 def reference_option(func):
-    return click.option("--reference", "reference_dir", type=click.Path(path_type=Path), default=DEFAULT_REFERENCE, show_default=True,
-                        help="The committed reference run, reported beside this run ('' for none).")(func)
+    return click.option(
+        "--reference",
+        "reference_dir",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_REFERENCE,
+        show_default=True,
+        help="The committed reference run, reported beside this run ('' for none).",
+    )(func)
 
 
 def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     bench = load_benchmarks(params["benchmarks_file"])
-    planner = Planner(bench, params["profile"], smoke=params["smoke"], device=params["device"], speed=params["speed"], threads=params.get("threads"), precision=params.get("precision"))
+    planner = Planner(
+        bench,
+        params["profile"],
+        smoke=params["smoke"],
+        device=params["device"],
+        speed=params["speed"],
+        threads=params.get("threads"),
+        precision=params.get("precision"),
+    )
     pairs = list(dict.fromkeys(bench.pairs if params["run_all"] else params["pair"] or bench.default_pairs))
     evals = list(dict.fromkeys(name.strip() for name in params["evals"].split(","))) if params["evals"] else None
     _check_plan_size(planner, pairs, evals, params["seeds"])
@@ -59,7 +94,9 @@ def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     for evaluation in evals or []:  # a requested evaluation that runs on none of the chosen encoders
         if not any(ev == evaluation for cell in cells for _, ev in cell.evals):
             archs = ", ".join(bench.evaluations[evaluation].archs or [])
-            raise UserError(f"--evals {evaluation}: it runs on {archs} only (evaluations.{evaluation}.archs in {params['benchmarks_file']}), and none of the chosen pairs has such an encoder")
+            raise UserError(
+                f"--evals {evaluation}: it runs on {archs} only (evaluations.{evaluation}.archs in {params['benchmarks_file']}), and none of the chosen pairs has such an encoder"
+            )
     return planner, cells, topological([stage for cell in cells for stage in cell.stages()])
 
 
@@ -67,21 +104,41 @@ def _check_plan_size(planner: Planner, pairs: list[str], evals: list[str] | None
     """Refuse, before building anything, a plan too large to build or read (at most its cells' stages)."""
     for pair in pairs:
         pick(pair, planner.bench.pairs, "pair")
-    per_cell = max((4 + 4 * len(evals or planner.bench.pairs[pair].evals or planner.profile.evals) for pair in pairs), default=0)
+    per_cell = max(
+        (4 + 4 * len(evals or planner.bench.pairs[pair].evals or planner.profile.evals) for pair in pairs), default=0
+    )
     if len(pairs) * seeds * per_cell > MAX_PLAN_STAGES:
-        raise UserError(f"{len(pairs)} pair(s) x {seeds} seed(s) x {per_cell} stages per cell is up to {len(pairs) * seeds * per_cell:,} stages, over the {MAX_PLAN_STAGES:,} one run plans; run fewer pairs, seeds or evaluations at a time")
+        raise UserError(
+            f"{len(pairs)} pair(s) x {seeds} seed(s) x {per_cell} stages per cell is up to {len(pairs) * seeds * per_cell:,} stages, over the {MAX_PLAN_STAGES:,} one run plans; run fewer pairs, seeds or evaluations at a time"
+        )
 
 
 def selection_options(func):
     """Which cells: shared by `run` and `status`."""
-    for option in reversed([
-        click.option("--pair", multiple=True, help="A teacher-student pair, e.g. r50-effb0 (repeatable). Default: default_pairs."),
-        click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix."),
-        click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml)."),
-        click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's)."),
-        click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=1, show_default=True, help=f"Student seeds 0..N-1 (at most {MAX_SEEDS})."),
-        click.option("--smoke", is_flag=True, help="Synthetic images at the profile's resolution, a couple of steps per stage."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--pair",
+                multiple=True,
+                help="A teacher-student pair, e.g. r50-effb0 (repeatable). Default: default_pairs.",
+            ),
+            click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix."),
+            click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml)."),
+            click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's)."),
+            click.option(
+                "--seeds",
+                type=click.IntRange(min=1, max=MAX_SEEDS),
+                default=1,
+                show_default=True,
+                help=f"Student seeds 0..N-1 (at most {MAX_SEEDS}).",
+            ),
+            click.option(
+                "--smoke",
+                is_flag=True,
+                help="Synthetic images at the profile's resolution, a couple of steps per stage.",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -91,9 +148,25 @@ def selection_options(func):
 @click.option("--dry-run", is_flag=True, help="Print the plan (done / to run) and exit.")
 @click.option("--force", multiple=True, help="Rerun this stage (name or name prefix) even if done.")
 @click.option("--device", default=None, help="Override the profile's device (cpu, cuda, cuda:1).")
-@click.option("--speed", type=click.Choice(["optimized", "reference"]), default="optimized", show_default=True, help="reference = the official fp32/NCHW/eager computation (see disco/speed.py).")
-@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None, help="CPU threads per stage (default: torch's, one per core). Results repeat bit for bit only at the same count.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="Training precision (default: the profile's, fp32). bf16 autocast is a deviation from the official fp32, recorded in the stage key and the report.")
+@click.option(
+    "--speed",
+    type=click.Choice(["optimized", "reference"]),
+    default="optimized",
+    show_default=True,
+    help="reference = the official fp32/NCHW/eager computation (see disco/speed.py).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1, max=1024),
+    default=None,
+    help="CPU threads per stage (default: torch's, one per core). Results repeat bit for bit only at the same count.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default=None,
+    help="Training precision (default: the profile's, fp32). bf16 autocast is a deviation from the official fp32, recorded in the stage key and the report.",
+)
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True)
 @workspace_options
 @reference_option

@@ -53,11 +53,38 @@ SHM_SIZE = re.compile(r"^[1-9][0-9]*[bkmg]?$", re.IGNORECASE)
 GPU_ID = re.compile(r"^([0-9]+|GPU-[0-9a-fA-F-]+|MIG-[0-9a-fA-F/-]+)$")
 
 OPTIONS: list = [
-    click.option("--docker-image", default=None, metavar="IMAGE", help="[docker] Image to run stages in (default: the one `disco-bench build` makes from the current files)."),
-    click.option("--docker-shm-size", default="16g", show_default=True, metavar="SIZE", help="[docker] /dev/shm size; data loaders die with a bus error on Docker's 64 MB default."),
-    click.option("--docker-env", multiple=True, metavar="NAME[=VALUE]", help="[docker] Pass this environment variable to the containers (repeatable), besides DISCO_*, NCCL_*, CUDA_VISIBLE_DEVICES."),
-    click.option("--gpus", default="all", show_default=True, metavar="all|none|0,1", help="[docker] GPUs given to each container: all, none, or device indices/UUIDs."),
-    click.option("--data-mount", multiple=True, metavar="HOST:CONTAINER", help="[docker] Mount a host data directory read-only (repeatable); the profile's data root is translated to it."),
+    click.option(
+        "--docker-image",
+        default=None,
+        metavar="IMAGE",
+        help="[docker] Image to run stages in (default: the one `disco-bench build` makes from the current files).",
+    ),
+    click.option(
+        "--docker-shm-size",
+        default="16g",
+        show_default=True,
+        metavar="SIZE",
+        help="[docker] /dev/shm size; data loaders die with a bus error on Docker's 64 MB default.",
+    ),
+    click.option(
+        "--docker-env",
+        multiple=True,
+        metavar="NAME[=VALUE]",
+        help="[docker] Pass this environment variable to the containers (repeatable), besides DISCO_*, NCCL_*, CUDA_VISIBLE_DEVICES.",
+    ),
+    click.option(
+        "--gpus",
+        default="all",
+        show_default=True,
+        metavar="all|none|0,1",
+        help="[docker] GPUs given to each container: all, none, or device indices/UUIDs.",
+    ),
+    click.option(
+        "--data-mount",
+        multiple=True,
+        metavar="HOST:CONTAINER",
+        help="[docker] Mount a host data directory read-only (repeatable); the profile's data root is translated to it.",
+    ),
 ]
 
 
@@ -75,7 +102,9 @@ def parse_gpus(value: str) -> list[DeviceRequest]:
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
     ids = [part.strip() for part in value.split(",")]
     if not all(GPU_ID.match(part) for part in ids):
-        raise UserError(f"--gpus {value!r}: expected all, none, or comma-separated GPU indices or UUIDs, e.g. --gpus 0,1")
+        raise UserError(
+            f"--gpus {value!r}: expected all, none, or comma-separated GPU indices or UUIDs, e.g. --gpus 0,1"
+        )
     return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
 
 
@@ -88,21 +117,29 @@ def parse_shm_size(value: str) -> str:
 def parse_data_mount(value: str) -> DataMount:
     host, sep, container = value.rpartition(":")
     if not sep or not host or not container.startswith("/"):
-        raise UserError(f"--data-mount {value!r}: expected HOST:CONTAINER with an absolute container path, e.g. --data-mount /data/imagenet:/data/imagenet")
+        raise UserError(
+            f"--data-mount {value!r}: expected HOST:CONTAINER with an absolute container path, e.g. --data-mount /data/imagenet:/data/imagenet"
+        )
     host_path = Path(host).expanduser().resolve()
     if not host_path.exists():
         raise UserError(f"--data-mount {value!r}: host path {host_path} does not exist")
     target = PurePosixPath(container)
     reserved = (PurePosixPath(CONTAINER_ARTIFACTS), PurePosixPath(CONTAINER_RESULTS))
     if any(target == root or root in target.parents or target in root.parents for root in reserved):
-        raise UserError(f"--data-mount {value!r}: {target} overlaps the artifacts/results mounts ({', '.join(map(str, reserved))}); choose another container path")
+        raise UserError(
+            f"--data-mount {value!r}: {target} overlaps the artifacts/results mounts ({', '.join(map(str, reserved))}); choose another container path"
+        )
     return DataMount(host_path, target)
 
 
 def container_environment(extra: tuple[str, ...]) -> dict[str, str]:
     """The listed host variables, then --docker-env ones; a named but unset variable is skipped,
     as with `docker run -e NAME`."""
-    env = {name: value for name, value in os.environ.items() if name.startswith(PASSTHROUGH_PREFIXES) or name in PASSTHROUGH_NAMES}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(PASSTHROUGH_PREFIXES) or name in PASSTHROUGH_NAMES
+    }
     for item in extra:
         name, sep, value = item.partition("=")
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
@@ -187,7 +224,9 @@ def log_lines(container: Container) -> Iterator[str]:
 def engine_error(stage: Stage, exc: Exception) -> UserError:
     reason = one_line(exc)
     if "could not select device driver" in reason:
-        return UserError(f"stage {stage.name}: the Docker Engine has no GPU support ({reason}); install the NVIDIA Container Toolkit, or pass --gpus none to run on CPU")
+        return UserError(
+            f"stage {stage.name}: the Docker Engine has no GPU support ({reason}); install the NVIDIA Container Toolkit, or pass --gpus none to run on CPU"
+        )
     return UserError(f"stage {stage.name}: Docker Engine error: {reason}")
 
 
@@ -216,17 +255,36 @@ class DockerExecutor:
             root.mkdir(parents=True, exist_ok=True)  # else the engine creates them, owned by root
         spec_path, extra_mounts = self.write_container_spec(stage, workspace)
         command = [
-            "disco-bench", "run-stage", f"{CONTAINER_ARTIFACTS}/{spec_path.resolve().relative_to(artifacts).as_posix()}",
-            "--artifacts", CONTAINER_ARTIFACTS, "--results", CONTAINER_RESULTS, "--executor-name", self.name,
+            "disco-bench",
+            "run-stage",
+            f"{CONTAINER_ARTIFACTS}/{spec_path.resolve().relative_to(artifacts).as_posix()}",
+            "--artifacts",
+            CONTAINER_ARTIFACTS,
+            "--results",
+            CONTAINER_RESULTS,
+            "--executor-name",
+            self.name,
         ]
-        volumes = {str(artifacts): {"bind": CONTAINER_ARTIFACTS, "mode": "rw"}, str(results): {"bind": CONTAINER_RESULTS, "mode": "rw"}}
+        volumes = {
+            str(artifacts): {"bind": CONTAINER_ARTIFACTS, "mode": "rw"},
+            str(results): {"bind": CONTAINER_RESULTS, "mode": "rw"},
+        }
         for mount in [*self.data_mounts, *extra_mounts]:
             volumes[str(mount.host)] = {"bind": str(mount.container), "mode": "ro"}
         container = self.client.containers.create(
-            self.image, command=command, name=self.container_name(stage), labels=self.labels(stage),
-            user=f"{os.getuid()}:{os.getgid()}", network_mode="none", shm_size=self.shm_size,
-            device_requests=self.device_requests, volumes=volumes, environment=self.environment,
-            working_dir="/tmp", init=True, detach=True,
+            self.image,
+            command=command,
+            name=self.container_name(stage),
+            labels=self.labels(stage),
+            user=f"{os.getuid()}:{os.getgid()}",
+            network_mode="none",
+            shm_size=self.shm_size,
+            device_requests=self.device_requests,
+            volumes=volumes,
+            environment=self.environment,
+            working_dir="/tmp",
+            init=True,
+            detach=True,
         )
         try:
             self.follow(container, stage, spec_path.parent / "container.log")
@@ -250,7 +308,9 @@ class DockerExecutor:
             container.reload()
             oom = " (killed: out of memory)" if container.attrs.get("State", {}).get("OOMKilled") else ""
             lines = "\n".join(f"  {line}" for line in tail)
-            raise StageFailed(f"stage {stage.name} failed in container {container.name} with exit code {status}{oom}; full log: {log_path}; last {len(tail)} lines:\n{lines}")
+            raise StageFailed(
+                f"stage {stage.name} failed in container {container.name} with exit code {status}{oom}; full log: {log_path}; last {len(tail)} lines:\n{lines}"
+            )
 
     def write_container_spec(self, stage: Stage, workspace: Workspace) -> tuple[Path, list[DataMount]]:
         """The stage's spec with its data root as the container sees it; the extra mounts that needs."""
@@ -277,8 +337,11 @@ class DockerExecutor:
 
     def labels(self, stage: Stage) -> dict[str, str]:
         return {
-            LABEL_RUN: self.run_id, LABEL_STAGE: stage.name, LABEL_KEY: stage.key,
-            LABEL_OWNER_PID: str(os.getpid()), LABEL_OWNER_HOST: socket.gethostname(),
+            LABEL_RUN: self.run_id,
+            LABEL_STAGE: stage.name,
+            LABEL_KEY: stage.key,
+            LABEL_OWNER_PID: str(os.getpid()),
+            LABEL_OWNER_HOST: socket.gethostname(),
         }
 
     def container_name(self, stage: Stage) -> str:

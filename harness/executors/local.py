@@ -15,7 +15,13 @@ from harness.stages import Stage
 from harness.workspace import Workspace
 
 OPTIONS: list = [
-    click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True, help="Training stages run under torchrun with this many processes (DDP; gloo on CPU, nccl on GPUs)."),
+    click.option(
+        "--nproc-per-node",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Training stages run under torchrun with this many processes (DDP; gloo on CPU, nccl on GPUs).",
+    ),
 ]
 DDP_KINDS = ("pretrain", "distill")  # init/eval stages would only repeat the same work on every rank
 
@@ -32,7 +38,13 @@ class LocalExecutor:
             return self._run_plain(stages, workspace)
         from harness.runner import run_stage_from_spec  # imports torch: not at `--help`
 
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+        ]
         with Progress(*columns, console=self.console, transient=False) as progress:
             overall = progress.add_task("stages", total=len(stages), detail="")
             for stage in stages:
@@ -41,14 +53,23 @@ class LocalExecutor:
                     progress.update(task, detail=f"torchrun x{self.nproc_per_node}")
                     self._run_torchrun(stage, workspace)
                 else:
-                    run_stage_from_spec(stage.write_spec(workspace), workspace, bar_reporter(progress, task), executor=self.name)
-                progress.update(task, completed=progress.tasks[task].total or 1, total=progress.tasks[task].total or 1, detail="done")
+                    run_stage_from_spec(
+                        stage.write_spec(workspace), workspace, bar_reporter(progress, task), executor=self.name
+                    )
+                progress.update(
+                    task,
+                    completed=progress.tasks[task].total or 1,
+                    total=progress.tasks[task].total or 1,
+                    detail="done",
+                )
                 progress.advance(overall)
 
     def _run_torchrun(self, stage: Stage, workspace: Workspace) -> None:
         from disco.distributed import torchrun_command
 
-        command = torchrun_command(stage.write_spec(workspace), workspace, self.nproc_per_node, extra_args=["--executor-name", "local-ddp"])
+        command = torchrun_command(
+            stage.write_spec(workspace), workspace, self.nproc_per_node, extra_args=["--executor-name", "local-ddp"]
+        )
         proc = subprocess.run(command, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
@@ -65,7 +86,9 @@ class LocalExecutor:
             if self.nproc_per_node > 1 and stage.kind in DDP_KINDS:
                 self._run_torchrun(stage, workspace)
             else:
-                run_stage_from_spec(stage.write_spec(workspace), workspace, EpochLines(stage.name, echo), executor=self.name)
+                run_stage_from_spec(
+                    stage.write_spec(workspace), workspace, EpochLines(stage.name, echo), executor=self.name
+                )
             echo(f"[{stage.name}] done in {clock(time.monotonic() - started)}")
 
 

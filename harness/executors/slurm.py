@@ -37,8 +37,8 @@ from filelock import FileLock
 from rich.console import Console
 
 import harness
-from harness.progress import EpochLines
 from harness.errors import StageFailed, UserError
+from harness.progress import EpochLines
 from harness.stages import Stage, topological
 from harness.workspace import Workspace, atomic_write_json, read_json
 
@@ -51,22 +51,67 @@ PACKAGE_ROOT = Path(harness.__file__).resolve().parent.parent  # the checkout th
 
 DONE = "COMPLETED"
 FAILED_STATES = frozenset(
-    {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED", "LOST"}
+    {
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+        "SPECIAL_EXIT",
+        "REVOKED",
+        "LOST",
+    }
 )
-PROFILE_KEYS = ("partition", "account", "nodes", "gpus_per_node", "ranks_per_node", "cpus_per_task", "mem", "time", "extra")
+PROFILE_KEYS = (
+    "partition",
+    "account",
+    "nodes",
+    "gpus_per_node",
+    "ranks_per_node",
+    "cpus_per_task",
+    "mem",
+    "time",
+    "extra",
+)
 
 OPTIONS: list = [
-    click.option("--slurm-partition", default=None, help="Slurm partition (default: the profile's, else the cluster's default)."),
+    click.option(
+        "--slurm-partition", default=None, help="Slurm partition (default: the profile's, else the cluster's default)."
+    ),
     click.option("--slurm-account", default=None, help="Slurm account to charge."),
     click.option("--slurm-nodes", type=click.IntRange(min=1), default=None, help="Nodes per stage job."),
     click.option("--slurm-gpus-per-node", type=click.IntRange(min=0), default=None, help="GPUs per node."),
-    click.option("--slurm-ranks-per-node", type=click.IntRange(min=1), default=None, help="DDP processes per node, started by torchrun (default: one per GPU, else 1)."),
-    click.option("--slurm-cpus-per-task", type=click.IntRange(min=1), default=None, help="CPUs per task (one task per node)."),
+    click.option(
+        "--slurm-ranks-per-node",
+        type=click.IntRange(min=1),
+        default=None,
+        help="DDP processes per node, started by torchrun (default: one per GPU, else 1).",
+    ),
+    click.option(
+        "--slurm-cpus-per-task", type=click.IntRange(min=1), default=None, help="CPUs per task (one task per node)."
+    ),
     click.option("--slurm-mem", default=None, help="Memory per node, Slurm syntax (16G, 500M)."),
-    click.option("--slurm-time", default=None, help="Time limit per job (MM, HH:MM:SS, D-HH:MM); longer stages requeue and resume."),
-    click.option("--slurm-extra", multiple=True, metavar="KEY=VALUE", help="Any other sbatch option, e.g. qos=high (repeatable)."),
-    click.option("--slurm-python", default=None, help="Command that runs Python on the nodes (default: this interpreter), e.g. inside a container."),
-    click.option("--slurm-srun-arg", multiple=True, help="Extra srun argument, e.g. --container-image=... with pyxis (repeatable)."),
+    click.option(
+        "--slurm-time",
+        default=None,
+        help="Time limit per job (MM, HH:MM:SS, D-HH:MM); longer stages requeue and resume.",
+    ),
+    click.option(
+        "--slurm-extra", multiple=True, metavar="KEY=VALUE", help="Any other sbatch option, e.g. qos=high (repeatable)."
+    ),
+    click.option(
+        "--slurm-python",
+        default=None,
+        help="Command that runs Python on the nodes (default: this interpreter), e.g. inside a container.",
+    ),
+    click.option(
+        "--slurm-srun-arg",
+        multiple=True,
+        help="Extra srun argument, e.g. --container-image=... with pyxis (repeatable).",
+    ),
     click.option("--slurm-no-wait", is_flag=True, help="Submit, print the job ids and return without waiting."),
 ]
 
@@ -195,7 +240,9 @@ def slurm_command(args: list[str], timeout_s: float = 60) -> subprocess.Complete
     except FileNotFoundError:
         return subprocess.CompletedProcess(args, 127, "", f"{args[0]}: command not found")
     except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(args, 124, "", f"{args[0]}: no answer from the Slurm controller in {timeout_s:.0f} s")
+        return subprocess.CompletedProcess(
+            args, 124, "", f"{args[0]}: no answer from the Slurm controller in {timeout_s:.0f} s"
+        )
 
 
 def first_line(text: str) -> str:
@@ -214,7 +261,9 @@ def require_cluster(partition: str | None) -> None:
     """One clear line when there is no Slurm to submit to, or the partition does not exist."""
     missing = [tool for tool in ("sbatch", "srun", "squeue", "scancel", "sinfo") if shutil.which(tool) is None]
     if missing:
-        raise UserError(f"--executor slurm needs Slurm's client commands on PATH (missing: {', '.join(missing)}); run it on a cluster login node")
+        raise UserError(
+            f"--executor slurm needs Slurm's client commands on PATH (missing: {', '.join(missing)}); run it on a cluster login node"
+        )
     info = slurm_command(["sinfo", "-h", "-o", "%P"])
     if info.returncode != 0:
         raise UserError(f"cannot reach the Slurm controller (sinfo: {first_line(info.stderr)})")
@@ -252,7 +301,9 @@ def squeue_states(jobs: dict[str, str]) -> dict[str, str]:
 
 def sacct_states(jobs: dict[str, str]) -> dict[str, str]:
     """Finished jobs from the accounting database, where the cluster has one."""
-    return parse_states(slurm_command(["sacct", "-n", "-P", "-X", "-o", "JobID,State,JobName", "-j", ",".join(jobs)]), jobs)
+    return parse_states(
+        slurm_command(["sacct", "-n", "-P", "-X", "-o", "JobID,State,JobName", "-j", ",".join(jobs)]), jobs
+    )
 
 
 def pickle_state(logs: Path, job_id: str) -> str:
@@ -348,13 +399,17 @@ class StageJob(submitit.helpers.Checkpointable):
             spec = read_json(Path(spec_path)) or {}
             result = read_json(workspace.results / spec.get("result", "missing")) or {}
         else:
-            lines = EpochLines((read_json(Path(spec_path)) or {}).get("name", "stage"), lambda line: print(line, flush=True))
+            lines = EpochLines(
+                (read_json(Path(spec_path)) or {}).get("name", "stage"), lambda line: print(line, flush=True)
+            )
             result = run_stage_from_spec(Path(spec_path), workspace, lines, executor="slurm")
         print(f"stage {result.get('stage', {}).get('name')}: {result.get('status')}", flush=True)
         return {"stage": result.get("stage"), "status": result.get("status")}
 
 
-def run_under_torchrun(spec_path: Path, workspace: Workspace, ranks_per_node: int, job: submitit.JobEnvironment) -> None:
+def run_under_torchrun(
+    spec_path: Path, workspace: Workspace, ranks_per_node: int, job: submitit.JobEnvironment
+) -> None:
     """`torchrun` on this node for `ranks_per_node` ranks (all nodes rendezvous at the first one).
     Its processes ignore USR2, so that the timeout/preemption signal reaches only this process,
     which checkpoints and requeues the job (Slurm then stops torchrun with the rest of the job)."""
@@ -366,7 +421,13 @@ def run_under_torchrun(spec_path: Path, workspace: Workspace, ranks_per_node: in
         rdzv_id=str(job.job_id), extra_args=["--executor-name", "slurm"],
     )  # fmt: skip
     print(" ".join(shlex.quote(part) for part in command), flush=True)
-    ignoring_usr2 = ["/bin/sh", "-c", 'trap "" USR2; exec "$@"', "sh", *command]  # an ignored signal stays ignored across exec
+    ignoring_usr2 = [
+        "/bin/sh",
+        "-c",
+        'trap "" USR2; exec "$@"',
+        "sh",
+        *command,
+    ]  # an ignored signal stays ignored across exec
     process = subprocess.Popen(ignoring_usr2)
     while process.poll() is None:  # short waits, so submitit's USR2 handler runs promptly
         time.sleep(1)
@@ -438,26 +499,50 @@ class SlurmExecutor:
             cancel_jobs([job.job_id for job in jobs if not job.reused])
             raise
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        update_record(workspace, {job.stage.name: {"job_id": job.job_id, "key": job.stage.key, "submitted_at": now} for job in jobs})
+        update_record(
+            workspace,
+            {job.stage.name: {"job_id": job.job_id, "key": job.stage.key, "submitted_at": now} for job in jobs},
+        )
         return jobs
 
     def _active_jobs(self, workspace: Workspace) -> dict[str, str]:
         """stage key -> job id of recorded jobs that are still queued or running."""
         record = read_record(workspace)
         states = squeue_states({entry["job_id"]: name for name, entry in record.items()}) if record else {}
-        return {entry.get("key", ""): entry["job_id"] for entry in record.values() if not is_terminal(states.get(entry["job_id"], DONE))}
+        return {
+            entry.get("key", ""): entry["job_id"]
+            for entry in record.values()
+            if not is_terminal(states.get(entry["job_id"], DONE))
+        }
 
     def _submit_stage(self, stage: Stage, workspace: Workspace, upstream: list[str]) -> str:
         spec_path = stage.write_spec(workspace).resolve()
-        executor = submitit.SlurmExecutor(folder=logs_dir(workspace).resolve(), max_num_timeout=MAX_TIMEOUT_REQUEUES, python=self.python)
+        executor = submitit.SlurmExecutor(
+            folder=logs_dir(workspace).resolve(), max_num_timeout=MAX_TIMEOUT_REQUEUES, python=self.python
+        )
         dependency = "afterok:" + ":".join(upstream) if upstream else None
-        executor.update_parameters(**self.resources.submitit_parameters(stage.name, dependency), **self._launch_parameters())
+        executor.update_parameters(
+            **self.resources.submitit_parameters(stage.name, dependency), **self._launch_parameters()
+        )
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr: said once below
-                job = executor.submit(StageJob(), str(spec_path), str(workspace.artifacts.resolve()), str(workspace.results.resolve()), self.resources.ranks)
-        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, subprocess.SubprocessError, OSError) as exc:
+                job = executor.submit(
+                    StageJob(),
+                    str(spec_path),
+                    str(workspace.artifacts.resolve()),
+                    str(workspace.results.resolve()),
+                    self.resources.ranks,
+                )
+        except (
+            submitit.core.utils.FailedJobError,
+            submitit.core.utils.FailedSubmissionError,
+            subprocess.SubprocessError,
+            OSError,
+        ) as exc:
             raise UserError(f"sbatch refused stage {stage.name}: {sbatch_errors(str(exc))}") from None
-        self._event(f"submitted {stage.name} as job {job.job_id}" + (f" (after {', '.join(upstream)})" if upstream else ""))
+        self._event(
+            f"submitted {stage.name} as job {job.job_id}" + (f" (after {', '.join(upstream)})" if upstream else "")
+        )
         return str(job.job_id)
 
     def _launch_parameters(self) -> dict[str, Any]:
@@ -506,7 +591,9 @@ class SlurmExecutor:
                     time.sleep(self.poll_interval_s)
         except KeyboardInterrupt:
             ids = " ".join(job.job_id for job in jobs if not is_terminal(states.get(job.job_id, "")))
-            self.console.print(f"stopped waiting; the jobs keep running on Slurm (`disco-bench status`; `scancel {ids}` stops them)")
+            self.console.print(
+                f"stopped waiting; the jobs keep running on Slurm (`disco-bench status`; `scancel {ids}` stops them)"
+            )
             raise
         raise_for_failures(jobs, states, workspace)
 
@@ -586,8 +673,12 @@ def raise_for_failures(jobs: list[SubmittedStage], states: dict[str, str], works
     reports = []
     for root in roots:
         cancelled = [job.stage.name for job in downstream_of(root, jobs) if states[job.job_id] != DONE]
-        note = f"; {len(cancelled)} dependent stage(s) cancelled, never run: {', '.join(cancelled)}" if cancelled else ""
-        reports.append(f"stage {root.stage.name} failed as Slurm job {root.job_id} ({states[root.job_id]}){note}\n{stderr_tail(logs_dir(workspace), root.job_id)}")
+        note = (
+            f"; {len(cancelled)} dependent stage(s) cancelled, never run: {', '.join(cancelled)}" if cancelled else ""
+        )
+        reports.append(
+            f"stage {root.stage.name} failed as Slurm job {root.job_id} ({states[root.job_id]}){note}\n{stderr_tail(logs_dir(workspace), root.job_id)}"
+        )
     raise StageFailed("\n".join(reports))
 
 

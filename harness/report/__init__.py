@@ -11,18 +11,53 @@ plots.py     bar plots per student, health curves per training stage
 files.py     the report's files and the post-run summary
 """
 
+from harness.report.document import document
 from harness.report.files import print_cell_reports, write_report_files
 from harness.report.model import (
-    BESIDE_METRICS, DEFAULT_TOLERANCE, ROLES, ProfileReport, build_report, headline_metric, planner_for_label, profile_cells,
+    BESIDE_METRICS,
+    DEFAULT_TOLERANCE,
+    ROLES,
+    ProfileReport,
+    build_report,
+    headline_metric,
+    planner_for_label,
+    profile_cells,
 )
 from harness.report.render import render_terminal
-from harness.report.document import document
 from harness.report.verdicts import (
-    ABOVE, BELOW, CONTRADICTED, INCONCLUSIVE, OPPOSITE_DIRECTION, PENDING, REPRODUCED, SAME_DIRECTION, UNHEALTHY, compare,
+    ABOVE,
+    BELOW,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    OPPOSITE_DIRECTION,
+    PENDING,
+    REPRODUCED,
+    SAME_DIRECTION,
+    UNHEALTHY,
+    compare,
 )
 
 __all__ = [
-    "ABOVE", "BELOW", "BESIDE_METRICS", "CONTRADICTED", "DEFAULT_TOLERANCE", "INCONCLUSIVE", "OPPOSITE_DIRECTION", "PENDING", "REPRODUCED",
-    "ROLES", "SAME_DIRECTION", "UNHEALTHY", "ProfileReport", "build_report", "compare", "document", "headline_metric", "planner_for_label",
-    "print_cell_reports", "profile_cells", "render_terminal", "write_report_files",
+    "ABOVE",
+    "BELOW",
+    "BESIDE_METRICS",
+    "CONTRADICTED",
+    "DEFAULT_TOLERANCE",
+    "INCONCLUSIVE",
+    "OPPOSITE_DIRECTION",
+    "PENDING",
+    "REPRODUCED",
+    "ROLES",
+    "SAME_DIRECTION",
+    "UNHEALTHY",
+    "ProfileReport",
+    "build_report",
+    "compare",
+    "document",
+    "headline_metric",
+    "planner_for_label",
+    "print_cell_reports",
+    "profile_cells",
+    "render_terminal",
+    "write_report_files",
 ]

@@ -9,6 +9,7 @@ from harness.report.model import ROLE_LABELS, ROLES, EvalReport, PairReport, Pro
 from harness.report.paper import PaperValue
 from harness.report.verdicts import NOT_AVAILABLE
 
+
 def fmt(value: float | None, digits: int = 1, signed: bool = False) -> str:
     if value is None:
         return NOT_AVAILABLE
@@ -93,29 +94,49 @@ def fmt_beside(row: Row) -> str:
 
 Block = Heading | Paragraph | TableBlock | Image
 DETAIL_HEADERS = ["encoder", "status", "measured", "95% CI", "paper", "delta", "verdict", "paper source (confidence)"]
-BEST_EPOCH_TEXT = ("For the probes trained over epochs (linear, semi-supervised, transfer), `measured` is the best epoch's top-1 "
-                   "(`top1_best`): the number the official scripts report (best_acc1 = max over the epochs, each scored on the test set); "
-                   "`last epoch` is the top-1 after the final epoch.")
+BEST_EPOCH_TEXT = (
+    "For the probes trained over epochs (linear, semi-supervised, transfer), `measured` is the best epoch's top-1 "
+    "(`top1_best`): the number the official scripts report (best_acc1 = max over the epochs, each scored on the test set); "
+    "`last epoch` is the top-1 after the final epoch."
+)
 
 
 def mode_text(report: ProfileReport) -> str:
     if report.absolute:
-        return (f"Profile `{report.profile}`: absolute verdicts. `reproduced` when |measured - paper| <= {report.tolerance:g} "
-                f"(top-1 points), else `below` / `above`; rows without a paper number are `n/a`. A cell built on a collapsed "
-                "encoder is `unhealthy` whatever its numbers.")
-    return (f"Profile `{report.profile}`: the paper column is ImageNet context only. The claim tested is the paper's direction: "
-            "DisCo beats its MoCo-v2 baseline (the gain, paired by seed). One seed gives `same direction` / `opposite direction`; "
-            "with several, `reproduced` when the gain's 95% interval excludes 0 on the paper's side, `contradicted` when it excludes 0 "
-            "on the other, `inconclusive` otherwise. A cell built on a collapsed encoder is `unhealthy` whatever its numbers.")
+        return (
+            f"Profile `{report.profile}`: absolute verdicts. `reproduced` when |measured - paper| <= {report.tolerance:g} "
+            f"(top-1 points), else `below` / `above`; rows without a paper number are `n/a`. A cell built on a collapsed "
+            "encoder is `unhealthy` whatever its numbers."
+        )
+    return (
+        f"Profile `{report.profile}`: the paper column is ImageNet context only. The claim tested is the paper's direction: "
+        "DisCo beats its MoCo-v2 baseline (the gain, paired by seed). One seed gives `same direction` / `opposite direction`; "
+        "with several, `reproduced` when the gain's 95% interval excludes 0 on the paper's side, `contradicted` when it excludes 0 "
+        "on the other, `inconclusive` otherwise. A cell built on a collapsed encoder is `unhealthy` whatever its numbers."
+    )
 
 
 def overview_table(report: ProfileReport) -> TableBlock:
     evaluations = report.evaluations()
-    headers = ["pair", "teacher", "student", "seeds", *[f"{ev} {metric}: DisCo (gain) verdict" for ev, metric in evaluations]]
+    headers = [
+        "pair",
+        "teacher",
+        "student",
+        "seeds",
+        *[f"{ev} {metric}: DisCo (gain) verdict" for ev, metric in evaluations],
+    ]
     rows = []
     for pair in report.pairs:
         by_name = {ev.evaluation: ev for ev in pair.evals}
-        rows.append([pair.pair, pair.teacher, pair.student, str(len(pair.seeds)), *[overview_cell(by_name.get(ev)) for ev, _ in evaluations]])
+        rows.append(
+            [
+                pair.pair,
+                pair.teacher,
+                pair.student,
+                str(len(pair.seeds)),
+                *[overview_cell(by_name.get(ev)) for ev, _ in evaluations],
+            ]
+        )
     return TableBlock(f"overview · profile {report.profile}", headers, rows)
 
 
@@ -124,16 +145,41 @@ def detail_table(report: ProfileReport, pair: PairReport, ev: EvalReport) -> Tab
     title = f"{pair.pair} · profile {report.profile} · {ev.evaluation} {ev.metric} (%) · seed{'s' if len(pair.seeds) > 1 else ''} {seeds}"
     with_reference = report.reference is not None
     rows = [
-        [ROLE_LABELS[role], row.status, fmt_measured(row), *([fmt_beside(row)] if ev.beside else []), fmt_ci(row),
-         *([fmt_stat(row.reference, signed=role == "gain")] if with_reference else []),
-         fmt_paper(row), fmt(row.delta, signed=True), row.verdict, fmt_source(row.paper)]
+        [
+            ROLE_LABELS[role],
+            row.status,
+            fmt_measured(row),
+            *([fmt_beside(row)] if ev.beside else []),
+            fmt_ci(row),
+            *([fmt_stat(row.reference, signed=role == "gain")] if with_reference else []),
+            fmt_paper(row),
+            fmt(row.delta, signed=True),
+            row.verdict,
+            fmt_source(row.paper),
+        ]
         for role, row in ((role, ev.rows[role]) for role in (*ROLES, "gain"))
     ]
-    headers = ["encoder", "status", "this run"] + ([ev.beside[1]] if ev.beside else []) + ["95% CI"] + (["reference run"] if with_reference else []) + DETAIL_HEADERS[4:]
+    headers = (
+        ["encoder", "status", "this run"]
+        + ([ev.beside[1]] if ev.beside else [])
+        + ["95% CI"]
+        + (["reference run"] if with_reference else [])
+        + DETAIL_HEADERS[4:]
+    )
     return TableBlock(title, headers, rows, terminal_hidden=(DETAIL_HEADERS[-1],))
 
 
-HEALTH_HEADERS = ["encoder", "stage", "health", "InfoNCE / ln(K+1)", "emb. cosine", "emb. eff. rank", "feat. cosine", "kNN monitor", "why"]
+HEALTH_HEADERS = [
+    "encoder",
+    "stage",
+    "health",
+    "InfoNCE / ln(K+1)",
+    "emb. cosine",
+    "emb. eff. rank",
+    "feat. cosine",
+    "kNN monitor",
+    "why",
+]
 
 
 def health_table(pair: PairReport) -> TableBlock:
@@ -141,40 +187,94 @@ def health_table(pair: PairReport) -> TableBlock:
         number = entry.metrics.get(f"final_{name}")
         return fmt(number, digits) if isinstance(number, (int, float)) else NOT_AVAILABLE
 
-    rows = [[ROLE_LABELS[entry.role], entry.stage, entry.status, value(entry, "ce_chance_ratio"), value(entry, "emb_cosine"), value(entry, "emb_erank", 1),
-             value(entry, "feat_cosine"), value(entry, "knn_top1", 1), "; ".join(entry.reasons)] for entry in pair.health]
-    return TableBlock(f"{pair.pair} · training health (final epoch; held-out batch, eval mode)", HEALTH_HEADERS, rows, terminal_hidden=("stage", "why"))
+    rows = [
+        [
+            ROLE_LABELS[entry.role],
+            entry.stage,
+            entry.status,
+            value(entry, "ce_chance_ratio"),
+            value(entry, "emb_cosine"),
+            value(entry, "emb_erank", 1),
+            value(entry, "feat_cosine"),
+            value(entry, "knn_top1", 1),
+            "; ".join(entry.reasons),
+        ]
+        for entry in pair.health
+    ]
+    return TableBlock(
+        f"{pair.pair} · training health (final epoch; held-out batch, eval mode)",
+        HEALTH_HEADERS,
+        rows,
+        terminal_hidden=("stage", "why"),
+    )
 
 
-HEALTH_TEXT = ("Training health (disco/health.py, docs/health.md), after the last epoch: InfoNCE / ln(K+1) is 1 at chance (the positive no "
-               "likelier than a queued negative); the mean pairwise cosine and the effective rank are of the L2-normalised embeddings "
-               "(`emb.`) and pooled backbone features (`feat.`) of a fixed held-out batch. `collapsed`: cosine > 0.9 or InfoNCE >= 0.97 "
-               "ln(K+1); `weak`: cosine > 0.5 or InfoNCE > 0.85 ln(K+1). The curves show every epoch.")
+HEALTH_TEXT = (
+    "Training health (disco/health.py, docs/health.md), after the last epoch: InfoNCE / ln(K+1) is 1 at chance (the positive no "
+    "likelier than a queued negative); the mean pairwise cosine and the effective rank are of the L2-normalised embeddings "
+    "(`emb.`) and pooled backbone features (`feat.`) of a fixed held-out batch. `collapsed`: cosine > 0.9 or InfoNCE >= 0.97 "
+    "ln(K+1); `weak`: cosine > 0.5 or InfoNCE > 0.85 ln(K+1). The curves show every epoch."
+)
 
 
 def notes(report: ProfileReport) -> list[Block]:
     excluded = [f"`{name}` ({reason})" for name, reason in report.excluded.items()]
     return [
         Heading("Notes", 2),
-        Paragraph("n/a: the paper gives no number for this entry (null in benchmarks.yaml `reference:`); it is never estimated. "
-                  "* marks a paper gain derived from a DisCo and a baseline number of the same source where no gain is stated."),
-        Paragraph("pending: no stored result for that stage yet. stale: a result is stored under the stage's name but for another "
-                  "config or code version (its key differs), so it is not used. k/n seeds: only k of the n seeds are stored."),
-        Paragraph("this run: the mean over seeds ± the sample standard deviation; 95% CI: the Student-t interval of the mean "
-                  "(2 or more seeds). The gain is paired by seed (DisCo minus the baseline of the same seed)."
-                  + (" reference run: the committed run's value for the same stage (same key), for comparison with this machine." if report.reference else "")),
+        Paragraph(
+            "n/a: the paper gives no number for this entry (null in benchmarks.yaml `reference:`); it is never estimated. "
+            "* marks a paper gain derived from a DisCo and a baseline number of the same source where no gain is stated."
+        ),
+        Paragraph(
+            "pending: no stored result for that stage yet. stale: a result is stored under the stage's name but for another "
+            "config or code version (its key differs), so it is not used. k/n seeds: only k of the n seeds are stored."
+        ),
+        Paragraph(
+            "this run: the mean over seeds ± the sample standard deviation; 95% CI: the Student-t interval of the mean "
+            "(2 or more seeds). The gain is paired by seed (DisCo minus the baseline of the same seed)."
+            + (
+                " reference run: the committed run's value for the same stage (same key), for comparison with this machine."
+                if report.reference
+                else ""
+            )
+        ),
         Paragraph("n/a as a status: the evaluation does not run on that encoder (`evaluations.<name>.archs`)."),
-        *([Paragraph(BEST_EPOCH_TEXT)] if any(ev.metric == "top1_best" for pair in report.pairs for ev in pair.evals) else []),
-        *([Paragraph(f"Not in the `{report.profile}` default (still runnable by name with `--evals`): " + "; ".join(excluded) + ".")] if excluded else []),
+        *(
+            [Paragraph(BEST_EPOCH_TEXT)]
+            if any(ev.metric == "top1_best" for pair in report.pairs for ev in pair.evals)
+            else []
+        ),
+        *(
+            [
+                Paragraph(
+                    f"Not in the `{report.profile}` default (still runnable by name with `--evals`): "
+                    + "; ".join(excluded)
+                    + "."
+                )
+            ]
+            if excluded
+            else []
+        ),
     ]
 
 
-def document(report: ProfileReport, images: list[Image] | None = None, overview: bool = True, extras: bool = True, curves: dict[str, list[Image]] | None = None) -> list[Block]:
+def document(
+    report: ProfileReport,
+    images: list[Image] | None = None,
+    overview: bool = True,
+    extras: bool = True,
+    curves: dict[str, list[Image]] | None = None,
+) -> list[Block]:
     blocks: list[Block] = []
     if extras:
-        blocks += [Heading(f"disco-bench report · profile {report.profile}", 1), Paragraph(mode_text(report)),
-                   Paragraph(f"Regenerate from the stored results (trains nothing): `disco-bench report --profile {report.profile.removesuffix('-smoke')}"
-                             f"{' --smoke' if report.profile.endswith('-smoke') else ''}`.")]
+        blocks += [
+            Heading(f"disco-bench report · profile {report.profile}", 1),
+            Paragraph(mode_text(report)),
+            Paragraph(
+                f"Regenerate from the stored results (trains nothing): `disco-bench report --profile {report.profile.removesuffix('-smoke')}"
+                f"{' --smoke' if report.profile.endswith('-smoke') else ''}`."
+            ),
+        ]
         if report.reference:
             blocks.append(Paragraph(f"Reference run: {report.reference}."))
     if overview:
@@ -183,11 +283,22 @@ def document(report: ProfileReport, images: list[Image] | None = None, overview:
         if extras:
             blocks.append(Heading(f"{pair.pair} (teacher {pair.teacher}, student {pair.student})", 2))
         if pair.deviations:
-            blocks.append(Paragraph(f"Deviations from the official computation ({pair.pair}): " + "; ".join(pair.deviations) + "."))
+            blocks.append(
+                Paragraph(
+                    f"Deviations from the official computation ({pair.pair}): " + "; ".join(pair.deviations) + "."
+                )
+            )
         if pair.health:
-            blocks += [health_table(pair), *([Paragraph(HEALTH_TEXT)] if extras else []), *((curves or {}).get(pair.pair, []))]
+            blocks += [
+                health_table(pair),
+                *([Paragraph(HEALTH_TEXT)] if extras else []),
+                *((curves or {}).get(pair.pair, [])),
+            ]
         for ev in pair.evals:
-            blocks += [detail_table(report, pair, ev), Paragraph(f"Verdict ({pair.pair}, {ev.evaluation}): {ev.verdict}: {ev.note}. {ev.discrimination}.")]
+            blocks += [
+                detail_table(report, pair, ev),
+                Paragraph(f"Verdict ({pair.pair}, {ev.evaluation}): {ev.verdict}: {ev.note}. {ev.discrimination}."),
+            ]
     if images:
         blocks += [Heading("Plots", 2), *images]
     return blocks + (notes(report) if extras else [])

@@ -26,7 +26,11 @@ def write_curves(report: ProfileReport, workspace: Workspace) -> tuple[list[Path
     for pair in report.pairs:
         for entry in pair.health:
             result = load_result(workspace.result_path(report.profile, entry.stage)) if entry.metrics else None
-            png = plot_curves(entry.stage, result.history, result.config.get("mocov2", {}).get("queue_size")) if result else None
+            png = (
+                plot_curves(entry.stage, result.history, result.config.get("mocov2", {}).get("queue_size"))
+                if result
+                else None
+            )
             if png is None:
                 continue
             relative = f"curves/{entry.stage}.png"
@@ -51,24 +55,43 @@ def write_report_files(report: ProfileReport, workspace: Workspace) -> list[Path
                 images.append(Image(relative, f"student {student}, {evaluation} {metric}"))
     curve_files, curves = write_curves(report, workspace)
     blocks = document(report, images, curves=curves)
-    outputs = {"report.md": render_markdown(blocks), "report.csv": render_csv(report), "report.html": render_html(blocks, f"disco-bench report · {report.profile}")}
+    outputs = {
+        "report.md": render_markdown(blocks),
+        "report.csv": render_csv(report),
+        "report.html": render_html(blocks, f"disco-bench report · {report.profile}"),
+    }
     for name, text in outputs.items():
         atomic_write_bytes(folder / name, text.encode())
         written.append(folder / name)
     return written + curve_files
 
 
-def print_cell_reports(console: Console, bench: Benchmarks, cells: list[CellPlan], workspace: Workspace, tolerance: float = DEFAULT_TOLERANCE,
-                       write_files: bool = True, reference: Workspace | None = None, reference_label: str | None = None) -> list[Path]:
+def print_cell_reports(
+    console: Console,
+    bench: Benchmarks,
+    cells: list[CellPlan],
+    workspace: Workspace,
+    tolerance: float = DEFAULT_TOLERANCE,
+    write_files: bool = True,
+    reference: Workspace | None = None,
+    reference_label: str | None = None,
+) -> list[Path]:
     """After a run: the tables of the cells just run, then the profile's report files, regenerated
     from every stored result (the same files `disco-bench report` writes)."""
     if not cells:
         return []
-    render_terminal(console, document(build_report(bench, cells, workspace, tolerance, reference, reference_label), overview=False, extras=False))
+    render_terminal(
+        console,
+        document(
+            build_report(bench, cells, workspace, tolerance, reference, reference_label), overview=False, extras=False
+        ),
+    )
     if not write_files:
         return []
     planner = planner_for_label(bench, cells[0].profile)
     full = build_report(bench, profile_cells(planner, workspace), workspace, tolerance, reference, reference_label)
     written = write_report_files(full, workspace)
-    console.print(f"report: {workspace.results / full.profile / 'report.md'} (+ .csv, .html, {sum(p.suffix == '.png' for p in written)} plot(s))")
+    console.print(
+        f"report: {workspace.results / full.profile / 'report.md'} (+ .csv, .html, {sum(p.suffix == '.png' for p in written)} plot(s))"
+    )
     return written

@@ -15,8 +15,19 @@ from harness.matrix import CellPlan, Planner
 from harness.report.paper import PaperValue, paper_gain, paper_value
 from harness.report.stats import Stat
 from harness.report.verdicts import (
-    ABOVE_BASELINE, ABOVE_CONTROL, CONTEXT, CONTROL, NOT_ABOVE_BASELINE, NOT_ABOVE_CONTROL, NOT_AVAILABLE, PENDING,
-    above, compare, discrimination, gain_verdict, health_gate,
+    ABOVE_BASELINE,
+    ABOVE_CONTROL,
+    CONTEXT,
+    CONTROL,
+    NOT_ABOVE_BASELINE,
+    NOT_ABOVE_CONTROL,
+    NOT_AVAILABLE,
+    PENDING,
+    above,
+    compare,
+    discrimination,
+    gain_verdict,
+    health_gate,
 )
 from harness.results import load_result
 from harness.stages import Stage
@@ -24,7 +35,13 @@ from harness.workspace import Workspace
 
 ROLES = ("random_init", "baseline", "disco", "teacher")  # table order: the expected ordering, then the teacher
 TRAINED_ROLES = ("teacher", "baseline", "disco")
-ROLE_LABELS = {"random_init": "random-init (control)", "baseline": "MoCo-v2 baseline", "disco": "DisCo student", "teacher": "MoCo-v2 teacher", "gain": "DisCo - baseline gain"}
+ROLE_LABELS = {
+    "random_init": "random-init (control)",
+    "baseline": "MoCo-v2 baseline",
+    "disco": "DisCo student",
+    "teacher": "MoCo-v2 teacher",
+    "gain": "DisCo - baseline gain",
+}
 ABSOLUTE_PROFILE = "paper"
 DEFAULT_TOLERANCE = 1.0
 
@@ -33,8 +50,12 @@ DEFAULT_TOLERANCE = 1.0
 # main_lincls_semi.py, cifar_main_lincls.py: best_acc1 = max(acc1, best_acc1)); detection: COCO-style
 # AP as detectron2 writes it (AP, AP50, AP75).
 HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
-    "linear": ("top1_best", "top1"), "knn": ("top1",), "semi_": ("top1_best", "top1"), "transfer_": ("top1_best", "top1"),
-    "detection": ("AP", "AP50", "map", "ap"), "detection_": ("AP", "AP50"),
+    "linear": ("top1_best", "top1"),
+    "knn": ("top1",),
+    "semi_": ("top1_best", "top1"),
+    "transfer_": ("top1_best", "top1"),
+    "detection": ("AP", "AP50", "map", "ap"),
+    "detection_": ("AP", "AP50"),
 }
 FALLBACK_METRICS = ("top1", "AP", "map", "ap", "accuracy")
 # shown beside the headline: (metric, column header)
@@ -61,7 +82,10 @@ def stored(workspace: Workspace | None, stage: Stage) -> Stored:
 
 
 def headline_metric(evaluation: str, metrics: list[dict[str, Any]]) -> str:
-    preferred = HEADLINE_METRICS.get(evaluation) or next((names for prefix, names in HEADLINE_METRICS.items() if prefix.endswith("_") and evaluation.startswith(prefix)), ())
+    preferred = HEADLINE_METRICS.get(evaluation) or next(
+        (names for prefix, names in HEADLINE_METRICS.items() if prefix.endswith("_") and evaluation.startswith(prefix)),
+        (),
+    )
     candidates = [*preferred, *FALLBACK_METRICS]
     for name in candidates:
         if any(is_value(m.get(name)) for m in metrics):
@@ -157,7 +181,11 @@ def seed_status(states: list[str]) -> str:
 
 
 def metric_stat(stored_runs: list[Stored], metric: str | None) -> Stat | None:
-    values = tuple(float(run.metrics[metric]) for run in stored_runs if metric and run.status == "done" and is_value(run.metrics.get(metric)))
+    values = tuple(
+        float(run.metrics[metric])
+        for run in stored_runs
+        if metric and run.status == "done" and is_value(run.metrics.get(metric))
+    )
     return Stat(values) if values else None
 
 
@@ -172,7 +200,10 @@ def gain_stat(disco: list[Stored], baseline: list[Stored], metric: str) -> Stat 
 
 
 def gain_status(disco: list[Stored], baseline: list[Stored]) -> str:
-    both = ["done" if d.status == b.status == "done" else ("stale" if "stale" in (d.status, b.status) else PENDING) for d, b in zip(disco, baseline)]
+    both = [
+        "done" if d.status == b.status == "done" else ("stale" if "stale" in (d.status, b.status) else PENDING)
+        for d, b in zip(disco, baseline)
+    ]
     return seed_status(both)
 
 
@@ -187,13 +218,30 @@ class Runs:
 def collect(cells: list[CellPlan], evaluation: str, workspace: Workspace, reference: Workspace | None) -> Runs:
     # an evaluation that does not run on a role's encoder (evaluations.<name>.archs) has no stage: n/a
     def runs(where: Workspace | None) -> dict[str, list[Stored]]:
-        return {role: [stored(where, cell.evals[(role, evaluation)]) if (role, evaluation) in cell.evals else Stored(NOT_AVAILABLE) for cell in cells] for role in ROLES}
+        return {
+            role: [
+                stored(where, cell.evals[(role, evaluation)])
+                if (role, evaluation) in cell.evals
+                else Stored(NOT_AVAILABLE)
+                for cell in cells
+            ]
+            for role in ROLES
+        }
 
     return Runs(runs(workspace), runs(reference))
 
 
-def evaluation_report(bench: Benchmarks, pair: str, cells: list[CellPlan], evaluation: str, workspace: Workspace, reference: Workspace | None,
-                      absolute: bool, tolerance: float, collapsed: list[str]) -> EvalReport:
+def evaluation_report(
+    bench: Benchmarks,
+    pair: str,
+    cells: list[CellPlan],
+    evaluation: str,
+    workspace: Workspace,
+    reference: Workspace | None,
+    absolute: bool,
+    tolerance: float,
+    collapsed: list[str],
+) -> EvalReport:
     found = collect(cells, evaluation, workspace, reference)
     current = [run.metrics for role_runs in found.current.values() for run in role_runs if run.metrics]
     # this run's metrics name the headline; the reference run's only when this run has none yet
@@ -201,19 +249,37 @@ def evaluation_report(bench: Benchmarks, pair: str, cells: list[CellPlan], evalu
     metric = headline_metric(evaluation, metrics)
     beside = beside_metric(metric, metrics)
     rows = {
-        role: Row(role, seed_status([run.status for run in found.current[role]]), metric_stat(found.current[role], metric),
-                  paper_value(bench, pair, role, evaluation, metric), beside=metric_stat(found.current[role], beside and beside[0]),
-                  reference=metric_stat(found.reference[role], metric))
+        role: Row(
+            role,
+            seed_status([run.status for run in found.current[role]]),
+            metric_stat(found.current[role], metric),
+            paper_value(bench, pair, role, evaluation, metric),
+            beside=metric_stat(found.current[role], beside and beside[0]),
+            reference=metric_stat(found.reference[role], metric),
+        )
         for role in ROLES
     }
-    rows["gain"] = Row("gain", gain_status(found.current["disco"], found.current["baseline"]), gain_stat(found.current["disco"], found.current["baseline"], metric),
-                       paper_gain(bench, pair, evaluation, metric), reference=gain_stat(found.reference["disco"], found.reference["baseline"], metric))
+    rows["gain"] = Row(
+        "gain",
+        gain_status(found.current["disco"], found.current["baseline"]),
+        gain_stat(found.current["disco"], found.current["baseline"], metric),
+        paper_gain(bench, pair, evaluation, metric),
+        reference=gain_stat(found.reference["disco"], found.reference["baseline"], metric),
+    )
     verdict, note = (absolute_verdicts if absolute else direction_verdicts)(rows, tolerance)
     verdict, note = health_gate(verdict, note, collapsed)
     for row in rows.values():
         if row.status == NOT_AVAILABLE:
             row.verdict = NOT_AVAILABLE
-    return EvalReport(evaluation, metric, rows, verdict, note, beside, discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows)))
+    return EvalReport(
+        evaluation,
+        metric,
+        rows,
+        verdict,
+        note,
+        beside,
+        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows)),
+    )
 
 
 def beside_metric(metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -223,7 +289,11 @@ def beside_metric(metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str]
 
 def seed_noise(rows: dict[str, Row]) -> float | None:
     """The largest seed standard deviation among the rows measured over several seeds."""
-    spreads = [row.stat.std for row in rows.values() if row.role != "gain" and row.stat is not None and row.stat.std is not None]
+    spreads = [
+        row.stat.std
+        for row in rows.values()
+        if row.role != "gain" and row.stat is not None and row.stat.std is not None
+    ]
     return max(spreads) if spreads else None
 
 
@@ -237,9 +307,15 @@ def absolute_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str]
     if disco.stat is None:
         return PENDING, "the DisCo student's evaluation has no stored result yet"
     if disco.paper is not None:
-        return disco.verdict, f"DisCo {disco.stat.mean:.1f} vs the paper's {disco.paper.value:.1f} (tolerance ±{tolerance:g})"
+        return (
+            disco.verdict,
+            f"DisCo {disco.stat.mean:.1f} vs the paper's {disco.paper.value:.1f} (tolerance ±{tolerance:g})",
+        )
     if gain.stat is not None and gain.paper is not None:
-        return gain.verdict, f"the paper gives no DisCo number; gain {gain.stat.mean:+.1f} vs the paper's {gain.paper.value:+.1f} (tolerance ±{tolerance:g})"
+        return (
+            gain.verdict,
+            f"the paper gives no DisCo number; gain {gain.stat.mean:+.1f} vs the paper's {gain.paper.value:+.1f} (tolerance ±{tolerance:g})",
+        )
     return NOT_AVAILABLE, "the paper gives neither a DisCo number nor a gain for this cell"
 
 
@@ -263,7 +339,9 @@ def stage_health(role: str, stage: Stage, workspace: Workspace) -> StageHealth:
     if result is None or result.stage.key != stage.key:
         return StageHealth(role, stage.name, PENDING if result is None else "stale")
     metrics = result.metrics
-    return StageHealth(role, stage.name, str(metrics.get("health", "unknown")), metrics, tuple(metrics.get("health_reasons") or ()))
+    return StageHealth(
+        role, stage.name, str(metrics.get("health", "unknown")), metrics, tuple(metrics.get("health_reasons") or ())
+    )
 
 
 def pair_health(cells: list[CellPlan], workspace: Workspace) -> list[StageHealth]:
@@ -279,8 +357,14 @@ def pair_health(cells: list[CellPlan], workspace: Workspace) -> list[StageHealth
 # ---------------------------------------------------------------- building a report
 
 
-def build_report(bench: Benchmarks, cells: list[CellPlan], workspace: Workspace, tolerance: float = DEFAULT_TOLERANCE,
-                 reference: Workspace | None = None, reference_label: str | None = None) -> ProfileReport:
+def build_report(
+    bench: Benchmarks,
+    cells: list[CellPlan],
+    workspace: Workspace,
+    tolerance: float = DEFAULT_TOLERANCE,
+    reference: Workspace | None = None,
+    reference_label: str | None = None,
+) -> ProfileReport:
     """One entry per pair (its cells are its seeds), evaluations in the order the cells list them."""
     by_pair: dict[str, list[CellPlan]] = {}
     for cell in cells:
@@ -293,20 +377,44 @@ def build_report(bench: Benchmarks, cells: list[CellPlan], workspace: Workspace,
         health = pair_health(pair_cells, workspace)
         collapsed = [entry.stage for entry in health if entry.status == COLLAPSED]
         evaluations = list(dict.fromkeys(evaluation for cell in pair_cells for _, evaluation in cell.evals))
-        reports = [evaluation_report(bench, pair, pair_cells, ev, workspace, reference, absolute, tolerance, collapsed) for ev in evaluations]
+        reports = [
+            evaluation_report(bench, pair, pair_cells, ev, workspace, reference, absolute, tolerance, collapsed)
+            for ev in evaluations
+        ]
         spec = bench.pairs[pair]
-        pairs.append(PairReport(pair, spec.teacher, spec.student, [cell.seed for cell in pair_cells], reports, deviations(pair_cells), health))
+        pairs.append(
+            PairReport(
+                pair,
+                spec.teacher,
+                spec.student,
+                [cell.seed for cell in pair_cells],
+                reports,
+                deviations(pair_cells),
+                health,
+            )
+        )
     profile = planner_for_label(bench, label).profile if cells else None
     excluded = dict(profile.excluded_evals) if profile is not None else {}
-    return ProfileReport(label, absolute, tolerance, pairs, reference_label if reference is not None else None, excluded)
+    return ProfileReport(
+        label, absolute, tolerance, pairs, reference_label if reference is not None else None, excluded
+    )
 
 
 def deviations(cells: list[CellPlan]) -> list[str]:
     """Chosen departures from the official computation that the stage configs record."""
-    bf16 = list(dict.fromkeys(stage.name for cell in cells for stage in (cell.teacher, cell.baseline, cell.disco) if stage.config.get("precision") == "bf16"))
+    bf16 = list(
+        dict.fromkeys(
+            stage.name
+            for cell in cells
+            for stage in (cell.teacher, cell.baseline, cell.disco)
+            if stage.config.get("precision") == "bf16"
+        )
+    )
     if not bf16:
         return []
-    return [f"bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for {', '.join(bf16)}"]
+    return [
+        f"bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for {', '.join(bf16)}"
+    ]
 
 
 def stored_seeds(workspace: Workspace, stage: Stage) -> set[int]:
@@ -334,12 +442,23 @@ def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> tuple[se
     return seeds, evaluations
 
 
-def profile_cells(planner: Planner, workspace: Workspace, pairs: list[str] | None = None, all_pairs: bool = False, also: Workspace | None = None) -> list[CellPlan]:
+def profile_cells(
+    planner: Planner,
+    workspace: Workspace,
+    pairs: list[str] | None = None,
+    all_pairs: bool = False,
+    also: Workspace | None = None,
+) -> list[CellPlan]:
     """The cells a profile report covers: the named pairs, or every pair, or the default pairs plus
     every pair with stored results (in `workspace` or `also`, the reference run); each at every
     stored seed, with its evaluations plus any stored one."""
     bench = planner.bench
-    evidence = {pair: merge_evidence(pair_evidence(planner, pair, workspace), pair_evidence(planner, pair, also) if also else (set(), [])) for pair in bench.pairs}
+    evidence = {
+        pair: merge_evidence(
+            pair_evidence(planner, pair, workspace), pair_evidence(planner, pair, also) if also else (set(), [])
+        )
+        for pair in bench.pairs
+    }
     if pairs:
         chosen = list(dict.fromkeys(pairs))
     elif all_pairs:

@@ -9,6 +9,7 @@ from harness.config import Benchmarks
 
 CONFIDENCE_RANK = {"low": 0, "medium": 1, "high": 2}
 
+
 @dataclass(frozen=True)
 class PaperValue:
     value: float
@@ -54,10 +55,17 @@ def paper_value(bench: Benchmarks, pair: str, role: str, evaluation: str, metric
 def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str) -> PaperValue | None:
     if evaluation != "linear":
         return None
-    stated = _number(paper_entry(bench, pair, "disco"), "gain_over_baseline", prefix="gain_") if paper_metric(metric) == "top1" else None
+    stated = (
+        _number(paper_entry(bench, pair, "disco"), "gain_over_baseline", prefix="gain_")
+        if paper_metric(metric) == "top1"
+        else None
+    )
     if stated:
         return stated
-    disco, baseline = paper_value(bench, pair, "disco", evaluation, metric), paper_value(bench, pair, "baseline", evaluation, metric)
+    disco, baseline = (
+        paper_value(bench, pair, "disco", evaluation, metric),
+        paper_value(bench, pair, "baseline", evaluation, metric),
+    )
     # Only within one source: DisCo retrained its own baselines, so another paper's baseline gives no DisCo gain.
     if disco and baseline and disco.source == baseline.source:
         confidence = min((disco.confidence, baseline.confidence), key=lambda c: CONFIDENCE_RANK.get(c or "", -1))

@@ -20,7 +20,13 @@ def _pyplot():
 
 def plot_student(report: ProfileReport, student: str, evaluation: str, metric: str) -> bytes | None:
     """Baseline and DisCo bars per teacher (± sd over seeds), the teacher's own accuracy as a marker."""
-    entries = [(pair.teacher, ev) for pair in report.pairs if pair.student == student for ev in pair.evals if ev.evaluation == evaluation]
+    entries = [
+        (pair.teacher, ev)
+        for pair in report.pairs
+        if pair.student == student
+        for ev in pair.evals
+        if ev.evaluation == evaluation
+    ]
     if not entries:
         return None
     plt = _pyplot()
@@ -30,7 +36,7 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     colors = {"baseline": "#9aa5b1", "disco": "#2f6fdf"}
     fig, ax = plt.subplots(figsize=(1.2 * len(entries) + 4.0, 3.6))
     width = 0.38
-    for x, (teacher, ev) in enumerate(entries):
+    for x, (_teacher, ev) in enumerate(entries):
         for offset, role in ((-width / 2, "baseline"), (width / 2, "disco")):
             row = ev.rows[role]
             if row.stat is None:
@@ -44,10 +50,18 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     ax.set_xlim(-0.7, len(entries) - 0.3)
     ax.set_ylabel(f"{evaluation} {metric} (%)")
     ax.set_title(f"student {student} · profile {report.profile}")
-    handles = [Patch(color=colors["baseline"], label=ROLE_LABELS["baseline"]), Patch(color=colors["disco"], label=ROLE_LABELS["disco"]),
-               Line2D([], [], color="black", linewidth=2, label="teacher")]
+    handles = [
+        Patch(color=colors["baseline"], label=ROLE_LABELS["baseline"]),
+        Patch(color=colors["disco"], label=ROLE_LABELS["disco"]),
+        Line2D([], [], color="black", linewidth=2, label="teacher"),
+    ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    heights = [stat.mean for _, ev in entries for role in ("baseline", "disco", "teacher") if (stat := ev.rows[role].stat) is not None]
+    heights = [
+        stat.mean
+        for _, ev in entries
+        for role in ("baseline", "disco", "teacher")
+        if (stat := ev.rows[role].stat) is not None
+    ]
     ax.set_ylim(0, max(max(heights, default=100.0), 1.0) * 1.1)
     return png_bytes(fig)
 
@@ -68,7 +82,9 @@ def plot_curves(stage: str, history: list[dict[str, Any]], queue_size: int | Non
     epochs = [entry.get("epoch", index + 1) for index, entry in enumerate(history)]
 
     def series(name: str) -> tuple[list[int], list[float]]:
-        points = [(epoch, entry[name]) for epoch, entry in zip(epochs, history) if isinstance(entry.get(name), (int, float))]
+        points = [
+            (epoch, entry[name]) for epoch, entry in zip(epochs, history) if isinstance(entry.get(name), (int, float))
+        ]
         return [p[0] for p in points], [p[1] for p in points]
 
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))

@@ -28,10 +28,18 @@ def render_terminal(console: Console, blocks: list[Block]) -> None:
 
 def terminal_table(block: TableBlock) -> Table:
     """Hidden and all-empty columns (the CI of a single seed) are left out."""
-    shown = [i for i, header in enumerate(block.headers) if header not in block.terminal_hidden and any(row[i] for row in block.rows)]
+    shown = [
+        i
+        for i, header in enumerate(block.headers)
+        if header not in block.terminal_hidden and any(row[i] for row in block.rows)
+    ]
     table = Table(title=block.title)
     for i in shown:
-        table.add_column(block.headers[i], justify="left" if i == 0 or block.headers[i] in ("status", "verdict") else "right", no_wrap=i == 0)
+        table.add_column(
+            block.headers[i],
+            justify="left" if i == 0 or block.headers[i] in ("status", "verdict") else "right",
+            no_wrap=i == 0,
+        )
     for row in block.rows:
         table.add_row(*(escape(row[i]) for i in shown), style="bold" if row[0] == ROLE_LABELS["gain"] else None)
     return table
@@ -49,7 +57,12 @@ def render_markdown(blocks: list[Block], image_prefix: str = "", heading_offset:
         elif isinstance(block, Paragraph):
             lines += [block.text, ""]
         elif isinstance(block, TableBlock):
-            lines += [f"**{block.title}**", "", "| " + " | ".join(map(_md_cell, block.headers)) + " |", "|" + "---|" * len(block.headers)]
+            lines += [
+                f"**{block.title}**",
+                "",
+                "| " + " | ".join(map(_md_cell, block.headers)) + " |",
+                "|" + "---|" * len(block.headers),
+            ]
             lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows] + [""]
         elif isinstance(block, Image):
             lines += [f"![{block.alt}]({image_prefix}{block.path})", ""]
@@ -60,13 +73,17 @@ def _html_text(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-HTML_STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:.5em 0 1em}"
-              "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}td:first-child,th:first-child{text-align:left}"
-              "caption{font-weight:bold;text-align:left;padding:.3em 0}img{max-width:100%}")
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:.5em 0 1em}"
+    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}td:first-child,th:first-child{text-align:left}"
+    "caption{font-weight:bold;text-align:left;padding:.3em 0}img{max-width:100%}"
+)
 
 
 def render_html(blocks: list[Block], title: str) -> str:
-    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>"]
+    parts = [
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>'
+    ]
     for block in blocks:
         if isinstance(block, Heading):
             parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
@@ -74,16 +91,44 @@ def render_html(blocks: list[Block], title: str) -> str:
             parts.append(f"<p>{_html_text(block.text)}</p>")
         elif isinstance(block, TableBlock):
             head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in block.rows)
-            parts.append(f"<table><caption>{html.escape(block.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in block.rows
+            )
+            parts.append(
+                f"<table><caption>{html.escape(block.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
         elif isinstance(block, Image):
-            parts.append(f"<p><img src=\"{html.escape(block.path)}\" alt=\"{html.escape(block.alt)}\"></p>")
+            parts.append(f'<p><img src="{html.escape(block.path)}" alt="{html.escape(block.alt)}"></p>')
     return "\n".join(parts) + "\n</body></html>\n"
 
 
-CSV_FIELDS = ["profile", "pair", "teacher", "student", "evaluation", "metric", "role", "status", "seeds", "n", "mean", "std",
-              "ci95_low", "ci95_high", "values", "paper", "paper_source", "paper_confidence", "paper_derived", "delta", "verdict",
-              "beside_metric", "beside_mean", "reference_mean", "reference_n"]
+CSV_FIELDS = [
+    "profile",
+    "pair",
+    "teacher",
+    "student",
+    "evaluation",
+    "metric",
+    "role",
+    "status",
+    "seeds",
+    "n",
+    "mean",
+    "std",
+    "ci95_low",
+    "ci95_high",
+    "values",
+    "paper",
+    "paper_source",
+    "paper_confidence",
+    "paper_derived",
+    "delta",
+    "verdict",
+    "beside_metric",
+    "beside_mean",
+    "reference_mean",
+    "reference_n",
+]
 
 
 def _num(value: float | None) -> str:
@@ -93,15 +138,31 @@ def _num(value: float | None) -> str:
 def csv_record(report: ProfileReport, pair: PairReport, ev: EvalReport, row: Row) -> dict[str, str]:
     stat, paper, interval = row.stat, row.paper, row.stat.ci95 if row.stat else None
     return {
-        "profile": report.profile, "pair": pair.pair, "teacher": pair.teacher, "student": pair.student, "evaluation": ev.evaluation,
-        "metric": ev.metric, "role": row.role, "status": row.status, "seeds": str(len(pair.seeds)), "n": str(stat.n if stat else 0),
-        "mean": _num(stat.mean if stat else None), "std": _num(stat.std if stat else None),
-        "ci95_low": _num(interval[0] if interval else None), "ci95_high": _num(interval[1] if interval else None),
-        "values": ";".join(f"{v:.4f}" for v in stat.values) if stat else "", "paper": _num(paper.value if paper else None),
-        "paper_source": (paper.source or "") if paper else "", "paper_confidence": (paper.confidence or "") if paper else "",
-        "paper_derived": str(bool(paper and paper.derived)).lower(), "delta": _num(row.delta), "verdict": row.verdict,
-        "beside_metric": ev.beside[0] if ev.beside else "", "beside_mean": _num(row.beside.mean) if row.beside else "",
-        "reference_mean": _num(row.reference.mean if row.reference else None), "reference_n": str(row.reference.n if row.reference else 0),
+        "profile": report.profile,
+        "pair": pair.pair,
+        "teacher": pair.teacher,
+        "student": pair.student,
+        "evaluation": ev.evaluation,
+        "metric": ev.metric,
+        "role": row.role,
+        "status": row.status,
+        "seeds": str(len(pair.seeds)),
+        "n": str(stat.n if stat else 0),
+        "mean": _num(stat.mean if stat else None),
+        "std": _num(stat.std if stat else None),
+        "ci95_low": _num(interval[0] if interval else None),
+        "ci95_high": _num(interval[1] if interval else None),
+        "values": ";".join(f"{v:.4f}" for v in stat.values) if stat else "",
+        "paper": _num(paper.value if paper else None),
+        "paper_source": (paper.source or "") if paper else "",
+        "paper_confidence": (paper.confidence or "") if paper else "",
+        "paper_derived": str(bool(paper and paper.derived)).lower(),
+        "delta": _num(row.delta),
+        "verdict": row.verdict,
+        "beside_metric": ev.beside[0] if ev.beside else "",
+        "beside_mean": _num(row.beside.mean) if row.beside else "",
+        "reference_mean": _num(row.reference.mean if row.reference else None),
+        "reference_n": str(row.reference.n if row.reference else 0),
     }
 
 

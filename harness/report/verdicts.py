@@ -14,9 +14,28 @@ from __future__ import annotations
 
 from harness.report.stats import Stat
 
-REPRODUCED, BELOW, ABOVE, PENDING, NOT_AVAILABLE, CONTEXT, CONTROL = "reproduced", "below", "above", "pending", "n/a", "context", "control"
-SAME_DIRECTION, OPPOSITE_DIRECTION, CONTRADICTED, INCONCLUSIVE, UNHEALTHY = "same direction", "opposite direction", "contradicted", "inconclusive", "unhealthy"
-ABOVE_CONTROL, NOT_ABOVE_CONTROL, ABOVE_BASELINE, NOT_ABOVE_BASELINE = "> control", "<= control", "> baseline", "<= baseline"
+REPRODUCED, BELOW, ABOVE, PENDING, NOT_AVAILABLE, CONTEXT, CONTROL = (
+    "reproduced",
+    "below",
+    "above",
+    "pending",
+    "n/a",
+    "context",
+    "control",
+)
+SAME_DIRECTION, OPPOSITE_DIRECTION, CONTRADICTED, INCONCLUSIVE, UNHEALTHY = (
+    "same direction",
+    "opposite direction",
+    "contradicted",
+    "inconclusive",
+    "unhealthy",
+)
+ABOVE_CONTROL, NOT_ABOVE_CONTROL, ABOVE_BASELINE, NOT_ABOVE_BASELINE = (
+    "> control",
+    "<= control",
+    "> baseline",
+    "<= baseline",
+)
 
 
 def compare(measured: float, reference: float, tolerance: float) -> str:
@@ -30,7 +49,10 @@ def gain_verdict(gain: Stat | None) -> tuple[str, str]:
         return PENDING, "DisCo and the baseline are not both stored yet"
     if gain.n == 1:
         verdict = SAME_DIRECTION if gain.mean > 0 else OPPOSITE_DIRECTION
-        return verdict, f"one seed: gain {gain.mean:+.1f}; a single seed shows a direction, not a reproduction (run --seeds 3)"
+        return (
+            verdict,
+            f"one seed: gain {gain.mean:+.1f}; a single seed shows a direction, not a reproduction (run --seeds 3)",
+        )
     low, high = gain.ci95 or (gain.mean, gain.mean)  # n >= 2: an interval exists
     interval = f"gain {gain.mean:+.1f}, 95% CI [{low:+.1f}, {high:+.1f}] over {gain.n} seeds"
     if low > 0:
@@ -50,7 +72,10 @@ def health_gate(verdict: str, note: str, collapsed: list[str]) -> tuple[str, str
     """No cell built on a collapsed encoder is evidence for or against the paper."""
     if not collapsed or verdict in (PENDING, NOT_AVAILABLE):
         return verdict, note
-    return UNHEALTHY, f"not evidence: {', '.join(collapsed)} ended collapsed (see the training health table); without that the verdict would be `{verdict}` ({note})"
+    return (
+        UNHEALTHY,
+        f"not evidence: {', '.join(collapsed)} ended collapsed (see the training health table); without that the verdict would be `{verdict}` ({note})",
+    )
 
 
 def discrimination(teacher: Stat | None, control: Stat | None, noise: float | None) -> str:

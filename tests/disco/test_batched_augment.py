@@ -69,7 +69,10 @@ def test_batched_views_match_the_per_image_pipeline_in_distribution():
     per_image = _view_statistics(torch.stack([per_image_transform(image) for image in images]))
     # the means of each statistic agree to a few standard errors; so do their spreads
     standard_error = per_image.std(dim=0) / len(images) ** 0.5
-    assert ((batched.mean(dim=0) - per_image.mean(dim=0)).abs() < 5 * standard_error + 0.01).all(), (batched.mean(0), per_image.mean(0))
+    assert ((batched.mean(dim=0) - per_image.mean(dim=0)).abs() < 5 * standard_error + 0.01).all(), (
+        batched.mean(0),
+        per_image.mean(0),
+    )
     assert ((batched.std(dim=0) / per_image.std(dim=0) - 1).abs() < 0.15).all(), (batched.std(0), per_image.std(0))
 
 

@@ -33,7 +33,9 @@ def mlp(in_dim: int, hidden: int) -> nn.Sequential:
 
 
 def swav_head(in_dim: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 128))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 128)
+    )
 
 
 def official_student(arch: str, hidden: int = 2048) -> nn.Module:
@@ -75,7 +77,12 @@ def queue_entries(size: int = QUEUE) -> dict[str, torch.Tensor]:
 def mocov2_checkpoint(encoder_q: nn.Module, arch: str | None, queue: int = QUEUE) -> dict:
     state = prefixed("module.encoder_q.", encoder_q.state_dict())
     # encoder_k differs from encoder_q, so loading the wrong group is caught
-    state.update({f"module.encoder_k.{key}": value.clone() + (0.5 if value.is_floating_point() else 0) for key, value in encoder_q.state_dict().items()})
+    state.update(
+        {
+            f"module.encoder_k.{key}": value.clone() + (0.5 if value.is_floating_point() else 0)
+            for key, value in encoder_q.state_dict().items()
+        }
+    )
     state.update(queue_entries(queue))
     ckpt = {"epoch": 200, "state_dict": state, "optimizer": {"state": {}, "param_groups": []}}
     if arch is not None:
@@ -128,14 +135,21 @@ def assert_same_forward(encoder: nn.Module, reference: nn.Module) -> None:
 def test_disco_student_checkpoint_loads_encoder_q_losslessly(tmp_path: Path) -> None:
     student = randomise_bn_stats(official_student("efficientnet_b0"), seed=1)
     teacher = official_teacher_r50()
-    path = saved(tmp_path, disco_checkpoint(student, "efficientb0", teacher), "ResNet50-EfficientB0-checkpoint_0199.pth.tar")
+    path = saved(
+        tmp_path, disco_checkpoint(student, "efficientb0", teacher), "ResNet50-EfficientB0-checkpoint_0199.pth.tar"
+    )
 
     encoder, report = load_encoder(path, "effb0", with_head=True)
 
     assert_lossless(encoder, student.state_dict())
     assert_same_forward(encoder, student)
     assert report.format == "disco" and report.loaded == 362 and report.head_layout == "1280-2048-128"
-    assert {group: len(keys) for group, keys in report.dropped.items()} == {"encoder_k": 362, "queue": 2, "teacher_encoder_q": 322, "teacher_encoder_k": 322}
+    assert {group: len(keys) for group, keys in report.dropped.items()} == {
+        "encoder_k": 362,
+        "queue": 2,
+        "teacher_encoder_q": 322,
+        "teacher_encoder_k": 322,
+    }
     assert report.epoch == 200 and "dropped: encoder_k 362" in report.summary()
 
 
@@ -145,19 +159,29 @@ def test_headless_load_drops_the_projection_head_and_says_so(tmp_path: Path) -> 
     encoder, report = load_encoder(path, with_head=False)  # arch from the checkpoint's 'arch'
 
     assert report.arch == "effb0" and report.loaded == 358 and report.head == "none"
-    assert sorted(report.dropped["projection head"]) == ["classifier.0.bias", "classifier.0.weight", "classifier.2.bias", "classifier.2.weight"]
+    assert sorted(report.dropped["projection head"]) == [
+        "classifier.0.bias",
+        "classifier.0.weight",
+        "classifier.2.bias",
+        "classifier.2.weight",
+    ]
     features = encoder.features(torch.randn(2, 3, 32, 32))
     assert features.shape == (2, 1280)
 
 
-@pytest.mark.parametrize(("arch", "official_name", "ours", "with_head", "without_head"), [
-    ("efficientnet_b0", "efficientb0", "effb0", 362, 358),
-    ("efficientnet_b1", "efficientb1", "effb1", 510, 506),
-    ("mobilenetv3_large_100", "mobilenetv3", "mbv3", 314, 310),
-    ("resnet18", "resnet18", "r18", 124, 120),
-    ("resnet34", "resnet34", "r34", 220, 216),
-])
-def test_student_tensor_counts_match_section_5_1(arch: str, official_name: str, ours: str, with_head: int, without_head: int) -> None:
+@pytest.mark.parametrize(
+    ("arch", "official_name", "ours", "with_head", "without_head"),
+    [
+        ("efficientnet_b0", "efficientb0", "effb0", 362, 358),
+        ("efficientnet_b1", "efficientb1", "effb1", 510, 506),
+        ("mobilenetv3_large_100", "mobilenetv3", "mbv3", 314, 310),
+        ("resnet18", "resnet18", "r18", 124, 120),
+        ("resnet34", "resnet34", "r34", 220, 216),
+    ],
+)
+def test_student_tensor_counts_match_section_5_1(
+    arch: str, official_name: str, ours: str, with_head: int, without_head: int
+) -> None:
     student = official_student(arch)
     assert len(student.state_dict()) == with_head
     ckpt = mocov2_checkpoint(student, official_name, queue=256)
@@ -182,11 +206,16 @@ def test_mocov2_teacher_and_its_queue(tmp_path: Path) -> None:
     assert torch.equal(state.queue, ckpt["state_dict"]["module.queue"])
 
 
-@pytest.mark.parametrize(("arch", "official_name", "ours", "hidden", "layout"), [
-    ("mobilenetv3_large_100", "mobilenetv3", "mbv3", 512, "1280-512-128"),
-    ("resnet18", "resnet18", "r18", 1280, "512-1280-128"),
-])
-def test_mocov2_baseline_hidden_width_comes_from_the_checkpoint(arch: str, official_name: str, ours: str, hidden: int, layout: str) -> None:
+@pytest.mark.parametrize(
+    ("arch", "official_name", "ours", "hidden", "layout"),
+    [
+        ("mobilenetv3_large_100", "mobilenetv3", "mbv3", 512, "1280-512-128"),
+        ("resnet18", "resnet18", "r18", 1280, "512-1280-128"),
+    ],
+)
+def test_mocov2_baseline_hidden_width_comes_from_the_checkpoint(
+    arch: str, official_name: str, ours: str, hidden: int, layout: str
+) -> None:
     baseline = official_student(arch, hidden)
     encoder, report = load_encoder(mocov2_checkpoint(baseline, official_name, queue=256), ours, with_head=True)
     assert report.head_layout == layout
@@ -203,10 +232,16 @@ def test_swav_r50_release_with_bn_head_and_ignored_prototypes(tmp_path: Path) ->
 
     assert report.format == "swav" and report.arch == "r50" and report.loaded == 327
     assert report.dropped == {"prototypes": ["prototypes.weight"]} and report.head_layout == "2048-2048-128 (BN)"
-    expected = {key[len("module."):].replace("projection_head.", "fc.", 1): value for key, value in release.items() if "prototypes" not in key}
+    expected = {
+        key[len("module.") :].replace("projection_head.", "fc.", 1): value
+        for key, value in release.items()
+        if "prototypes" not in key
+    }
     assert_lossless(encoder, expected)
     trunk.fc = swav_head(2048, 2048)
-    trunk.fc.load_state_dict({key[len("module.projection_head."):]: value for key, value in release.items() if "projection_head" in key})
+    trunk.fc.load_state_dict(
+        {key[len("module.projection_head.") :]: value for key, value in release.items() if "projection_head" in key}
+    )
     assert_same_forward(encoder, trunk)
     assert queue_from_checkpoint(path) is None
 
@@ -231,13 +266,23 @@ def test_swav_r50w2_release_key_layout() -> None:
     encoder, report = load_encoder(release, with_head=True)
 
     assert report.arch == "r50w2" and report.head_layout == "4096-8192-128 (BN)" and report.loaded == 327
-    expected = {key[len("module."):].replace("projection_head.", "fc.", 1): value for key, value in release.items() if "prototypes" not in key}
+    expected = {
+        key[len("module.") :].replace("projection_head.", "fc.", 1): value
+        for key, value in release.items()
+        if "prototypes" not in key
+    }
     assert_lossless(encoder, expected)
 
 
 def test_lincls_checkpoint_with_and_without_its_classifier() -> None:
     model = randomise_bn_stats(torchvision.models.resnet18(), seed=5)  # fc: Linear(512, 1000)
-    ckpt = {"epoch": 100, "arch": "resnet18", "state_dict": prefixed("module.", model.state_dict()), "best_acc1": torch.tensor(52.5), "optimizer": {}}
+    ckpt = {
+        "epoch": 100,
+        "arch": "resnet18",
+        "state_dict": prefixed("module.", model.state_dict()),
+        "best_acc1": torch.tensor(52.5),
+        "optimizer": {},
+    }
     assert detect_format(ckpt) == "lincls"
 
     classifier, report = load_encoder(ckpt, "r18", with_head=True)
@@ -297,12 +342,15 @@ def test_recorded_arch_disagreeing_with_the_request_fails(tmp_path: Path) -> Non
     assert str(path) in message and "'resnet34'" in message and "pass arch 'r34'" in message
 
 
-@pytest.mark.parametrize(("source", "requested", "expected_words"), [
-    ("resnet18", "r34", ["96 missing", "layer1.2.conv1.weight"]),
-    ("resnet34", "r18", ["96 unexpected", "layer1.2.conv1.weight"]),
-    ("efficientnet_b0", "effb1", ["148 missing (blocks.0.1.conv_dw.weight"]),
-    ("efficientnet_b0", "r18", ["unexpected (conv_stem.weight", "missing (conv1.weight"]),
-])
+@pytest.mark.parametrize(
+    ("source", "requested", "expected_words"),
+    [
+        ("resnet18", "r34", ["96 missing", "layer1.2.conv1.weight"]),
+        ("resnet34", "r18", ["96 unexpected", "layer1.2.conv1.weight"]),
+        ("efficientnet_b0", "effb1", ["148 missing (blocks.0.1.conv_dw.weight"]),
+        ("efficientnet_b0", "r18", ["unexpected (conv_stem.weight", "missing (conv1.weight"]),
+    ],
+)
 def test_another_archs_checkpoint_never_loads_silently(source: str, requested: str, expected_words: list[str]) -> None:
     ckpt = mocov2_checkpoint(official_student(source), None, queue=256)  # no 'arch' recorded: only the keys can tell
     with pytest.raises(CheckpointMismatch) as excinfo:

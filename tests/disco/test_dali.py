@@ -92,11 +92,28 @@ def test_a_pretrain_stage_trains_from_the_dali_loader(tmp_path):
     for split in ("train", "val"):
         write_jpegs(tmp_path / "imagenet" / split, classes=2, per_class=4)
     config = {
-        "arch": "r18", "head": "mocov2", "seed": 0,
+        "arch": "r18",
+        "head": "mocov2",
+        "seed": 0,
         "data": {"source": "imagenet", "image_size": 32, "loader": "dali"},
-        "recipe": {"epochs": 2, "batch_size": 4, "lr": 0.03, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine", "workers": 0},
+        "recipe": {
+            "epochs": 2,
+            "batch_size": 4,
+            "lr": 0.03,
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "schedule": "cosine",
+            "workers": 0,
+        },
         "mocov2": {"queue_size": 16, "momentum": 0.99, "temperature": 0.2, "bn_group_size": 2},
     }
-    metrics, history, artifacts = run_pretrain(config, {}, tmp_path / "stage", {"data_root": str(tmp_path / "imagenet"), "speed": "optimized"}, torch.device("cpu"), None)
+    metrics, history, artifacts = run_pretrain(
+        config,
+        {},
+        tmp_path / "stage",
+        {"data_root": str(tmp_path / "imagenet"), "speed": "optimized"},
+        torch.device("cpu"),
+        None,
+    )
     assert [entry["epoch"] for entry in history] == [1, 2] and np.isfinite(metrics["final_loss"])
     assert (tmp_path / "stage" / artifacts["checkpoint"]).exists()

@@ -25,7 +25,9 @@ from disco.data.real import (
 from harness.errors import UserError
 
 SHARED_SUBSETS = Path("/work/shared/data/imagenet_subsets")
-needs_shared_lists = pytest.mark.skipif(not SHARED_SUBSETS.is_dir(), reason=f"{SHARED_SUBSETS} (SimCLR's subset lists) is not available on this machine")
+needs_shared_lists = pytest.mark.skipif(
+    not SHARED_SUBSETS.is_dir(), reason=f"{SHARED_SUBSETS} (SimCLR's subset lists) is not available on this machine"
+)
 CLASSES = ["n01440764", "n01443537", "n01484850"]
 
 
@@ -154,13 +156,16 @@ def test_fetch_rejects_a_truncated_download_and_caches_nothing(tmp_path: Path) -
         fetch_subset_list(10, tmp_path / "cache", url=(tmp_path / "absent.txt").as_uri())
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("filename\nn01440764_10026.JPEG\n", "line 1: 'filename'"),
-    ("n01440764_10026.JPEG\n\nn01443537_2.JPEG\n", "line 2"),
-    ("n01440764_10026.JPEG\tn01440764\n", "line 1"),
-    ("n01440764_10026.jpg\n", "line 1"),
-    ("n01440764_10026.JPEG\nn01440764_10026.JPEG\n", "listed twice"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("filename\nn01440764_10026.JPEG\n", "line 1: 'filename'"),
+        ("n01440764_10026.JPEG\n\nn01443537_2.JPEG\n", "line 2"),
+        ("n01440764_10026.JPEG\tn01440764\n", "line 1"),
+        ("n01440764_10026.jpg\n", "line 1"),
+        ("n01440764_10026.JPEG\nn01440764_10026.JPEG\n", "listed twice"),
+    ],
+)
 def test_malformed_list_files(text: str, words: str) -> None:
     with pytest.raises(DatasetError) as excinfo:
         parse_subset_list(text, "my_list.txt")
@@ -169,7 +174,10 @@ def test_malformed_list_files(text: str, words: str) -> None:
 
 
 def test_list_with_crlf_endings_parses_and_counts_are_checked(tmp_path: Path) -> None:
-    assert parse_subset_list("n01440764_1.JPEG\r\nn01443537_2.JPEG\r\n", "crlf.txt") == ["n01440764_1.JPEG", "n01443537_2.JPEG"]
+    assert parse_subset_list("n01440764_1.JPEG\r\nn01443537_2.JPEG\r\n", "crlf.txt") == [
+        "n01440764_1.JPEG",
+        "n01443537_2.JPEG",
+    ]
     short = tmp_path / "1percent.txt"
     short.write_text("n01440764_1.JPEG\n")
     with pytest.raises(DatasetError, match="lists 1 images, expected 12811"):
@@ -218,12 +226,15 @@ def test_voc_layout_accepts_the_detectron2_tree(tmp_path: Path) -> None:
     assert paths.years == {"2007": tmp_path / "VOC2007", "2012": tmp_path / "VOC2012"}
 
 
-@pytest.mark.parametrize(("breakage", "missing"), [
-    ("VOC2012", "VOC2012/Annotations"),
-    ("VOC2007/ImageSets/Main/test.txt", "VOC2007/ImageSets/Main/test.txt"),
-    ("VOC2007/JPEGImages/000005.jpg", "VOC2007/JPEGImages/000005.jpg"),
-    ("VOC2012/Annotations/2008_000008.xml", "VOC2012/Annotations/2008_000008.xml"),
-])
+@pytest.mark.parametrize(
+    ("breakage", "missing"),
+    [
+        ("VOC2012", "VOC2012/Annotations"),
+        ("VOC2007/ImageSets/Main/test.txt", "VOC2007/ImageSets/Main/test.txt"),
+        ("VOC2007/JPEGImages/000005.jpg", "VOC2007/JPEGImages/000005.jpg"),
+        ("VOC2012/Annotations/2008_000008.xml", "VOC2012/Annotations/2008_000008.xml"),
+    ],
+)
 def test_voc_layout_names_what_is_missing(tmp_path: Path, breakage: str, missing: str) -> None:
     build_voc(tmp_path)
     target = tmp_path / breakage
@@ -231,7 +242,9 @@ def test_voc_layout_names_what_is_missing(tmp_path: Path, breakage: str, missing
     with pytest.raises(DatasetError) as excinfo:
         voc_layout(tmp_path)
     message = message_of(excinfo)
-    assert str(tmp_path / missing) in message and "VOC" in message and "{Annotations,ImageSets/Main,JPEGImages}" in message
+    assert (
+        str(tmp_path / missing) in message and "VOC" in message and "{Annotations,ImageSets/Main,JPEGImages}" in message
+    )
 
 
 def test_voc_empty_split_file(tmp_path: Path) -> None:
@@ -246,7 +259,11 @@ def build_coco(root: Path) -> None:
     annotations.mkdir(parents=True)
     for split in ("train2017", "val2017"):
         write_jpeg(root / "coco" / split / "000000000139.jpg", 30)
-        payload = {"images": [{"id": 139, "file_name": "000000000139.jpg", "height": 8, "width": 8}], "annotations": [], "categories": [{"id": 1, "name": "person"}]}
+        payload = {
+            "images": [{"id": 139, "file_name": "000000000139.jpg", "height": 8, "width": 8}],
+            "annotations": [],
+            "categories": [{"id": 1, "name": "person"}],
+        }
         (annotations / f"instances_{split}.json").write_text(json.dumps(payload))
 
 

@@ -38,7 +38,9 @@ def _free_port() -> int:
 
 def _entry(rank: int, worker, out: Path, port: int) -> None:
     """What torchrun would set up for each rank; the worker joins the group when it is ready."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
+    )
     torch.set_num_threads(1)
     try:
         worker(rank, out)
@@ -82,7 +84,9 @@ def _collectives_worker(rank: int, out: Path) -> None:
     assert not torch.equal(rank0_perm, torch.randperm(8, generator=torch.Generator().manual_seed(101)))
     assert torch.equal(concat_all_gather(seen[0]).long(), rank0_perm), "ranks encoded slices of rank 0's permutation"
     assert torch.equal(keys[:, 0], local[:, 0]), "keys come back in this rank's query order"
-    emulated = shuffled_encode(_tagged(reference_net), everything, groups=WORLD, generator=torch.Generator().manual_seed(100))
+    emulated = shuffled_encode(
+        _tagged(reference_net), everything, groups=WORLD, generator=torch.Generator().manual_seed(100)
+    )
     torch.testing.assert_close(keys, emulated.chunk(WORLD)[rank], rtol=0, atol=0)
 
     contrast = MomentumContrast(nn.Linear(3, 4), queue_size=16, momentum=0.9, temperature=0.2, bn_group_size=4, dim=4)
@@ -116,7 +120,9 @@ def _toy_method(kind: str, weight: float | None, ce_weight: float) -> nn.Module:
     torch.manual_seed(0)
     if kind == "mocov2":
         return MoCoV2(_toy_encoder(), MoCoV2Config(queue_size=16, momentum=0.9, bn_group_size=4))
-    config = DisCoConfig(queue_size=16, momentum=0.9, bn_group_size=4, mse_per_sample_weight=weight, ce_weight=ce_weight)
+    config = DisCoConfig(
+        queue_size=16, momentum=0.9, bn_group_size=4, mse_per_sample_weight=weight, ce_weight=ce_weight
+    )
     return DisCo(_toy_encoder(), _toy_encoder(), config)
 
 
@@ -140,14 +146,18 @@ def _gradient_worker(rank: int, out: Path) -> None:
         grads = _student_grads(method, ddp_step(method, CPU), view1[mine], view2[mine])
         expected, expected_queue = single[name]
         for got, want in zip(grads, expected):
-            torch.testing.assert_close(got * factor, want, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+            torch.testing.assert_close(
+                got * factor, want, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}"
+            )
         torch.testing.assert_close(method.contrast.queue, expected_queue, rtol=1e-5, atol=1e-6)
     # the literal sum with CE on: the layout changes the objective, so the gradients differ
     method = _toy_method("disco", None, 1.0)
     literal = _student_grads(method, ddp_step(method, CPU), view1[mine], view2[mine])
     reference = _toy_method("disco", None, 1.0)
     distributed.shutdown()
-    assert not torch.allclose(literal[0], _student_grads(reference, reference.training_step, view1, view2)[0], rtol=1e-3)
+    assert not torch.allclose(
+        literal[0], _student_grads(reference, reference.training_step, view1, view2)[0], rtol=1e-3
+    )
 
 
 def test_ddp_gradients_equal_single_process_for_means_and_literal_mse_sum_scales_with_world_size(tmp_path):
@@ -199,16 +209,37 @@ def _training_worker(rank: int, out: Path) -> None:
     import harness.stage_tasks
 
     distributed.init_from_env(CPU)
-    disco.train.save_keeping_previous = _logging_save(out / "checkpoint_writes", rank, disco.train.save_keeping_previous)
+    disco.train.save_keeping_previous = _logging_save(
+        out / "checkpoint_writes", rank, disco.train.save_keeping_previous
+    )
     # constant lr: the run stopped after 2 epochs has the same schedule as the 3-epoch ones
     recipe = TrainRecipe(epochs=3, batch_size=8, lr=0.1, schedule="constant")
     straight, interrupted, resumed = _bn_method(), _bn_method(), _bn_method()
     state = train(straight, IndexedViews(), recipe, out / "straight", seed=5, device=CPU)
     train(interrupted, IndexedViews(), replace(recipe, epochs=2), out / "resumed", seed=5, device=CPU)
     resumed_state = train(resumed, IndexedViews(), recipe, out / "resumed", seed=5, device=CPU)
-    torch.save({"straight": straight.state_dict(), "resumed": resumed.state_dict(), "seen": straight.seen, "history": state.history, "resumed_history": resumed_state.history}, out / f"rank{rank}.pt")
+    torch.save(
+        {
+            "straight": straight.state_dict(),
+            "resumed": resumed.state_dict(),
+            "seen": straight.seen,
+            "history": state.history,
+            "resumed_history": resumed_state.history,
+        },
+        out / f"rank{rank}.pt",
+    )
 
-    spec = {"name": "toy", "kind": "pretrain", "profile": "toy", "key": "k" * 64, "config": {"seed": 5}, "runtime": {"device": "cpu"}, "stage_dir": "stages/toy", "result": "toy/toy.json", "inputs": {}}
+    spec = {
+        "name": "toy",
+        "kind": "pretrain",
+        "profile": "toy",
+        "key": "k" * 64,
+        "config": {"seed": 5},
+        "runtime": {"device": "cpu"},
+        "stage_dir": "stages/toy",
+        "result": "toy/toy.json",
+        "inputs": {},
+    }
     harness.runner.atomic_write_json(out / "spec.json", spec)
     harness.runner.atomic_write_json = _logging_save(out / "result_writes", rank, harness.runner.atomic_write_json)
     harness.stage_tasks.TASKS["pretrain"] = _toy_task
@@ -220,7 +251,11 @@ def _training_worker(rank: int, out: Path) -> None:
 
 def _toy_task(config, inputs, stage_dir: Path, runtime, device, progress):
     state = train(_bn_method(), IndexedViews(), TrainRecipe(epochs=1, batch_size=8), stage_dir, config["seed"], device)
-    return {"final_loss": state.history[-1]["loss"], "epochs": state.epoch}, state.history, {"checkpoint": "checkpoint.pt"}
+    return (
+        {"final_loss": state.history[-1]["loss"], "epochs": state.epoch},
+        state.history,
+        {"checkpoint": "checkpoint.pt"},
+    )
 
 
 def test_ddp_training_splits_batches_writes_once_keeps_ranks_identical_and_resumes_exactly(tmp_path):
@@ -239,7 +274,11 @@ def test_ddp_training_splits_batches_writes_once_keeps_ranks_identical_and_resum
             assert torch.equal(value, ranks[1][name][key]), f"{name}: ranks differ in {key}"
     for key, value in ranks[0]["straight"].items():
         assert torch.equal(value, ranks[0]["resumed"][key]), f"resume differs in {key}"
-    assert [h["loss"] for h in ranks[0]["history"]] == [h["loss"] for h in ranks[1]["history"]] == [h["loss"] for h in ranks[0]["resumed_history"]]
+    assert (
+        [h["loss"] for h in ranks[0]["history"]]
+        == [h["loss"] for h in ranks[1]["history"]]
+        == [h["loss"] for h in ranks[0]["resumed_history"]]
+    )
     runs = [torch.load(tmp_path / f"runner{r}.pt", weights_only=False) for r in range(WORLD)]
     assert runs[0]["first"] == runs[1]["first"] == runs[0]["again"] == runs[1]["again"]
     assert json.loads((tmp_path / "results" / "toy" / "toy.json").read_text()) == runs[0]["first"]
@@ -256,7 +295,11 @@ def test_global_batch_must_split_evenly_across_ranks():
 
 def test_sync_bn_converts_the_query_encoder_only_and_keeps_state_dict_keys():
     torch.manual_seed(0)
-    method = DisCo(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), nn.Sequential(nn.BatchNorm2d(3)), DisCoConfig(queue_size=16, bn_group_size=4))
+    method = DisCo(
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)),
+        nn.Sequential(nn.BatchNorm2d(3)),
+        DisCoConfig(queue_size=16, bn_group_size=4),
+    )
     keys = method.state_dict().keys()
     convert_student_sync_bn(method)
     assert isinstance(method.student[1], nn.SyncBatchNorm)
@@ -267,8 +310,24 @@ def test_sync_bn_converts_the_query_encoder_only_and_keeps_state_dict_keys():
 def test_torchrun_command_single_node_is_standalone_and_multi_node_needs_an_endpoint():
     workspace = type("Workspace", (), {"artifacts": Path("a"), "results": Path("r")})()
     command = distributed.torchrun_command("s.json", workspace, nproc=8)
-    assert command[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=8", "--nnodes=1", "--standalone", "-m", "harness", "run-stage", "s.json", "--artifacts", "a", "--results", "r"]
-    multi = distributed.torchrun_command("s.json", workspace, nproc=8, nnodes=2, rdzv_endpoint="node1:29400", rdzv_id="job7")
+    assert command[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node=8",
+        "--nnodes=1",
+        "--standalone",
+        "-m",
+        "harness",
+        "run-stage",
+        "s.json",
+        "--artifacts",
+        "a",
+        "--results",
+        "r",
+    ]
+    multi = distributed.torchrun_command(
+        "s.json", workspace, nproc=8, nnodes=2, rdzv_endpoint="node1:29400", rdzv_id="job7"
+    )
     assert "--rdzv-endpoint=node1:29400" in multi and "--rdzv-backend=c10d" in multi and "--standalone" not in multi
     with pytest.raises(ValueError, match="rdzv_endpoint"):
         distributed.torchrun_command("s.json", workspace, nproc=8, nnodes=2)
@@ -286,7 +345,14 @@ def test_torchrun_two_processes_run_a_smoke_stage_and_write_one_result(tmp_path)
     stage = Planner(load_benchmarks(), "tiny", smoke=True, device="cpu").baseline("r18", 0)
     spec = stage.write_spec(workspace)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(distributed.torchrun_command(spec, workspace, nproc=WORLD), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        distributed.torchrun_command(spec, workspace, nproc=WORLD),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count(": done") == WORLD  # both ranks finished the same stage
     results = list(workspace.results.rglob("*.json"))

@@ -62,7 +62,10 @@ def test_ink_crop_and_bad_arguments():
 
 
 def _predictions(boxes, labels, shift: float = 0.0, label_offset: int = 0):
-    return [{"boxes": b + shift, "scores": torch.linspace(1.0, 0.5, len(b)), "labels": (l + label_offset) % 3} for b, l in zip(boxes, labels)]
+    return [
+        {"boxes": b + shift, "scores": torch.linspace(1.0, 0.5, len(b)), "labels": (lab + label_offset) % 3}
+        for b, lab in zip(boxes, labels)
+    ]
 
 
 def test_coco_map_of_a_perfect_detector_is_100_and_of_wrong_ones_0(pasted):
@@ -71,16 +74,37 @@ def test_coco_map_of_a_perfect_detector_is_100_and_of_wrong_ones_0(pasted):
     misplaced = coco_map(pasted.boxes, pasted.labels, _predictions(pasted.boxes, pasted.labels, shift=100.0), 3)
     mislabelled = coco_map(pasted.boxes, pasted.labels, _predictions(pasted.boxes, pasted.labels, label_offset=1), 3)
     assert misplaced["AP"] == pytest.approx(0.0) and mislabelled["AP50"] == pytest.approx(0.0)
-    empty = [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)} for _ in pasted.boxes]
+    empty = [
+        {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+        for _ in pasted.boxes
+    ]
     assert coco_map(pasted.boxes, pasted.labels, empty, 3)["AP"] == 0.0
 
 
 def test_coco_map_partial_and_loose_boxes(pasted):
-    half = [p if index % 2 else {"boxes": p["boxes"] + 100.0, "scores": p["scores"], "labels": p["labels"]} for index, p in enumerate(_predictions(pasted.boxes, pasted.labels))]
+    half = [
+        p if index % 2 else {"boxes": p["boxes"] + 100.0, "scores": p["scores"], "labels": p["labels"]}
+        for index, p in enumerate(_predictions(pasted.boxes, pasted.labels))
+    ]
     partial = coco_map(pasted.boxes, pasted.labels, half, 3)
     assert 20.0 < partial["AP"] < 80.0
     # boxes grown by 20% on each side: IoU ~0.51, kept at IoU .50 but not at .75
-    loose = [{**p, "boxes": p["boxes"] + torch.stack([-(p["boxes"][:, 2] - p["boxes"][:, 0]) * 0.2, -(p["boxes"][:, 3] - p["boxes"][:, 1]) * 0.2, (p["boxes"][:, 2] - p["boxes"][:, 0]) * 0.2, (p["boxes"][:, 3] - p["boxes"][:, 1]) * 0.2], dim=1)} for p in _predictions(pasted.boxes, pasted.labels)]
+    loose = [
+        {
+            **p,
+            "boxes": p["boxes"]
+            + torch.stack(
+                [
+                    -(p["boxes"][:, 2] - p["boxes"][:, 0]) * 0.2,
+                    -(p["boxes"][:, 3] - p["boxes"][:, 1]) * 0.2,
+                    (p["boxes"][:, 2] - p["boxes"][:, 0]) * 0.2,
+                    (p["boxes"][:, 3] - p["boxes"][:, 1]) * 0.2,
+                ],
+                dim=1,
+            ),
+        }
+        for p in _predictions(pasted.boxes, pasted.labels)
+    ]
     scores = coco_map(pasted.boxes, pasted.labels, loose, 3)
     assert scores["AP50"] == pytest.approx(100.0) and scores["AP75"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="one prediction per image"):

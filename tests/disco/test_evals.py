@@ -10,9 +10,9 @@ from torch.nn import functional as F
 from disco.data.embedded import load_embedded, stratified_split
 from disco.data.sources import Splits
 from disco.errors import InputError
+from disco.eval_recipes import KnnRecipe, ProbeRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
 from disco.evals import EVALUATIONS, get_evaluation
 from disco.evals.knn import knn_votes
-from disco.eval_recipes import KnnRecipe, ProbeRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
 from disco.evals.semi import labelled_subset
 from disco.models import Encoder, build_encoder
 from harness.errors import UserError
@@ -32,7 +32,9 @@ class PixelBackbone(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.noise:  # features that ignore the image: any accuracy above chance would be a bug
-            return torch.randn(len(x), 3, 8, 8, generator=torch.Generator().manual_seed(int(x.abs().sum() * 1000) % 2**31))
+            return torch.randn(
+                len(x), 3, 8, 8, generator=torch.Generator().manual_seed(int(x.abs().sum() * 1000) % 2**31)
+            )
         return F.adaptive_avg_pool2d(x, 8)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -61,7 +63,11 @@ def small_splits(mnist):
 
 
 def test_all_evaluations_are_registered():
-    expected = {"linear", "knn", "detection"} | {f"semi_{kind}_{p}pct" for kind in ("linear", "finetune") for p in (1, 10)} | {f"transfer_{t}" for t in ("cifar10", "cifar100", "digits")}
+    expected = (
+        {"linear", "knn", "detection"}
+        | {f"semi_{kind}_{p}pct" for kind in ("linear", "finetune") for p in (1, 10)}
+        | {f"transfer_{t}" for t in ("cifar10", "cifar100", "digits")}
+    )
     assert expected <= set(EVALUATIONS)
 
 
@@ -134,7 +140,9 @@ def test_semi_imagenet_subset_follows_the_simclr_list(tmp_path: Path):
     train = _FakeImageFolder(listed + [f"n00000001_{index}.JPEG" for index in range(20000, 20050)])
     subset, source = labelled_subset(train, 1, SubsetChoice(subset_list=str(list_file)))
     assert len(subset) == 12811 and "SimCLR" in source and 12811 + 49 not in set(subset.indices)
-    assert len(labelled_subset(train, 1, SubsetChoice(subset_list=str(list_file), faithful_header_bug=True))[0]) == 12810
+    assert (
+        len(labelled_subset(train, 1, SubsetChoice(subset_list=str(list_file), faithful_header_bug=True))[0]) == 12810
+    )
     with pytest.raises(UserError, match="holds 12801 of the 12811"):
         labelled_subset(_FakeImageFolder(listed[10:]), 1, SubsetChoice(subset_list=str(list_file)))
 
@@ -175,7 +183,9 @@ def test_transfer_digits_structured_features_beat_image_blind_ones(small_splits)
     recipe = {"epochs": 10, "train_augment": False}
     pixels = transfer(Encoder(PixelBackbone(), None), small_splits, recipe, CPU)
     noise = transfer(Encoder(PixelBackbone(noise=True), None), small_splits, recipe, CPU)
-    assert pixels["target"] == "digits" and pixels["recipe"]["schedule"] == "constant" and pixels["recipe"]["epochs"] == 10
+    assert (
+        pixels["target"] == "digits" and pixels["recipe"]["schedule"] == "constant" and pixels["recipe"]["epochs"] == 10
+    )
     assert pixels["num_train"] + pixels["num_test"] == 1797
     assert pixels["top1"] > 75.0 and noise["top1"] < 30.0
 
@@ -194,24 +204,45 @@ def test_transfer_cifar_under_smoke_runs_on_the_synthetic_images(monkeypatch):
     monkeypatch.delenv("DISCO_CIFAR", raising=False)
     splits = load_splits({"source": "imagenet", "image_size": 32, "smoke": True})
     assert splits.synthetic
-    metrics = get_evaluation("transfer_cifar10")(Encoder(PixelBackbone(), None), splits, {"epochs": 2, "batch_size": 8, "train_augment": False}, CPU)
-    assert metrics["num_train"] == len(splits.train) and metrics["num_test"] == len(splits.test) and 0.0 <= metrics["top1_best"] <= 100.0
+    metrics = get_evaluation("transfer_cifar10")(
+        Encoder(PixelBackbone(), None), splits, {"epochs": 2, "batch_size": 8, "train_augment": False}, CPU
+    )
+    assert (
+        metrics["num_train"] == len(splits.train)
+        and metrics["num_test"] == len(splits.test)
+        and 0.0 <= metrics["top1_best"] <= 100.0
+    )
 
 
 def test_detection_voc_and_coco_are_detectron2_on_their_benchmark(small_splits, tmp_path, monkeypatch):
     from disco.detection import detectron2_backend
 
     seen = []
-    monkeypatch.setattr(detectron2_backend, "run_detectron2", lambda config, *args, **kwargs: seen.append(config) or {"bbox": {"AP": 1.0, "AP50": 2.0, "AP75": 0.5}})
+    monkeypatch.setattr(
+        detectron2_backend,
+        "run_detectron2",
+        lambda config, *args, **kwargs: seen.append(config) or {"bbox": {"AP": 1.0, "AP50": 2.0, "AP75": 0.5}},
+    )
     recipe = {"datasets_root": str(tmp_path), "output_dir": str(tmp_path / "out")}
     voc = get_evaluation("detection_voc")(build_encoder("r18", "mocov2"), small_splits, recipe, CPU)
     coco = get_evaluation("detection_coco")(build_encoder("r18", "mocov2"), small_splits, recipe, CPU)
-    assert (voc["recipe"]["benchmark"], coco["recipe"]["benchmark"]) == ("voc", "coco") and voc["recipe"]["backend"] == "detectron2"
+    assert (voc["recipe"]["benchmark"], coco["recipe"]["benchmark"]) == ("voc", "coco") and voc["recipe"][
+        "backend"
+    ] == "detectron2"
     assert seen[0]["DATASETS"]["TEST"] == ("voc_2007_test",) and seen[1]["DATASETS"]["TEST"] == ("coco_2017_val",)
     # faithful by default: the official VOC run's input statistics (the moco yaml's lost MODEL block)
-    assert voc["recipe"]["faithful_yaml_bug"] is True and seen[0]["MODEL"]["PIXEL_STD"] == [1.0, 1.0, 1.0] and seen[0]["MODEL"]["RESNETS"]["STRIDE_IN_1X1"] is True
-    get_evaluation("detection_voc")(build_encoder("r18", "mocov2"), small_splits, {**recipe, "faithful_yaml_bug": False}, CPU)
-    assert seen[2]["MODEL"]["PIXEL_STD"] == [58.395, 57.12, 57.375] and seen[2]["MODEL"]["RESNETS"]["STRIDE_IN_1X1"] is False
+    assert (
+        voc["recipe"]["faithful_yaml_bug"] is True
+        and seen[0]["MODEL"]["PIXEL_STD"] == [1.0, 1.0, 1.0]
+        and seen[0]["MODEL"]["RESNETS"]["STRIDE_IN_1X1"] is True
+    )
+    get_evaluation("detection_voc")(
+        build_encoder("r18", "mocov2"), small_splits, {**recipe, "faithful_yaml_bug": False}, CPU
+    )
+    assert (
+        seen[2]["MODEL"]["PIXEL_STD"] == [58.395, 57.12, 57.375]
+        and seen[2]["MODEL"]["RESNETS"]["STRIDE_IN_1X1"] is False
+    )
     with pytest.raises(UserError, match="detection_voc runs detectron2 on VOC"):
         get_evaluation("detection_voc")(build_encoder("r18", "mocov2"), small_splits, {"benchmark": "coco"}, CPU)
 
@@ -222,7 +253,9 @@ def test_semi_linear_drops_the_first_listed_image_by_default_as_the_official_bui
     train = _FakeImageFolder(listed)
     faithful, _ = labelled_subset(train, 1, SemiLinearRecipe(subset_list=str(tmp_path / "1percent.txt")))
     assert len(faithful) == 12810 and 0 not in set(faithful.indices)  # DisCo's imagenet_1_fraction.py
-    intended, _ = labelled_subset(train, 1, SemiLinearRecipe(subset_list=str(tmp_path / "1percent.txt"), faithful_header_bug=False))
+    intended, _ = labelled_subset(
+        train, 1, SemiLinearRecipe(subset_list=str(tmp_path / "1percent.txt"), faithful_header_bug=False)
+    )
     assert len(intended) == 12811
     assert not SubsetChoice().faithful_header_bug  # SwAV's eval_semisup.py (the fine-tuning recipe) reads every line
 
@@ -233,8 +266,14 @@ def test_semi_linear_drops_the_first_listed_image_by_default_as_the_official_bui
 def test_detection_embedded_runs_end_to_end(small_splits):
     recipe = {"train_images": 16, "test_images": 8, "iterations": 4, "batch_size": 4, "warmup_iters": 2, "steps": [3]}
     metrics = get_evaluation("detection")(build_encoder("effb0", "disco", image_size=32), small_splits, recipe, CPU)
-    assert {"AP", "AP50", "AP75"} <= set(metrics) and all(0.0 <= metrics[key] <= 100.0 for key in ("AP", "AP50", "AP75"))
-    assert metrics["num_train_images"] == 16 and metrics["num_test_images"] == 8 and metrics["recipe"]["backend"] == "torchvision"
+    assert {"AP", "AP50", "AP75"} <= set(metrics) and all(
+        0.0 <= metrics[key] <= 100.0 for key in ("AP", "AP50", "AP75")
+    )
+    assert (
+        metrics["num_train_images"] == 16
+        and metrics["num_test_images"] == 8
+        and metrics["recipe"]["backend"] == "torchvision"
+    )
     assert math.isfinite(metrics["final_loss"]) and "frozen" in metrics["protocol"]
 
 
@@ -243,7 +282,9 @@ def test_detection_rejects_bad_recipes(small_splits):
     with pytest.raises(InputError, match="backend must be one of"):
         detection(Encoder(PixelBackbone(), None), small_splits, {"backend": "mmdet"}, CPU)
     with pytest.raises(InputError, match="feature_stride must be 16"):
-        detection(build_encoder("r18", "none"), small_splits, {"feature_stride": 8, "train_images": 2, "test_images": 2}, CPU)
+        detection(
+            build_encoder("r18", "none"), small_splits, {"feature_stride": 8, "train_images": 2, "test_images": 2}, CPU
+        )
     with pytest.raises(InputError, match="positive counts.*iterations=0"):
         detection(Encoder(PixelBackbone(), None), small_splits, {"iterations": 0}, CPU)
     with pytest.raises(UserError, match="needs a ResNet student"):
@@ -260,7 +301,12 @@ def test_detection_detectron2_backend_converts_and_dispatches(small_splits, tmp_
         return {"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 45.0}}
 
     monkeypatch.setattr(detectron2_backend, "run_detectron2", fake_run)
-    recipe = {"backend": "detectron2", "benchmark": "voc", "datasets_root": str(tmp_path), "output_dir": str(tmp_path / "out")}
+    recipe = {
+        "backend": "detectron2",
+        "benchmark": "voc",
+        "datasets_root": str(tmp_path),
+        "output_dir": str(tmp_path / "out"),
+    }
     metrics = get_evaluation("detection")(build_encoder("r18", "mocov2"), small_splits, recipe, CPU)
     assert metrics["AP"] == 40.0 and metrics["depth"] == 18
     assert calls["config"]["MODEL"]["RESNETS"]["DEPTH"] == 18 and calls["datasets_root"] == str(tmp_path)

@@ -5,7 +5,15 @@ import torch
 from torch import nn
 
 from disco.health import COLLAPSED, HEALTHY, WEAK, chance_ratio, verdict
-from disco.monitor import HealthMonitor, HeldOut, alignment, effective_rank, embedding_health, mean_pairwise_cosine, uniformity
+from disco.monitor import (
+    HealthMonitor,
+    HeldOut,
+    alignment,
+    effective_rank,
+    embedding_health,
+    mean_pairwise_cosine,
+    uniformity,
+)
 
 
 def test_identical_vectors_are_one_point():
@@ -46,7 +54,14 @@ def test_chance_ratio():
 
 @pytest.mark.parametrize(
     ("cosine", "ratio", "status"),
-    [(0.2, 0.5, HEALTHY), (0.6, 0.5, WEAK), (0.2, 0.9, WEAK), (0.95, 0.5, COLLAPSED), (0.2, 0.99, COLLAPSED), (None, None, HEALTHY)],
+    [
+        (0.2, 0.5, HEALTHY),
+        (0.6, 0.5, WEAK),
+        (0.2, 0.9, WEAK),
+        (0.95, 0.5, COLLAPSED),
+        (0.2, 0.99, COLLAPSED),
+        (None, None, HEALTHY),
+    ],
 )
 def test_verdict_thresholds(cosine, ratio, status):
     result = verdict(cosine, ratio)

@@ -42,7 +42,9 @@ def test_literal_sum_weight_grows_with_local_batch_while_paper_weight_does_not()
     # the paper's effective weight is 32 whatever the local batch
     assert math.isclose(float(weighted_mse(s, t, 32.0)), 32 * per_sample_mean, rel_tol=1e-6)
     # on a local batch of exactly 32, both agree: that is the paper's setting
-    assert math.isclose(float(weighted_mse(s[:32], t[:32], None)), float(weighted_mse(s[:32], t[:32], 32.0)), rel_tol=1e-6)
+    assert math.isclose(
+        float(weighted_mse(s[:32], t[:32], None)), float(weighted_mse(s[:32], t[:32], 32.0)), rel_tol=1e-6
+    )
 
 
 def test_disco_loss_is_ce_plus_both_mse_terms_and_only_mse_drops_ce():

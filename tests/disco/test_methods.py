@@ -1,18 +1,22 @@
 import pytest
 import torch
 
-from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
-from disco.models import build_encoder
-from disco.train import TrainRecipe, train
+from disco.data.augment import mocov2_augmentation
 from disco.data.batched_augment import BatchedMoCoV2Augmentation
 from disco.data.datasets import TransformedImages, TwoViews
 from disco.data.synthetic import synthetic_images
-from disco.data.augment import mocov2_augmentation
+from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
+from disco.models import build_encoder
+from disco.train import TrainRecipe, train
 
 
 def small_disco(teacher_bn: str) -> DisCo:
     torch.manual_seed(0)
-    return DisCo(build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=32, bn_group_size=4, teacher_bn=teacher_bn))
+    return DisCo(
+        build_encoder("r18", "disco"),
+        build_encoder("r18", "mocov2"),
+        DisCoConfig(queue_size=32, bn_group_size=4, teacher_bn=teacher_bn),
+    )
 
 
 def one_step(method: DisCo) -> None:
@@ -64,7 +68,9 @@ def _two_step_run(tmp_path, name: str, batched: bool = False) -> dict[str, torch
     dataset = TransformedImages(images, None) if batched else TwoViews(images, mocov2_augmentation(32))
     augment = BatchedMoCoV2Augmentation(32) if batched else None
     torch.manual_seed(123)
-    method = DisCo(build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=32, bn_group_size=4))
+    method = DisCo(
+        build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=32, bn_group_size=4)
+    )
     recipe = TrainRecipe(epochs=1, batch_size=8, limit_batches=2)
     train(method, dataset, recipe, tmp_path / name, seed=7, device=torch.device("cpu"), augment=augment)
     return method.state_dict()

@@ -3,9 +3,40 @@ import torch
 
 from disco.models import ARCHS, arch_spec, build_encoder, feature_dim
 
-FEATURES = {"r50": 2048, "r101": 2048, "r152": 2048, "r50w2": 4096, "r18": 512, "r34": 512, "effb0": 1280, "effb1": 1280, "mbv3": 1280, "vits": 384, "vitt": 192, "xcits": 384, "xcitt": 192}
-MOCO_HIDDEN = {"r50": 2048, "r101": 2048, "r152": 2048, "mbv3": 512, "effb0": 1280, "effb1": 1280, "r18": 1280, "r34": 1280}
-HEAD_ATTR = {"r18": "fc", "r34": "fc", "r50": "fc", "effb0": "classifier", "effb1": "classifier", "mbv3": "classifier", "vitt": "head"}
+FEATURES = {
+    "r50": 2048,
+    "r101": 2048,
+    "r152": 2048,
+    "r50w2": 4096,
+    "r18": 512,
+    "r34": 512,
+    "effb0": 1280,
+    "effb1": 1280,
+    "mbv3": 1280,
+    "vits": 384,
+    "vitt": 192,
+    "xcits": 384,
+    "xcitt": 192,
+}
+MOCO_HIDDEN = {
+    "r50": 2048,
+    "r101": 2048,
+    "r152": 2048,
+    "mbv3": 512,
+    "effb0": 1280,
+    "effb1": 1280,
+    "r18": 1280,
+    "r34": 1280,
+}
+HEAD_ATTR = {
+    "r18": "fc",
+    "r34": "fc",
+    "r50": "fc",
+    "effb0": "classifier",
+    "effb1": "classifier",
+    "mbv3": "classifier",
+    "vitt": "head",
+}
 
 
 @pytest.mark.parametrize("arch", sorted(FEATURES))
@@ -48,7 +79,9 @@ def test_resnet50w2_matches_swav_layout():
     assert tuple(keys["layer1.0.downsample.0.weight"].shape) == (512, 128, 1, 1)
     assert tuple(keys["fc.0.weight"].shape) == (8192, 4096)
     assert "fc.1.running_mean" in keys  # the BN1d of the SwAV head
-    backbone_params = sum(v.numel() for k, v in encoder.backbone_state_dict().items() if "running" not in k and "num_batches" not in k)
+    backbone_params = sum(
+        v.numel() for k, v in encoder.backbone_state_dict().items() if "running" not in k and "num_batches" not in k
+    )
     assert abs(backbone_params - 93.9e6) < 0.1e6
 
 
@@ -59,7 +92,16 @@ def test_unknown_arch_suggests_the_closest_name():
 
 
 def residual_blocks(encoder):
-    return [block for stage in (encoder.backbone.layer1, encoder.backbone.layer2, encoder.backbone.layer3, encoder.backbone.layer4) for block in stage]
+    return [
+        block
+        for stage in (
+            encoder.backbone.layer1,
+            encoder.backbone.layer2,
+            encoder.backbone.layer3,
+            encoder.backbone.layer4,
+        )
+        for block in stage
+    ]
 
 
 @pytest.mark.parametrize(("arch", "torchvision_name"), [("r18", "resnet18"), ("r34", "resnet34")])

@@ -51,7 +51,9 @@ def test_grouped_bn_groups_the_swav_heads_batchnorm1d_like_per_group_calls():
     assert (out_ref - whole_batch).abs().max() > 1e-3  # the test can tell the two apart
     assert torch.allclose(out_ref, out_fused, atol=1e-10)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
-        assert torch.allclose(getattr(reference.backbone.fc[1], name).double(), getattr(head_bn, name).double(), atol=1e-12), name
+        assert torch.allclose(
+            getattr(reference.backbone.fc[1], name).double(), getattr(head_bn, name).double(), atol=1e-12
+        ), name
 
 
 def test_fused_teacher_targets_of_a_swav_head_teacher_equal_per_group_calls():
@@ -65,7 +67,9 @@ def test_fused_teacher_targets_of_a_swav_head_teacher_equal_per_group_calls():
     fused.train()
     x = torch.randn(16, 3, 32, 32, dtype=torch.double)
     assert torch.allclose(reference.embed_teacher(x), fused.embed_teacher(x), atol=1e-10)
-    assert torch.allclose(reference.teacher.backbone.fc[1].running_mean, fused.teacher.backbone.fc[1].running_mean, atol=1e-12)
+    assert torch.allclose(
+        reference.teacher.backbone.fc[1].running_mean, fused.teacher.backbone.fc[1].running_mean, atol=1e-12
+    )
 
 
 def test_grouped_bn_is_inactive_outside_a_group_context_and_in_eval_mode():
@@ -81,7 +85,9 @@ def test_grouped_bn_is_inactive_outside_a_group_context_and_in_eval_mode():
 
 def test_optimized_cpu_step_matches_reference_within_rounding():
     torch.manual_seed(0)
-    base = DisCo(build_encoder("mbv3", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=64, bn_group_size=8))
+    base = DisCo(
+        build_encoder("mbv3", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(queue_size=64, bn_group_size=8)
+    )
     reference, optimized = copy.deepcopy(base).train(), copy.deepcopy(base)
     options = SpeedOptions.for_mode("optimized", torch.device("cpu"))
     assert options.channels_last and not options.bf16  # bf16 autocast is a deviation: opt-in (precision: bf16)
@@ -99,17 +105,26 @@ def test_optimized_cpu_step_matches_reference_within_rounding():
     torch.manual_seed(1)
     terms_opt = optimized.training_step(*views)
     for name in terms_ref:
-        assert abs(float(terms_ref[name].detach()) - float(terms_opt[name].detach())) < 1e-3 * max(1.0, abs(float(terms_ref[name].detach()))), name
+        assert abs(float(terms_ref[name].detach()) - float(terms_opt[name].detach())) < 1e-3 * max(
+            1.0, abs(float(terms_ref[name].detach()))
+        ), name
 
 
 def test_batched_teacher_is_refused_with_the_faithful_train_mode_bn():
     with pytest.raises(ValueError, match="teacher_bn: eval"):
-        DisCo(build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), DisCoConfig(teacher_bn="train"), SpeedOptions(teacher_batched=True))
+        DisCo(
+            build_encoder("r18", "disco"),
+            build_encoder("r18", "mocov2"),
+            DisCoConfig(teacher_bn="train"),
+            SpeedOptions(teacher_batched=True),
+        )
 
 
 def test_channels_last_goes_where_it_was_measured_to_pay():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert wants_channels_last(build_encoder("effb0", "mocov2"), cpu) and wants_channels_last(build_encoder("mbv3", "mocov2"), cpu)
+    assert wants_channels_last(build_encoder("effb0", "mocov2"), cpu) and wants_channels_last(
+        build_encoder("mbv3", "mocov2"), cpu
+    )
     assert not wants_channels_last(build_encoder("r18", "mocov2"), cpu)  # ResNets: ~5% slower in NHWC on CPU
     assert wants_channels_last(build_encoder("r18", "mocov2"), cuda)
 
@@ -120,10 +135,16 @@ def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     optimized = SpeedOptions.for_mode("optimized", cuda)
     assert not optimized.bf16 and optimized.grouped_bn and optimized.channels_last and optimized.batched_augment
-    assert SpeedOptions.for_mode("optimized", cuda, precision="bf16").bf16 and SpeedOptions.for_mode("reference", cuda, precision="bf16").bf16
+    assert (
+        SpeedOptions.for_mode("optimized", cuda, precision="bf16").bf16
+        and SpeedOptions.for_mode("reference", cuda, precision="bf16").bf16
+    )
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         SpeedOptions.for_mode("optimized", cuda, precision="fp16")
     # a stage's numerics come from its config (its key), the structure from the runtime speed mode
     assert _speed({"speed": "optimized"}, cuda, config={"precision": "bf16"}).bf16
-    assert not _speed({"speed": "optimized"}, cuda, config={"precision": "fp32"}).bf16 and not _speed({"speed": "optimized"}, cuda).bf16
+    assert (
+        not _speed({"speed": "optimized"}, cuda, config={"precision": "fp32"}).bf16
+        and not _speed({"speed": "optimized"}, cuda).bf16
+    )
     assert not _speed({"speed": "reference"}, cpu, config={"views": "per_image"}).batched_augment

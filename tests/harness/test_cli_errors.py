@@ -31,7 +31,16 @@ def test_unknown_profile_lists_valid_names(workspace_args):
 def test_unwritable_output_directory_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    proc = disco_bench("run", "--pair", "r50-effb0", "--smoke", "--artifacts", str(blocker / "artifacts"), "--results", str(tmp_path / "results"))
+    proc = disco_bench(
+        "run",
+        "--pair",
+        "r50-effb0",
+        "--smoke",
+        "--artifacts",
+        str(blocker / "artifacts"),
+        "--results",
+        str(tmp_path / "results"),
+    )
     assert_one_line_error(proc, "not writable", str(blocker / "artifacts"))
     assert proc.returncode == 2
 
@@ -55,9 +64,25 @@ def broken_benchmarks(tmp: Path, change) -> str:
 
 
 def spec_file(tmp: Path, **changes) -> str:
-    spec = {"name": "pretrain-x", "kind": "pretrain", "profile": "tiny-smoke", "key": "k" * 64, "stage_dir": "stages/x", "result": "tiny-smoke/stages/x.json", "inputs": {}, "runtime": {"device": "cpu"},
-            "config": {"method": "mocov2", "arch": "effb0", "head": "mocov2", "seed": 0, "data": {"source": "embedded", "image_size": 32, "smoke": True},
-                       "recipe": {"epochs": 1, "batch_size": 8, "lr": 0.03, "limit_batches": 1}, "mocov2": {"queue_size": 64, "momentum": 0.99, "temperature": 0.2, "bn_group_size": 4}}}
+    spec = {
+        "name": "pretrain-x",
+        "kind": "pretrain",
+        "profile": "tiny-smoke",
+        "key": "k" * 64,
+        "stage_dir": "stages/x",
+        "result": "tiny-smoke/stages/x.json",
+        "inputs": {},
+        "runtime": {"device": "cpu"},
+        "config": {
+            "method": "mocov2",
+            "arch": "effb0",
+            "head": "mocov2",
+            "seed": 0,
+            "data": {"source": "embedded", "image_size": 32, "smoke": True},
+            "recipe": {"epochs": 1, "batch_size": 8, "lr": 0.03, "limit_batches": 1},
+            "mocov2": {"queue_size": 64, "momentum": 0.99, "temperature": 0.2, "bn_group_size": 4},
+        },
+    }
     path = tmp / "spec.json"
     path.write_text(json.dumps(spec | changes))
     return str(path)
@@ -69,21 +94,62 @@ def set_recipe_queue(tmp: Path) -> str:
 
 
 BAD_INPUTS = {  # id -> (arguments given the scratch dir, fragments of the one error line)
-    "eval-empty-checkpoint": (lambda t: ["eval", "--checkpoint", str(touch(t / "empty.pt", b"")), "--smoke"], ["cannot read checkpoint", "EOFError"]),
-    "eval-text-checkpoint": (lambda t: ["eval", "--checkpoint", str(touch(t / "notes.pt", b"hello\n")), "--smoke"], ["cannot read checkpoint", "not a torch file"]),
-    "benchmarks-top-level-list": (lambda t: ["run", "--benchmarks", str(touch(t / "list.yaml", b"- a\n- b\n")), "--dry-run"], ["list.yaml:1", "expected a mapping of the sections"]),
-    "queue-not-a-multiple-of-the-batch": (lambda t: ["run", "--benchmarks", broken_benchmarks(t, lambda d: d["profiles"]["tiny"]["mocov2"].update(queue_size=4000)), "--dry-run"],
-                                          ["benchmarks.yaml:", "queue_size 4000 must be a multiple of pretrain.batch_size 64"]),
-    "knn-negative-k": (lambda t: ["run", "--benchmarks", broken_benchmarks(t, lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(k=-5)), "--dry-run"],
-                       ["profiles.tiny.eval_recipes.knn.k", "k >= 1"]),
-    "run-stage-unknown-kind": (lambda t: ["run-stage", spec_file(t, kind="bogus")], ["spec.json", "unknown stage kind 'bogus'", "regenerate"]),
-    "run-stage-config-not-a-mapping": (lambda t: ["run-stage", spec_file(t, config=[1, 2])], ["spec.json", "config", "valid dictionary"]),
-    "run-stage-path-outside-the-workspace": (lambda t: ["run-stage", spec_file(t, stage_dir="/etc")], ["stage_dir", "must be relative"]),
-    "run-stage-queue-not-a-multiple": (lambda t: ["run-stage", set_recipe_queue(t)], ["stage pretrain-x", "queue_size 100 must be a multiple of batch_size 8"]),
+    "eval-empty-checkpoint": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "empty.pt", b"")), "--smoke"],
+        ["cannot read checkpoint", "EOFError"],
+    ),
+    "eval-text-checkpoint": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "notes.pt", b"hello\n")), "--smoke"],
+        ["cannot read checkpoint", "not a torch file"],
+    ),
+    "benchmarks-top-level-list": (
+        lambda t: ["run", "--benchmarks", str(touch(t / "list.yaml", b"- a\n- b\n")), "--dry-run"],
+        ["list.yaml:1", "expected a mapping of the sections"],
+    ),
+    "queue-not-a-multiple-of-the-batch": (
+        lambda t: [
+            "run",
+            "--benchmarks",
+            broken_benchmarks(t, lambda d: d["profiles"]["tiny"]["mocov2"].update(queue_size=4000)),
+            "--dry-run",
+        ],
+        ["benchmarks.yaml:", "queue_size 4000 must be a multiple of pretrain.batch_size 64"],
+    ),
+    "knn-negative-k": (
+        lambda t: [
+            "run",
+            "--benchmarks",
+            broken_benchmarks(t, lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(k=-5)),
+            "--dry-run",
+        ],
+        ["profiles.tiny.eval_recipes.knn.k", "k >= 1"],
+    ),
+    "run-stage-unknown-kind": (
+        lambda t: ["run-stage", spec_file(t, kind="bogus")],
+        ["spec.json", "unknown stage kind 'bogus'", "regenerate"],
+    ),
+    "run-stage-config-not-a-mapping": (
+        lambda t: ["run-stage", spec_file(t, config=[1, 2])],
+        ["spec.json", "config", "valid dictionary"],
+    ),
+    "run-stage-path-outside-the-workspace": (
+        lambda t: ["run-stage", spec_file(t, stage_dir="/etc")],
+        ["stage_dir", "must be relative"],
+    ),
+    "run-stage-queue-not-a-multiple": (
+        lambda t: ["run-stage", set_recipe_queue(t)],
+        ["stage pretrain-x", "queue_size 100 must be a multiple of batch_size 8"],
+    ),
     "perf-bogus-device": (lambda t: ["perf", "--device", "bogus"], ["device 'bogus' is not a device", "cuda:N"]),
     "run-bogus-device": (lambda t: ["run", "--device", "bogus", "--dry-run"], ["--device 'bogus' is not a device"]),
-    "seeds-beyond-the-bound": (lambda t: ["run", "--seeds", "100000000000000000000", "--dry-run"], ["--seeds", "1<=x<=100"]),
-    "plan-beyond-the-bound": (lambda t: ["run", "--all", "--seeds", "100", "--dry-run"], ["22 pair(s) x 100 seed(s)", "stages, over the 20,000 one run plans", "fewer pairs, seeds or evaluations"]),
+    "seeds-beyond-the-bound": (
+        lambda t: ["run", "--seeds", "100000000000000000000", "--dry-run"],
+        ["--seeds", "1<=x<=100"],
+    ),
+    "plan-beyond-the-bound": (
+        lambda t: ["run", "--all", "--seeds", "100", "--dry-run"],
+        ["22 pair(s) x 100 seed(s)", "stages, over the 20,000 one run plans", "fewer pairs, seeds or evaluations"],
+    ),
 }
 
 
@@ -106,14 +172,30 @@ def test_every_class_of_bad_input_is_one_line_exit_2_and_touches_no_result(case,
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
     assert all(fragment in lines[0] for fragment in fragments), lines[0]
-    assert kept.read_text() == '{"a result": "already on disk"}' and [p.name for p in kept.parent.iterdir()] == ["kept.json"]
+    assert kept.read_text() == '{"a result": "already on disk"}' and [p.name for p in kept.parent.iterdir()] == [
+        "kept.json"
+    ]
 
 
 def test_a_long_plan_is_summarised(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
-    code, out, _ = run_cli(monkeypatch, capsys, "run", "--all", "--seeds", "2", "--dry-run", "--results", str(tmp_path / "r"), "--artifacts", str(tmp_path / "a"))
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "run",
+        "--all",
+        "--seeds",
+        "2",
+        "--dry-run",
+        "--results",
+        str(tmp_path / "r"),
+        "--artifacts",
+        str(tmp_path / "a"),
+    )
     assert code == 0 and "more stage(s) not listed" in out and "all stages by kind" in out
     assert len(out.splitlines()) < 80  # 40 rows, their frame, the counts per kind
+
+
 IMPORT_PROBE = """
 import sys
 from harness.cli import main
@@ -129,5 +211,7 @@ print("heavy:", sorted(name for name in ("torch", "timm", "torchvision") if name
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["validate"], ["list"]])
 def test_help_validate_and_list_do_not_import_torch(args, workspace_args):
     extra = workspace_args if args == ["list"] else []
-    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.stdout.strip().splitlines()[-1] == "heavy: []", proc.stderr[-2000:]

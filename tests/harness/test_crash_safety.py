@@ -28,8 +28,25 @@ def multi_epoch_stage(workspace: Workspace):
 
 
 def start_stage(spec: Path, workspace: Workspace, sleep_s: float = 0.0, env: dict | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "harness", "run-stage", str(spec), "--artifacts", str(workspace.artifacts), "--results", str(workspace.results)]
-    return subprocess.Popen(command, cwd=REPO, env={**os.environ, "DISCO_EPOCH_SLEEP": str(sleep_s), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run-stage",
+        str(spec),
+        "--artifacts",
+        str(workspace.artifacts),
+        "--results",
+        str(workspace.results),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "DISCO_EPOCH_SLEEP": str(sleep_s), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def checkpoint_epoch(path: Path) -> int:
@@ -131,13 +148,22 @@ def test_a_cell_killed_at_every_kind_of_point_finishes_with_every_result_valid(c
     cell = SmokeCell(tmp_path, "")
     marker, log = tmp_path / "paused", (tmp_path / "stderr.log").open("w")
     for point in KILL_POINTS:
-        proc = subprocess.Popen([sys.executable, "-m", "harness", *cell.args()], cwd=REPO, env={**os.environ, **paused_env(point, marker)}, stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *cell.args()],
+            cwd=REPO,
+            env={**os.environ, **paused_env(point, marker)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         assert wait_until_paused(proc, marker)
     assert temp_files(tmp_path)  # the killed writes left theirs
     last = subprocess.run([sys.executable, "-m", "harness", *cell.args()], cwd=REPO, capture_output=True, text=True)
     assert last.returncode == 0, last.stderr[-2000:]
     assert not temp_files(tmp_path)
-    resumed = [load_result(path).metrics.get("resumed_from_epoch") for path in (tmp_path / "r" / "tiny-smoke" / "stages").glob("*.json")]
+    resumed = [
+        load_result(path).metrics.get("resumed_from_epoch")
+        for path in (tmp_path / "r" / "tiny-smoke" / "stages").glob("*.json")
+    ]
     assert max(filter(None, resumed), default=0) == 1  # the stage killed writing its final checkpoint did not retrain
     assert cell_results(tmp_path) == cell_results(clean_smoke_cell.root)
     assert cell_tensors(tmp_path) == cell_tensors(clean_smoke_cell.root)

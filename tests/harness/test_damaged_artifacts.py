@@ -56,7 +56,9 @@ def unfinish(stage, stage_dir, workspace):
     workspace.result_path(stage.profile, stage.name).unlink()
 
 
-def test_a_torn_resume_checkpoint_is_moved_aside_and_training_resumes_from_the_previous_epoch(trained, workspace, capsys):
+def test_a_torn_resume_checkpoint_is_moved_aside_and_training_resumes_from_the_previous_epoch(
+    trained, workspace, capsys
+):
     stage, stage_dir, original = trained
     unfinish(stage, stage_dir, workspace)
     size = tear(stage_dir / "checkpoint.pt")
@@ -106,7 +108,11 @@ def test_a_symbolic_link_loop_for_a_stage_directory_is_moved_aside(workspace, tm
 def test_temp_files_of_killed_writes_are_gone_after_the_rerun(workspace):
     stage = Planner(load_benchmarks(), "tiny", smoke=True).random_init("effb0", 0)
     stage_dir, result = workspace.stage_dir(stage.name, stage.key), workspace.result_path(stage.profile, stage.name)
-    leftovers = [stage_dir / ".checkpoint.pt.x1.tmp", stage_dir / ".final.pt.x2.tmp", result.parent / f".{result.name}.x3.tmp"]
+    leftovers = [
+        stage_dir / ".checkpoint.pt.x1.tmp",
+        stage_dir / ".final.pt.x2.tmp",
+        result.parent / f".{result.name}.x3.tmp",
+    ]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a file")

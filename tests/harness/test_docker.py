@@ -51,10 +51,25 @@ from tests.conftest import disco_bench
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks.yaml"
 PINS = dict(re.findall(r"(?m)^(torch|torchvision)==(\S+)$", (REPO / "requirements.lock").read_text()))
-BASE_IMAGE = os.environ.get("DISCO_TEST_BASE_IMAGE", f"disco-bench-test-base:bookworm-torch{PINS['torch']}-tv{PINS['torchvision']}")  # as .ci/setup-docker.sh names it
+BASE_IMAGE = os.environ.get(
+    "DISCO_TEST_BASE_IMAGE", f"disco-bench-test-base:bookworm-torch{PINS['torch']}-tv{PINS['torchvision']}"
+)  # as .ci/setup-docker.sh names it
 PAIR = "r50-effb0"
 # --evals linear: the 8-stage chain (two pretrains, DisCo, init, four linear evals) keeps CI short
-SMOKE_RUN = ["run", "--benchmarks", str(BENCHMARKS), "--pair", PAIR, "--profile", "tiny", "--smoke", "--evals", "linear", "--executor", "docker"]
+SMOKE_RUN = [
+    "run",
+    "--benchmarks",
+    str(BENCHMARKS),
+    "--pair",
+    PAIR,
+    "--profile",
+    "tiny",
+    "--smoke",
+    "--evals",
+    "linear",
+    "--executor",
+    "docker",
+]
 NO_ENGINE = "unix:///nonexistent/disco-bench-test/docker.sock"
 T = TypeVar("T")
 
@@ -78,7 +93,14 @@ def copy_context(destination: Path) -> Path:
 
 def test_build_context_holds_sources_and_keeps_data_out() -> None:
     files = context_files(REPO)
-    for needed in ("pyproject.toml", "requirements.lock", DOCKERFILE, "harness/cli.py", "harness/executors/docker.py", "disco/models.py"):
+    for needed in (
+        "pyproject.toml",
+        "requirements.lock",
+        DOCKERFILE,
+        "harness/cli.py",
+        "harness/executors/docker.py",
+        "disco/models.py",
+    ):
         assert needed in files
     kept_out = (".git/", ".venv/", "results/", "artifacts/", "data/", "tests/", "shared/")
     assert not [name for name in files if name.startswith(kept_out) or "__pycache__" in name or name.endswith(".pyc")]
@@ -109,7 +131,12 @@ def test_tag_follows_context_files_and_build_args(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("none", []), ("all", [{"count": -1, "ids": []}]), ("0,1", [{"count": 0, "ids": ["0", "1"]}]), ("GPU-3f2a0c1e-aaaa", [{"count": 0, "ids": ["GPU-3f2a0c1e-aaaa"]}])],
+    [
+        ("none", []),
+        ("all", [{"count": -1, "ids": []}]),
+        ("0,1", [{"count": 0, "ids": ["0", "1"]}]),
+        ("GPU-3f2a0c1e-aaaa", [{"count": 0, "ids": ["GPU-3f2a0c1e-aaaa"]}]),
+    ],
 )
 def test_gpus_option_becomes_device_requests(value: str, expected: list[dict[str, Any]]) -> None:
     requests = docker_executor.parse_gpus(value)
@@ -146,7 +173,13 @@ def test_environment_passes_listed_variables_through(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     env = docker_executor.container_environment(("WANDB_MODE", "NOT_SET_ANYWHERE", "EXTRA=1"))
-    assert {"DISCO_EPOCH_SLEEP": "3", "NCCL_DEBUG": "INFO", "CUDA_VISIBLE_DEVICES": "1", "WANDB_MODE": "offline", "EXTRA": "1"}.items() <= env.items()
+    assert {
+        "DISCO_EPOCH_SLEEP": "3",
+        "NCCL_DEBUG": "INFO",
+        "CUDA_VISIBLE_DEVICES": "1",
+        "WANDB_MODE": "offline",
+        "EXTRA": "1",
+    }.items() <= env.items()
     assert "MY_TOKEN" not in env and "NOT_SET_ANYWHERE" not in env
     assert env["HOME"] == "/tmp"
 
@@ -158,7 +191,10 @@ def test_data_root_is_translated_into_the_container(tmp_path: Path) -> None:
     other.mkdir()
     executor = DockerExecutor(None, "image", "16g", [], [DataMount(data.resolve(), PurePosixPath("/data"))], {})
     assert executor.container_data_root(str(data / "imagenet")) == ("/data/imagenet", [])
-    assert executor.container_data_root(str(other)) == (str(other.resolve()), [DataMount(other.resolve(), PurePosixPath(other.resolve()))])
+    assert executor.container_data_root(str(other)) == (
+        str(other.resolve()),
+        [DataMount(other.resolve(), PurePosixPath(other.resolve()))],
+    )
     assert executor.container_data_root("missing/imagenet") == ("missing/imagenet", [])
 
 
@@ -179,7 +215,18 @@ def test_build_failure_names_the_step_and_its_last_output_line() -> None:
 
 @pytest.mark.parametrize("command", [[*SMOKE_RUN, "--gpus", "none"], ["build", "--cpu"]])
 def test_unreachable_engine_is_one_clear_line(command: list[str], tmp_path: Path) -> None:
-    proc = disco_bench(*command, "--artifacts", str(tmp_path / "a"), "--results", str(tmp_path / "r"), env={"DOCKER_HOST": NO_ENGINE}) if command[0] == "run" else disco_bench(*command, env={"DOCKER_HOST": NO_ENGINE})
+    proc = (
+        disco_bench(
+            *command,
+            "--artifacts",
+            str(tmp_path / "a"),
+            "--results",
+            str(tmp_path / "r"),
+            env={"DOCKER_HOST": NO_ENGINE},
+        )
+        if command[0] == "run"
+        else disco_bench(*command, env={"DOCKER_HOST": NO_ENGINE})
+    )
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc.stderr)
     assert line.startswith(f"error: cannot reach the Docker Engine at {NO_ENGINE} (")
@@ -187,7 +234,9 @@ def test_unreachable_engine_is_one_clear_line(command: list[str], tmp_path: Path
 
 
 def test_bad_gpus_option_on_the_command_line(tmp_path: Path) -> None:
-    proc = disco_bench(*SMOKE_RUN, "--gpus", "banana", "--artifacts", str(tmp_path / "a"), "--results", str(tmp_path / "r"))
+    proc = disco_bench(
+        *SMOKE_RUN, "--gpus", "banana", "--artifacts", str(tmp_path / "a"), "--results", str(tmp_path / "r")
+    )
     assert proc.returncode == 2
     assert one_error_line(proc.stderr).startswith("error: --gpus 'banana': expected all, none")
 
@@ -252,22 +301,46 @@ def test_build_tags_the_cpu_image_from_the_current_files(engine: docker.DockerCl
     assert attrs["Config"]["User"] == "disco"  # non-root by default
     assert attrs["Config"]["Labels"]["disco-bench.files-hash"] == current.files_hash
     script = "import detectron2" + "\n" + "raise SystemExit(3)"  # the CPU variant has no detectron2
-    out = engine.containers.run(image, ["sh", "-c", f"disco-bench --help >/dev/null && python3 -c '{script}' 2>/dev/null; echo $?"], network_mode="none", remove=True)
+    out = engine.containers.run(
+        image,
+        ["sh", "-c", f"disco-bench --help >/dev/null && python3 -c '{script}' 2>/dev/null; echo $?"],
+        network_mode="none",
+        remove=True,
+    )
     assert out.decode().strip() == "1"
 
 
 def git_head() -> str:
-    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=False, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], check=False, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.mark.docker
 def test_smoke_run_writes_results_on_the_host(engine: docker.DockerClient, image: str, tmp_path: Path) -> None:
     head_before = git_head()
-    proc = disco_bench(*SMOKE_RUN, "--gpus", "none", "--docker-image", image, "--artifacts", str(tmp_path / "artifacts"), "--results", str(tmp_path / "results"), cwd=tmp_path, timeout=1200)
+    proc = disco_bench(
+        *SMOKE_RUN,
+        "--gpus",
+        "none",
+        "--docker-image",
+        image,
+        "--artifacts",
+        str(tmp_path / "artifacts"),
+        "--results",
+        str(tmp_path / "results"),
+        cwd=tmp_path,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = sorted((tmp_path / "results").glob("*/stages/*.json"))
     names = [path.stem for path in results]
-    for prefix in ("pretrain-mocov2-r50-", "pretrain-mocov2-effb0-", "distill-disco-r50-effb0-", "eval-linear-distill-disco-"):
+    for prefix in (
+        "pretrain-mocov2-r50-",
+        "pretrain-mocov2-effb0-",
+        "distill-disco-r50-effb0-",
+        "eval-linear-distill-disco-",
+    ):
         assert any(name.startswith(prefix) for name in names), (prefix, names)
     for path in results:
         result = json.loads(path.read_text())
@@ -283,20 +356,33 @@ def test_smoke_run_writes_results_on_the_host(engine: docker.DockerClient, image
 
 @pytest.mark.docker
 def test_failed_build_step_is_one_clear_line(engine: docker.DockerClient, image: str) -> None:
-    proc = disco_bench("build", "--base-image", BASE_IMAGE, "--network", "host", timeout=600)  # CUDA variant: no nvcc here
+    proc = disco_bench(
+        "build", "--base-image", BASE_IMAGE, "--network", "host", timeout=600
+    )  # CUDA variant: no nvcc here
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(r"error: image build failed at Step \d+/\d+ \(RUN .*\) with exit code 1; its last output: WITH_DETECTRON2=1 needs a CUDA devel base image with nvcc; build with --cpu otherwise \(full build output above\)", last), last
+    assert re.fullmatch(
+        r"error: image build failed at Step \d+/\d+ \(RUN .*\) with exit code 1; its last output: WITH_DETECTRON2=1 needs a CUDA devel base image with nvcc; build with --cpu otherwise \(full build output above\)",
+        last,
+    ), last
     assert "Traceback" not in proc.stderr
 
 
 def missing_input_stage() -> Stage:
     never_run = Stage(name="pretrain-never-run", kind="pretrain", profile="docker-test", config={"seed": 0})
-    return Stage(name="eval-needs-missing-input", kind="eval", profile="docker-test", config={"seed": 0}, inputs={"encoder": never_run})
+    return Stage(
+        name="eval-needs-missing-input",
+        kind="eval",
+        profile="docker-test",
+        config={"seed": 0},
+        inputs={"encoder": never_run},
+    )
 
 
 def executor_for(image: str, **params: Any) -> DockerExecutor:
-    return make_executor({"docker_image": image, "gpus": "none", "docker_shm_size": "1g", "data_mount": (), "docker_env": (), **params})
+    return make_executor(
+        {"docker_image": image, "gpus": "none", "docker_shm_size": "1g", "data_mount": (), "docker_env": (), **params}
+    )
 
 
 @pytest.mark.docker
@@ -315,7 +401,9 @@ def test_failing_stage_reports_exit_code_and_log_tail(engine: docker.DockerClien
 
 
 @pytest.mark.docker
-def test_gpus_on_an_engine_without_gpu_support_is_one_clear_line(engine: docker.DockerClient, image: str, tmp_path: Path) -> None:
+def test_gpus_on_an_engine_without_gpu_support_is_one_clear_line(
+    engine: docker.DockerClient, image: str, tmp_path: Path
+) -> None:
     if "nvidia" in engine.info().get("Runtimes", {}):
         pytest.skip("this engine has the NVIDIA runtime")
     executor = executor_for(image, gpus="all")
@@ -327,9 +415,21 @@ def test_gpus_on_an_engine_without_gpu_support_is_one_clear_line(engine: docker.
 
 @pytest.mark.docker
 def test_missing_image_is_one_clear_line(engine: docker.DockerClient, tmp_path: Path) -> None:
-    proc = disco_bench(*SMOKE_RUN, "--gpus", "none", "--docker-image", "disco-bench:no-such-tag", "--artifacts", str(tmp_path / "a"), "--results", str(tmp_path / "r"))
+    proc = disco_bench(
+        *SMOKE_RUN,
+        "--gpus",
+        "none",
+        "--docker-image",
+        "disco-bench:no-such-tag",
+        "--artifacts",
+        str(tmp_path / "a"),
+        "--results",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 2
-    assert one_error_line(proc.stderr) == "error: image disco-bench:no-such-tag not found; run `disco-bench build` first"
+    assert (
+        one_error_line(proc.stderr) == "error: image disco-bench:no-such-tag not found; run `disco-bench build` first"
+    )
 
 
 @pytest.mark.docker
@@ -337,14 +437,21 @@ def test_containers_of_a_crashed_run_are_removed_at_next_start(engine: docker.Do
     finished = subprocess.Popen(["true"])
     finished.wait()  # its pid now names no process: a crashed owner
     host = socket.gethostname()
-    stale_labels = {LABEL_RUN: "crashed-run", LABEL_STAGE: "stale", LABEL_OWNER_PID: str(finished.pid), LABEL_OWNER_HOST: host}
+    stale_labels = {
+        LABEL_RUN: "crashed-run",
+        LABEL_STAGE: "stale",
+        LABEL_OWNER_PID: str(finished.pid),
+        LABEL_OWNER_HOST: host,
+    }
     live_labels = {**stale_labels, LABEL_RUN: "live-run", LABEL_OWNER_PID: str(os.getpid())}
     stale = engine.containers.run(image, ["sleep", "600"], labels=stale_labels, network_mode="none", detach=True)
     live = engine.containers.run(image, ["sleep", "600"], labels=live_labels, network_mode="none", detach=True)
     try:
         executor_for(image)
         assert not labelled(engine, f"{LABEL_RUN}=crashed-run")
-        assert [container.id for container in labelled(engine, f"{LABEL_RUN}=live-run")] == [live.id]  # its owner still runs
+        assert [container.id for container in labelled(engine, f"{LABEL_RUN}=live-run")] == [
+            live.id
+        ]  # its owner still runs
     finally:
         for container in (stale, live):
             try:
@@ -355,7 +462,9 @@ def test_containers_of_a_crashed_run_are_removed_at_next_start(engine: docker.Do
 
 @pytest.mark.docker
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupt_stops_and_removes_the_container(engine: docker.DockerClient, image: str, tmp_path: Path, signum: int) -> None:
+def test_interrupt_stops_and_removes_the_container(
+    engine: docker.DockerClient, image: str, tmp_path: Path, signum: int
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     command = [
@@ -366,16 +475,27 @@ def test_interrupt_stops_and_removes_the_container(engine: docker.DockerClient, 
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     owned = f"{LABEL_OWNER_PID}={proc.pid}"
     try:
-        container = wait_for(lambda: next(iter(engine.containers.list(filters={"label": owned, "status": "running"})), None), 180, "the stage's container")
+        container = wait_for(
+            lambda: next(iter(engine.containers.list(filters={"label": owned, "status": "running"})), None),
+            180,
+            "the stage's container",
+        )
         config, host = container.attrs["Config"], container.attrs["HostConfig"]
         assert config["User"] == f"{os.getuid()}:{os.getgid()}"
         assert host["NetworkMode"] == "none"
         assert host["ShmSize"] == 16 * 1024**3
         assert host["Init"] is True
         binds = set(host["Binds"])
-        assert {f"{data.resolve()}:/data:ro", f"{(tmp_path / 'artifacts').resolve()}:/artifacts:rw", f"{(tmp_path / 'results').resolve()}:/results:rw"} <= binds
+        assert {
+            f"{data.resolve()}:/data:ro",
+            f"{(tmp_path / 'artifacts').resolve()}:/artifacts:rw",
+            f"{(tmp_path / 'results').resolve()}:/results:rw",
+        } <= binds
         assert {"DISCO_TEST_MARKER=hello", "DISCO_EPOCH_SLEEP=300"} <= set(config["Env"])
-        assert config["Labels"][LABEL_STAGE].startswith("pretrain-") and config["Labels"][LABEL_OWNER_HOST] == socket.gethostname()
+        assert (
+            config["Labels"][LABEL_STAGE].startswith("pretrain-")
+            and config["Labels"][LABEL_OWNER_HOST] == socket.gethostname()
+        )
         time.sleep(2)  # into the stage's work, past container start
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)

@@ -37,7 +37,9 @@ def export(monkeypatch, capsys, workspace, stage_name, output):
     return run_cli(monkeypatch, capsys, "export", stage_name, "--format", "official", "-o", str(output), *where)
 
 
-@pytest.mark.parametrize(("arch", "official_arch", "slot"), [("effb0", "efficientb0", "classifier"), ("r18", "resnet18", "fc")])
+@pytest.mark.parametrize(
+    ("arch", "official_arch", "slot"), [("effb0", "efficientb0", "classifier"), ("r18", "resnet18", "fc")]
+)
 def test_export_round_trips_to_identical_outputs(finished, tmp_path, monkeypatch, capsys, arch, official_arch, slot):
     workspace, stages = finished
     stage = stages[arch]
@@ -46,7 +48,10 @@ def test_export_round_trips_to_identical_outputs(finished, tmp_path, monkeypatch
     payload = torch.load(tmp_path / "student.pth.tar", weights_only=True)
     assert payload["arch"] == official_arch and set(payload) == {"epoch", "arch", "state_dict"}
     assert all(key.startswith("module.encoder_q.") for key in payload["state_dict"])
-    assert f"module.encoder_q.{slot}.0.weight" in payload["state_dict"] and f"module.encoder_q.{slot}.2.weight" in payload["state_dict"]
+    assert (
+        f"module.encoder_q.{slot}.0.weight" in payload["state_dict"]
+        and f"module.encoder_q.{slot}.2.weight" in payload["state_dict"]
+    )
     original, _ = load_encoder_artifact(workspace.stage_dir(stage.name, stage.key))
     loaded, report = load_encoder(tmp_path / "student.pth.tar", with_head=True)  # what `eval --checkpoint` uses
     assert report.arch == arch and report.loaded == len(payload["state_dict"])
@@ -66,21 +71,41 @@ def test_official_linear_eval_and_detectron2_conversion_read_the_export(finished
     # main_lincls.py: keep module.encoder_q.* minus the head, strip the prefix, load non-strictly and
     # assert that only the new linear head is missing
     state = torch.load(tmp_path / "effb0.pth.tar", weights_only=True)["state_dict"]
-    backbone = {k[len("module.encoder_q."):]: v for k, v in state.items() if k.startswith("module.encoder_q") and not k.startswith("module.encoder_q.classifier")}
+    backbone = {
+        k[len("module.encoder_q.") :]: v
+        for k, v in state.items()
+        if k.startswith("module.encoder_q") and not k.startswith("module.encoder_q.classifier")
+    }
     model = timm.create_model("efficientnet_b0", num_classes=1000)
     missing = model.load_state_dict(backbone, strict=False)
     assert set(missing.missing_keys) == {"classifier.weight", "classifier.bias"} and not missing.unexpected_keys
     # MoCo's convert-pretrain-to-detectron2.py on the ResNet-18 export
     converted = official_conversion(torch.load(tmp_path / "r18.pth.tar", weights_only=True)["state_dict"])
-    assert {"stem.conv1.weight", "stem.conv1.norm.running_mean", "res2.0.conv1.weight", "res5.1.conv2.norm.weight", "stem.fc.0.weight"} <= set(converted)
+    assert {
+        "stem.conv1.weight",
+        "stem.conv1.norm.running_mean",
+        "res2.0.conv1.weight",
+        "res5.1.conv2.norm.weight",
+        "stem.fc.0.weight",
+    } <= set(converted)
 
 
 def test_eval_checkpoint_of_the_export_gives_the_encoders_own_metrics(finished, tmp_path, monkeypatch, capsys):
     workspace, stages = finished
     stage = stages["effb0"]
     assert export(monkeypatch, capsys, workspace, stage.name, tmp_path / "student.pth.tar")[0] == 0
-    code, out, err = run_cli(monkeypatch, capsys, "eval", "--checkpoint", str(tmp_path / "student.pth.tar"), "--evals", "knn", "--smoke",
-                             "--results", str(tmp_path / "results"))
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "student.pth.tar"),
+        "--evals",
+        "knn",
+        "--smoke",
+        "--results",
+        str(tmp_path / "results"),
+    )
     assert code == 0, err
     stored = json.loads(next((tmp_path / "results" / "tiny-smoke" / "checkpoints").glob("eval-knn-*.json")).read_text())
     planner = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny", smoke=True)
@@ -91,7 +116,11 @@ def test_eval_checkpoint_of_the_export_gives_the_encoders_own_metrics(finished, 
 
 def test_export_errors_are_one_line(finished, tmp_path, monkeypatch, capsys):
     workspace, stages = finished
-    code, _, err = export(monkeypatch, capsys, workspace, stages["effb0"].name.replace("random", "randm"), tmp_path / "x.pth.tar")
+    code, _, err = export(
+        monkeypatch, capsys, workspace, stages["effb0"].name.replace("random", "randm"), tmp_path / "x.pth.tar"
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean 'init-random-effb0" in err
-    code, _, err = run_cli(monkeypatch, capsys, "export", stages["effb0"].name, "--format", "onnx", "--results", str(workspace.results))
+    code, _, err = run_cli(
+        monkeypatch, capsys, "export", stages["effb0"].name, "--format", "onnx", "--results", str(workspace.results)
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "onnx" in err

@@ -31,7 +31,10 @@ def workspace(tmp_path) -> Workspace:
 def save_checkpoint(workspace: Workspace, stage, epoch: int) -> Path:
     stage_dir = workspace.stage_dir(stage.name, stage.key)
     stage_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": epoch, "history": [{"loss": 1.0}] * epoch, "method": {"w": torch.zeros(4)}, "optimizer": {}}, stage_dir / "checkpoint.pt")
+    torch.save(
+        {"epoch": epoch, "history": [{"loss": 1.0}] * epoch, "method": {"w": torch.zeros(4)}, "optimizer": {}},
+        stage_dir / "checkpoint.pt",
+    )
     return stage_dir
 
 
@@ -60,10 +63,14 @@ def test_list_shows_the_matrix_with_stage_counts(planner, workspace, monkeypatch
     cell = planner.cell("r50-effb0")
     store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
     write_result(workspace, cell.teacher, {})
-    code, out, err = run_cli(monkeypatch, capsys, "list", "--results", str(workspace.results), "--artifacts", str(workspace.artifacts))
+    code, out, err = run_cli(
+        monkeypatch, capsys, "list", "--results", str(workspace.results), "--artifacts", str(workspace.artifacts)
+    )
     assert code == 0, err
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
-    real_stages = len(Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages())  # the CLI reads the real file
+    real_stages = len(
+        Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages()
+    )  # the CLI reads the real file
     assert f"5/{real_stages} done" in rows["r50-effb0 (default)"] and "some done" in rows["r50-effb0 (default)"]
     assert f"0/{real_stages} done" in rows["xcits-xcitt"] and "pending" in rows["xcits-xcitt"]
     assert "done" in rows["r50"]  # the teacher's pretraining stage
@@ -80,7 +87,9 @@ def test_status_shows_done_partial_pending_and_slurm_states(planner, workspace, 
         monkeypatch.setattr(slurm, "job_states", lambda ws: {cell.disco.name: "RUNNING"})
     except ImportError:
         slurm = None
-    code, out, err = run_cli(monkeypatch, capsys, "status", "--results", str(workspace.results), "--artifacts", str(workspace.artifacts))
+    code, out, err = run_cli(
+        monkeypatch, capsys, "status", "--results", str(workspace.results), "--artifacts", str(workspace.artifacts)
+    )
     assert code == 0, err
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
     assert "done" in rows[cell.teacher.name]
@@ -88,7 +97,9 @@ def test_status_shows_done_partial_pending_and_slurm_states(planner, workspace, 
     assert "pending" in rows[cell.random_init.name]
     if slurm is not None:
         assert "RUNNING" in rows[cell.disco.name]
-    real_stages = len(Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages())  # the CLI reads the real file
+    real_stages = len(
+        Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages()
+    )  # the CLI reads the real file
     assert f"1 done, 1 partially trained, {real_stages - 2} pending" in out
 
 

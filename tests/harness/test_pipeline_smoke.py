@@ -21,7 +21,9 @@ def test_tiny_smoke_pipeline_runs_every_stage_writes_provenance_and_reuses_on_re
         assert provenance["wall_time_s"] >= 0 and "commit" in provenance["git"]
         assert provenance["seed"] == payload["config"]["seed"]
     linear = [p for p in payloads if p["stage"]["kind"] == "eval" and p["config"]["evaluation"] == "linear"]
-    assert len(linear) == 4 and all(0.0 <= p["metrics"]["top1"] <= 100.0 and p["metrics"]["num_test"] > 0 for p in linear)
+    assert len(linear) == 4 and all(
+        0.0 <= p["metrics"]["top1"] <= 100.0 and p["metrics"]["num_test"] > 0 for p in linear
+    )
     assert {p["config"]["evaluation"] for p in payloads if p["stage"]["kind"] == "eval"} == set(EVALUATIONS)
     assert "DisCo - baseline gain" in clean_smoke_cell.stdout
     mtimes = {path: path.stat().st_mtime_ns for path in results}

@@ -11,7 +11,15 @@ from tests.conftest import run_cli
 from tests.disco.test_data_real import build_coco, build_voc, write_jpeg
 
 REPO = Path(__file__).resolve().parents[2]
-PAPER_EVALS = ["linear", "semi_linear_1pct", "semi_linear_10pct", "transfer_cifar10", "transfer_cifar100", "detection_voc", "detection_coco"]
+PAPER_EVALS = [
+    "linear",
+    "semi_linear_1pct",
+    "semi_linear_10pct",
+    "transfer_cifar10",
+    "transfer_cifar100",
+    "detection_voc",
+    "detection_coco",
+]
 
 
 @pytest.fixture
@@ -42,9 +50,15 @@ def test_the_paper_profile_plans_every_evaluation_of_the_paper():
     r34 = {evaluation for _, evaluation in planner.cell("r50-r34").evals}
     effb0 = {evaluation for _, evaluation in planner.cell("r50-effb0").evals}
     assert r18 == set(PAPER_EVALS)  # VOC and COCO, as the paper's Tab. 3 (COCO: R-18)
-    assert r34 == set(PAPER_EVALS) - {"detection_coco"} and effb0 == set(PAPER_EVALS) - {"detection_voc", "detection_coco"}
+    assert r34 == set(PAPER_EVALS) - {"detection_coco"} and effb0 == set(PAPER_EVALS) - {
+        "detection_voc",
+        "detection_coco",
+    }
     cell = planner.cell("r50-r18")
-    assert ("teacher", "detection_voc") not in cell.evals and ("disco", "detection_voc") in cell.evals  # detection: the ResNet students
+    assert ("teacher", "detection_voc") not in cell.evals and (
+        "disco",
+        "detection_voc",
+    ) in cell.evals  # detection: the ResNet students
     assert cell.evals[("disco", "detection_voc")].config["recipe"]["faithful_yaml_bug"] is True
     assert cell.evals[("disco", "semi_linear_1pct")].config["recipe"]["faithful_header_bug"] is True
 
@@ -54,7 +68,9 @@ def test_missing_datasets_are_one_line_per_evaluation_before_anything_runs(bare_
     assert code == 2 and "Traceback" not in err
     found = errors(err)
     assert list(found) == ["training", *PAPER_EVALS]
-    assert all("DISCO_IMAGENET" in found[name] for name in ("training", "linear", "semi_linear_1pct", "semi_linear_10pct"))
+    assert all(
+        "DISCO_IMAGENET" in found[name] for name in ("training", "linear", "semi_linear_1pct", "semi_linear_10pct")
+    )
     assert "DISCO_CIFAR" in found["transfer_cifar10"] and "cifar-100-python" in found["transfer_cifar100"]
     assert all("DETECTRON2_DATASETS" in found[name] for name in ("detection_voc", "detection_coco"))
     assert "plan: 0 done, 30 to run" in out  # the plan is printed first
@@ -100,7 +116,20 @@ def test_an_evaluation_that_runs_on_none_of_the_chosen_encoders_is_one_line(bare
 
 
 def test_smoke_leaves_out_detectron2_and_stands_in_for_cifar(bare_env, monkeypatch, capsys):
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--profile", "paper", "--smoke", "--pair", "r50-r18", "--dry-run",
-                             "--artifacts", str(bare_env / "a"), "--results", str(bare_env / "r"))
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "run",
+        "--profile",
+        "paper",
+        "--smoke",
+        "--pair",
+        "r50-r18",
+        "--dry-run",
+        "--artifacts",
+        str(bare_env / "a"),
+        "--results",
+        str(bare_env / "r"),
+    )
     assert code == 0, err  # synthetic images stand in for ImageNet and CIFAR
     assert "plan: 0 done, 24 to run" in out and "detection" not in out

@@ -12,11 +12,18 @@ from tests.harness.test_report import store_cell
 
 
 def test_a_fresh_checkout_plans_the_work_and_reports_the_committed_reference(tmp_path):
-    runs = ["--results", str(tmp_path / "runs"), "--artifacts", str(tmp_path / "artifacts")]  # what a fresh clone has: nothing
+    runs = [
+        "--results",
+        str(tmp_path / "runs"),
+        "--artifacts",
+        str(tmp_path / "artifacts"),
+    ]  # what a fresh clone has: nothing
     plan = disco_bench("run", "--pair", "r50-effb0", "--profile", "tiny", "--dry-run", *runs, env={"COLUMNS": "200"})
     assert plan.returncode == 0, plan.stderr
     stages = len(Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages())
-    assert f"plan: 0 done, {stages} to run" in plan.stdout  # the committed reference is not taken for this run's results
+    assert (
+        f"plan: 0 done, {stages} to run" in plan.stdout
+    )  # the committed reference is not taken for this run's results
     assert "estimated cost of what will run" in plan.stdout and "unknown" not in plan.stdout
     report = disco_bench("report", "--profile", "tiny", "--no-files", *runs, env={"COLUMNS": "250"})
     assert report.returncode == 0, report.stderr
@@ -25,13 +32,17 @@ def test_a_fresh_checkout_plans_the_work_and_reports_the_committed_reference(tmp
 
 def test_the_committed_reference_is_complete_and_describes_itself():
     reference, label = reference_workspace(REPO / "results" / "reference", "tiny")
-    assert reference is not None, "results/reference/tiny is missing: run `make bench` and `disco-bench promote --profile tiny`"
+    assert reference is not None, (
+        "results/reference/tiny is missing: run `make bench` and `disco-bench promote --profile tiny`"
+    )
     manifest = json.loads((REPO / "results" / "reference" / "tiny" / MANIFEST).read_text())
     assert manifest["git"].get("commit") and manifest["hardware"].get("cpu") and manifest["seeds"]
     cell = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0")
     for stage in cell.stages():  # every stage of the default cell, for the committed config and code
         stored = json.loads(reference.result_path("tiny", stage.name).read_text())
-        assert stored["stage"]["key"] == stage.key, f"{stage.name}: the reference is stale; rerun make bench and promote"
+        assert stored["stage"]["key"] == stage.key, (
+            f"{stage.name}: the reference is stale; rerun make bench and promote"
+        )
     assert "commit" in label
 
 
@@ -50,6 +61,20 @@ def test_promote_copies_a_run_and_leaves_the_run_untouched(tmp_path):
 
 
 def test_promote_without_results_is_one_line(tmp_path):
-    proc = disco_bench("promote", "--profile", "tiny", "--results", str(tmp_path / "nothing"), "--to", str(tmp_path / "ref"), "--readme", "")
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "no finished stage results" in proc.stderr
+    proc = disco_bench(
+        "promote",
+        "--profile",
+        "tiny",
+        "--results",
+        str(tmp_path / "nothing"),
+        "--to",
+        str(tmp_path / "ref"),
+        "--readme",
+        "",
+    )
+    assert (
+        proc.returncode == 2
+        and len(proc.stderr.strip().splitlines()) == 1
+        and "no finished stage results" in proc.stderr
+    )
     assert not (tmp_path / "ref").exists()

@@ -11,8 +11,24 @@ from rich.console import Console
 
 from harness.config import Evaluation, load_benchmarks
 from harness.matrix import CellPlan, Planner
-from harness.report import (ABOVE, BELOW, CONTRADICTED, INCONCLUSIVE, OPPOSITE_DIRECTION, PENDING, REPRODUCED, SAME_DIRECTION, UNHEALTHY,
-                            build_report, compare, document, headline_metric, print_cell_reports, profile_cells, write_report_files)
+from harness.report import (
+    ABOVE,
+    BELOW,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    OPPOSITE_DIRECTION,
+    PENDING,
+    REPRODUCED,
+    SAME_DIRECTION,
+    UNHEALTHY,
+    build_report,
+    compare,
+    document,
+    headline_metric,
+    print_cell_reports,
+    profile_cells,
+    write_report_files,
+)
 from harness.report.render import render_csv, render_markdown
 from harness.report.stats import t_critical
 from harness.results import Provenance, StageRef, StageResult
@@ -27,7 +43,9 @@ REFERENCE = {
     "teachers": {"r50": {"top1": 67.4, **SOURCE}, "r152": {"top1": None}},
     "baselines": {"effb0": {"top1": 42.2, **SOURCE}, "r18": {"top1": 52.5, **SOURCE}},
     "pairs": {
-        "r50-effb0": {"disco": {"top1": None, "gain_over_baseline": 19.7, "gain_source": "test_source", "gain_confidence": "high"}},
+        "r50-effb0": {
+            "disco": {"top1": None, "gain_over_baseline": 19.7, "gain_source": "test_source", "gain_confidence": "high"}
+        },
         "r50-r18": {"disco": {"top1": 60.6, **SOURCE}},
     },
 }
@@ -48,9 +66,20 @@ def workspace(tmp_path) -> Workspace:
 
 def write_result(workspace: Workspace, stage: Stage, metrics: dict, key: str | None = None) -> Path:
     result = StageResult(
-        stage=StageRef(name=stage.name, kind=stage.kind, key=key or stage.key, profile=stage.profile), config=stage.config,
-        config_hash="0" * 64, inputs={}, metrics=metrics,
-        provenance=Provenance(git={}, packages={}, hardware={}, seed=stage.config["seed"], wall_time_s=1.0, started_at="t0", finished_at="t1"),
+        stage=StageRef(name=stage.name, kind=stage.kind, key=key or stage.key, profile=stage.profile),
+        config=stage.config,
+        config_hash="0" * 64,
+        inputs={},
+        metrics=metrics,
+        provenance=Provenance(
+            git={},
+            packages={},
+            hardware={},
+            seed=stage.config["seed"],
+            wall_time_s=1.0,
+            started_at="t0",
+            finished_at="t1",
+        ),
     )
     path = workspace.result_path(stage.profile, stage.name)
     atomic_write_json(path, result.model_dump())
@@ -78,7 +107,11 @@ def test_nulls_show_na_and_a_missing_stage_shows_pending(bench, workspace):
     assert "| DisCo student | pending | pending |  | n/a | n/a | pending |" in markdown
     assert "| MoCo-v2 baseline | done | 50.0 |  | 42.2 | +7.8 | > control | test_source (high) |" in markdown
     records = {r["role"]: r for r in csv.DictReader(io.StringIO(render_csv(report)))}
-    assert records["disco"]["paper"] == "n/a" and records["disco"]["status"] == PENDING and records["disco"]["mean"] == "n/a"
+    assert (
+        records["disco"]["paper"] == "n/a"
+        and records["disco"]["status"] == PENDING
+        and records["disco"]["mean"] == "n/a"
+    )
     assert records["teacher"]["delta"] == "2.6000"
 
 
@@ -100,7 +133,11 @@ def test_multi_seed_mean_std_and_t_interval_match_hand_computation(bench, worksp
     assert baseline.mean == pytest.approx(53.0) and baseline.std == pytest.approx(3.605551, abs=1e-5)
     assert baseline.ci95 == pytest.approx((44.0428, 61.9572), abs=1e-3)
     # gains paired by seed: 10, 11, 9: mean 10, sd 1, CI 10 ± 4.303 / sqrt(3) = 10 ± 2.4843
-    assert gain.values == (10.0, 11.0, 9.0) and gain.std == pytest.approx(1.0) and gain.ci95 == pytest.approx((7.5157, 12.4843), abs=1e-3)
+    assert (
+        gain.values == (10.0, 11.0, 9.0)
+        and gain.std == pytest.approx(1.0)
+        and gain.ci95 == pytest.approx((7.5157, 12.4843), abs=1e-3)
+    )
     assert ev.rows["gain"].delta == pytest.approx(10.0 - 19.7)
 
 
@@ -110,32 +147,59 @@ def test_partial_seeds_are_counted(bench, workspace):
     store_cell(workspace, cells[0], {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
     store_cell(workspace, cells[1], {"baseline": 51.0})
     ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
-    assert ev.rows["baseline"].status == "done" and ev.rows["disco"].status == "1/2 seeds" and ev.rows["gain"].stat.values == (10.0,)
+    assert (
+        ev.rows["baseline"].status == "done"
+        and ev.rows["disco"].status == "1/2 seeds"
+        and ev.rows["gain"].stat.values == (10.0,)
+    )
 
 
 def test_t_table():
-    assert (t_critical(1), t_critical(2), t_critical(9), t_critical(35), t_critical(500)) == (12.706, 4.303, 2.262, 2.042, 1.960)
+    assert (t_critical(1), t_critical(2), t_critical(9), t_critical(35), t_critical(500)) == (
+        12.706,
+        4.303,
+        2.262,
+        2.042,
+        1.960,
+    )
 
 
 def test_one_seed_shows_a_direction_never_a_reproduction(bench, workspace):
     cell = Planner(bench, "tiny").cell("r50-effb0")
     cases = [
-        ({"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, SAME_DIRECTION, ("> control", "> baseline")),
-        ({"random_init": 10.0, "baseline": 50.0, "disco": 45.0, "teacher": 70.0}, OPPOSITE_DIRECTION, ("> control", "<= baseline")),
-        ({"random_init": 55.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0}, SAME_DIRECTION, ("<= control", "> baseline")),
+        (
+            {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0},
+            SAME_DIRECTION,
+            ("> control", "> baseline"),
+        ),
+        (
+            {"random_init": 10.0, "baseline": 50.0, "disco": 45.0, "teacher": 70.0},
+            OPPOSITE_DIRECTION,
+            ("> control", "<= baseline"),
+        ),
+        (
+            {"random_init": 55.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0},
+            SAME_DIRECTION,
+            ("<= control", "> baseline"),
+        ),
     ]
     for values, verdict, (baseline, disco) in cases:
         store_cell(workspace, cell, values)
         ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
         assert (ev.verdict, ev.rows["baseline"].verdict, ev.rows["disco"].verdict) == (verdict, baseline, disco)
-        assert "one seed" in ev.note and ev.rows["teacher"].verdict == "context"  # the ImageNet number is context only here
+        assert (
+            "one seed" in ev.note and ev.rows["teacher"].verdict == "context"
+        )  # the ImageNet number is context only here
 
 
-@pytest.mark.parametrize(("disco", "verdict"), [
-    ((60.0, 61.0, 62.0), REPRODUCED),  # gains 10, 9, 10: the 95% interval [8.2, 10.8] excludes 0
-    ((45.0, 48.0, 47.0), CONTRADICTED),  # gains -5, -4, -5: [-6.1, -3.2]
-    ((58.0, 47.0, 47.0), INCONCLUSIVE),  # gains 8, -4, -5: the interval includes 0
-])
+@pytest.mark.parametrize(
+    ("disco", "verdict"),
+    [
+        ((60.0, 61.0, 62.0), REPRODUCED),  # gains 10, 9, 10: the 95% interval [8.2, 10.8] excludes 0
+        ((45.0, 48.0, 47.0), CONTRADICTED),  # gains -5, -4, -5: [-6.1, -3.2]
+        ((58.0, 47.0, 47.0), INCONCLUSIVE),  # gains 8, -4, -5: the interval includes 0
+    ],
+)
 def test_several_seeds_decide_by_the_gain_interval(bench, workspace, disco, verdict):
     planner = Planner(bench, "tiny")
     cells = [planner.cell("r50-effb0", seed) for seed in range(3)]
@@ -146,8 +210,16 @@ def test_several_seeds_decide_by_the_gain_interval(bench, workspace, disco, verd
 
 
 def store_health(workspace, stage, status, cosine):
-    write_result(workspace, stage, {"health": status, "health_reasons": [f"mean pairwise cosine {cosine} > 0.9"] if status == "collapsed" else [],
-                                    "final_emb_cosine": cosine, "final_ce_chance_ratio": 0.5})
+    write_result(
+        workspace,
+        stage,
+        {
+            "health": status,
+            "health_reasons": [f"mean pairwise cosine {cosine} > 0.9"] if status == "collapsed" else [],
+            "final_emb_cosine": cosine,
+            "final_ce_chance_ratio": 0.5,
+        },
+    )
 
 
 def test_a_collapsed_encoder_makes_the_cell_unhealthy_whatever_its_numbers(bench, workspace):
@@ -182,12 +254,21 @@ def test_the_reference_run_is_a_column_beside_this_run(bench, workspace, tmp_pat
     reference = Workspace(tmp_path / "ref-artifacts", tmp_path / "reference")
     cell = Planner(bench, "tiny").cell("r50-effb0")
     store_cell(reference, cell, {"random_init": 10.0, "baseline": 40.0, "disco": 47.0, "teacher": 70.0})
-    report = build_report(bench, [cell], workspace, reference=reference, reference_label="results/reference/tiny (commit abc)")
+    report = build_report(
+        bench, [cell], workspace, reference=reference, reference_label="results/reference/tiny (commit abc)"
+    )
     ev = rows_of(report, "r50-effb0")
-    assert ev.rows["disco"].status == PENDING and ev.rows["disco"].reference.mean == 47.0 and ev.rows["gain"].reference.mean == 7.0
+    assert (
+        ev.rows["disco"].status == PENDING
+        and ev.rows["disco"].reference.mean == 47.0
+        and ev.rows["gain"].reference.mean == 7.0
+    )
     markdown = render_markdown(document(report))
     assert "| encoder | status | this run | 95% CI | reference run | paper |" in markdown
-    assert "| DisCo student | pending | pending |  | 47.0 | n/a |" in markdown and "Reference run: results/reference/tiny (commit abc)." in markdown
+    assert (
+        "| DisCo student | pending | pending |  | 47.0 | n/a |" in markdown
+        and "Reference run: results/reference/tiny (commit abc)." in markdown
+    )
 
 
 def test_absolute_verdicts_at_the_paper_profile(bench, workspace):
@@ -196,7 +277,12 @@ def test_absolute_verdicts_at_the_paper_profile(bench, workspace):
     cell = Planner(bench, "paper").cell("r50-r18")
     store_cell(workspace, cell, {"random_init": 1.0, "baseline": 52.0, "disco": 58.0, "teacher": 67.0})
     ev = rows_of(build_report(bench, [cell], workspace, tolerance=1.0), "r50-r18")
-    assert (ev.verdict, ev.rows["baseline"].verdict, ev.rows["teacher"].verdict, ev.rows["random_init"].verdict) == (BELOW, REPRODUCED, REPRODUCED, "n/a")
+    assert (ev.verdict, ev.rows["baseline"].verdict, ev.rows["teacher"].verdict, ev.rows["random_init"].verdict) == (
+        BELOW,
+        REPRODUCED,
+        REPRODUCED,
+        "n/a",
+    )
     assert ev.rows["gain"].paper.derived and ev.rows["gain"].paper.value == pytest.approx(60.6 - 52.5)
     assert rows_of(build_report(bench, [cell], workspace, tolerance=3.0), "r50-r18").verdict == REPRODUCED
     # no paper DisCo number: the stated gain decides
@@ -208,11 +294,17 @@ def test_absolute_verdicts_at_the_paper_profile(bench, workspace):
 def test_headline_metric_per_evaluation():
     assert headline_metric("linear", [{"top5": 1.0, "top1": 2.0}]) == "top1"  # a result from before top1_best
     for evaluation in ("linear", "semi_linear_1pct", "semi_finetune_10pct", "transfer_cifar10", "transfer_digits"):
-        assert headline_metric(evaluation, [{"top1": 2.0, "top5": 9.0, "top1_best": 3.0, "top5_at_best": 9.5}]) == "top1_best", evaluation
+        assert (
+            headline_metric(evaluation, [{"top1": 2.0, "top5": 9.0, "top1_best": 3.0, "top5_at_best": 9.5}])
+            == "top1_best"
+        ), evaluation
     assert headline_metric("knn", [{"top1": 2.0, "top5": 3.0}]) == "top1"
     # what detection writes (detectron2's bbox dict and the embedded back end alike)
     for evaluation in ("detection", "detection_voc", "detection_coco"):
-        assert headline_metric(evaluation, [{"AP": 30.0, "AP50": 50.0, "AP75": 31.0, "depth": 18, "final_loss": 0.3}]) == "AP", evaluation
+        assert (
+            headline_metric(evaluation, [{"AP": 30.0, "AP50": 50.0, "AP75": 31.0, "depth": 18, "final_loss": 0.3}])
+            == "AP"
+        ), evaluation
     assert headline_metric("detection", [{"map": 30.0}]) == "map"
     assert headline_metric("segmentation", [{"num_test": 5, "miou": 40.0}]) == "miou"
     assert headline_metric("knn", []) == "top1"
@@ -223,17 +315,27 @@ def test_a_column_per_evaluation_and_discovered_seeds(bench, workspace):
     for seed in range(2):
         cell = planner.cell("r50-effb0", seed, ["linear", "knn", "detection"])
         store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0 + seed, "disco": 60.0, "teacher": 70.0})
-        store_cell(workspace, cell, {"random_init": 5.0, "baseline": 40.0, "disco": 45.0, "teacher": 50.0}, evaluation="knn")
+        store_cell(
+            workspace, cell, {"random_init": 5.0, "baseline": 40.0, "disco": 45.0, "teacher": 50.0}, evaluation="knn"
+        )
         for role, value in {"random_init": 1.0, "baseline": 20.0, "disco": 25.0, "teacher": 30.0}.items():
             write_result(workspace, cell.evals[(role, "detection")], {"AP": value, "AP50": 2 * value, "AP75": 10.0})
     cells = profile_cells(planner, workspace)
-    assert {(c.pair, c.seed) for c in cells} == {("r50-effb0", 0), ("r50-effb0", 1)} | {(p, 0) for p in bench.default_pairs}
+    assert {(c.pair, c.seed) for c in cells} == {("r50-effb0", 0), ("r50-effb0", 1)} | {
+        (p, 0) for p in bench.default_pairs
+    }
     report = build_report(bench, cells, workspace)
     assert report.evaluations() == [("linear", "top1"), ("knn", "top1"), ("detection", "AP")]
     markdown = render_markdown(document(report))
-    assert "| pair | teacher | student | seeds | linear top1: DisCo (gain) verdict | knn top1: DisCo (gain) verdict | detection AP: DisCo (gain) verdict |" in markdown
+    assert (
+        "| pair | teacher | student | seeds | linear top1: DisCo (gain) verdict | knn top1: DisCo (gain) verdict | detection AP: DisCo (gain) verdict |"
+        in markdown
+    )
     assert "| DisCo student | done | 25.0 ± 0.00 | 50.0 ± 0.00 |" in markdown  # AP50 beside AP
-    assert "| r50-effb0 | r50 | effb0 | 2 | 60.0 (+9.5) reproduced | 45.0 (+5.0) reproduced | 25.0 (+5.0) reproduced |" in markdown
+    assert (
+        "| r50-effb0 | r50 | effb0 | 2 | 60.0 (+9.5) reproduced | 45.0 (+5.0) reproduced | 25.0 (+5.0) reproduced |"
+        in markdown
+    )
 
 
 class _Tags(HTMLParser):
@@ -250,20 +352,44 @@ def test_files_are_written_parseable_and_results_untouched(bench, workspace):
     cells = [planner.cell("r50-effb0", seed) for seed in range(2)] + [planner.cell("r50-r18")]
     for cell in cells[:2]:
         store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0 + cell.seed, "disco": 60.0, "teacher": 70.0})
-    stored = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (workspace.results / "tiny" / "stages").glob("*.json")}
+    stored = {
+        path: (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in (workspace.results / "tiny" / "stages").glob("*.json")
+    }
     written = write_report_files(build_report(bench, cells, workspace), workspace)
     folder = workspace.results / "tiny"
     assert {path.relative_to(workspace.results).as_posix() for path in written} == {
-        "tiny/report.md", "tiny/report.csv", "tiny/report.html", "tiny/plots/effb0-linear.png", "tiny/plots/r18-linear.png"}
+        "tiny/report.md",
+        "tiny/report.csv",
+        "tiny/report.html",
+        "tiny/plots/effb0-linear.png",
+        "tiny/plots/r18-linear.png",
+    }
     assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in stored} == stored
     records = list(csv.DictReader((folder / "report.csv").open()))
-    assert len(records) == 2 * 5 and {r["role"] for r in records} == {"random_init", "baseline", "disco", "teacher", "gain"}
+    assert len(records) == 2 * 5 and {r["role"] for r in records} == {
+        "random_init",
+        "baseline",
+        "disco",
+        "teacher",
+        "gain",
+    }
     effb0_gain = next(r for r in records if r["pair"] == "r50-effb0" and r["role"] == "gain")
-    assert (effb0_gain["n"], effb0_gain["values"], effb0_gain["mean"], effb0_gain["std"]) == ("2", "10.0000;9.0000", "9.5000", "0.7071")
+    assert (effb0_gain["n"], effb0_gain["values"], effb0_gain["mean"], effb0_gain["std"]) == (
+        "2",
+        "10.0000;9.0000",
+        "9.5000",
+        "0.7071",
+    )
     parser = _Tags()
     parser.feed((folder / "report.html").read_text())
-    assert parser.tags.count("table") == 5 and parser.tags.count("img") == 2  # overview, a health and a linear table per pair
-    assert all((folder / "plots" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for name in ("effb0-linear.png", "r18-linear.png"))
+    assert (
+        parser.tags.count("table") == 5 and parser.tags.count("img") == 2
+    )  # overview, a health and a linear table per pair
+    assert all(
+        (folder / "plots" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        for name in ("effb0-linear.png", "r18-linear.png")
+    )
 
 
 def test_print_cell_reports_prints_the_cells_and_writes_the_profile_files(bench, workspace):
@@ -276,23 +402,33 @@ def test_print_cell_reports_prints_the_cells_and_writes_the_profile_files(bench,
     assert workspace.results / "tiny-smoke" / "report.md" in written and not (workspace.results / "README.md").exists()
 
 
-
-
 def test_report_command_renders_stored_results(workspace, monkeypatch, capsys):
     bench = load_benchmarks(REPO / "benchmarks.yaml")
-    store_cell(workspace, Planner(bench, "tiny").cell("r50-effb0"), {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
+    store_cell(
+        workspace,
+        Planner(bench, "tiny").cell("r50-effb0"),
+        {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0},
+    )
     where = ["--results", str(workspace.results), "--artifacts", str(workspace.artifacts)]
     code, out, err = run_cli(monkeypatch, capsys, "report", "--profile", "tiny", *where)
     assert code == 0, err
     markdown = (workspace.results / "tiny" / "report.md").read_text()  # the terminal wraps wide tables
-    assert "60.0 (+10.0) same direction" in markdown and (workspace.results / "tiny" / "report.html").exists() and "Overview" in out
+    assert (
+        "60.0 (+10.0) same direction" in markdown
+        and (workspace.results / "tiny" / "report.html").exists()
+        and "Overview" in out
+    )
     code, _, err = run_cli(monkeypatch, capsys, "report", "--pair", "r50-efb0", *where)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean 'r50-effb0'" in err
 
 
 def store_probe(workspace, cell, best: dict[str, float], last: dict[str, float], evaluation: str = "linear") -> None:
     for role in best:
-        write_result(workspace, cell.evals[(role, evaluation)], {"top1": last[role], "top5": 90.0, "top1_best": best[role], "top5_at_best": 91.0, "num_test": 1000})
+        write_result(
+            workspace,
+            cell.evals[(role, evaluation)],
+            {"top1": last[role], "top5": 90.0, "top1_best": best[role], "top5_at_best": 91.0, "num_test": 1000},
+        )
 
 
 def test_probes_report_the_official_best_epoch_with_the_last_epoch_beside_it(bench, workspace):
@@ -303,21 +439,36 @@ def test_probes_report_the_official_best_epoch_with_the_last_epoch_beside_it(ben
     ev = rows_of(report, "r50-r18")
     assert (ev.metric, ev.beside) == ("top1_best", ("top1", "last epoch"))
     # the paper's top-1 is the official (best-epoch) number: compared with top1_best, not the last epoch
-    assert ev.rows["disco"].stat.mean == 60.6 and ev.rows["disco"].paper.value == 60.6 and ev.rows["disco"].verdict == REPRODUCED
+    assert (
+        ev.rows["disco"].stat.mean == 60.6
+        and ev.rows["disco"].paper.value == 60.6
+        and ev.rows["disco"].verdict == REPRODUCED
+    )
     assert ev.rows["disco"].beside.mean == 58.6
     markdown = render_markdown(document(report))
     assert "| encoder | status | this run | last epoch | 95% CI | paper |" in markdown
     assert "| DisCo student | done | 60.6 | 58.6 |  | 60.6 | +0.0 | reproduced |" in markdown
-    assert "`measured` is the best epoch's top-1" in markdown and "`last epoch` is the top-1 after the final epoch" in markdown
+    assert (
+        "`measured` is the best epoch's top-1" in markdown
+        and "`last epoch` is the top-1 after the final epoch" in markdown
+    )
     record = next(r for r in csv.DictReader(io.StringIO(render_csv(report))) if r["role"] == "disco")
-    assert (record["metric"], record["mean"], record["beside_metric"], record["beside_mean"]) == ("top1_best", "60.6000", "top1", "58.6000")
+    assert (record["metric"], record["mean"], record["beside_metric"], record["beside_mean"]) == (
+        "top1_best",
+        "60.6000",
+        "top1",
+        "58.6000",
+    )
 
 
 def test_an_evaluation_that_skips_an_encoder_shows_na_for_it(bench, workspace):
     evaluations = {**bench.evaluations, "detection": Evaluation(archs=["r18"])}
     restricted = bench.model_copy(update={"evaluations": evaluations})
     cell = Planner(restricted, "tiny").cell("r50-r18", 0, ["detection"])
-    assert ("teacher", "detection") not in cell.evals and ("disco", "detection") in cell.evals  # the r50 teacher is skipped
+    assert ("teacher", "detection") not in cell.evals and (
+        "disco",
+        "detection",
+    ) in cell.evals  # the r50 teacher is skipped
     for role, value in {"random_init": 1.0, "baseline": 20.0, "disco": 25.0}.items():
         write_result(workspace, cell.evals[(role, "detection")], {"AP": value, "AP50": 40.0})
     ev = rows_of(build_report(restricted, [cell], workspace), "r50-r18", "detection")
@@ -325,7 +476,10 @@ def test_an_evaluation_that_skips_an_encoder_shows_na_for_it(bench, workspace):
 
 
 def test_bf16_training_is_reported_as_a_deviation(bench, workspace):
-    fp32_cell, bf16_cell = Planner(bench, "tiny").cell("r50-effb0"), Planner(bench, "tiny", precision="bf16").cell("r50-effb0")
+    fp32_cell, bf16_cell = (
+        Planner(bench, "tiny").cell("r50-effb0"),
+        Planner(bench, "tiny", precision="bf16").cell("r50-effb0"),
+    )
     assert "Deviations" not in render_markdown(document(build_report(bench, [fp32_cell], workspace)))
     markdown = render_markdown(document(build_report(bench, [bf16_cell], workspace)))
     assert "Deviations from the official computation (r50-effb0): bf16 autocast in training" in markdown

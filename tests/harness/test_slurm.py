@@ -70,7 +70,9 @@ def test_command_line_overrides_the_profile(tmp_path: Path) -> None:
         extra={"qos": "high", "exclusive": True},
     )  # fmt: skip
     assert resources.ranks == 4  # one DDP rank per GPU unless ranks_per_node says otherwise
-    script = _make_sbatch_string(command="true", folder=tmp_path, **resources.submitit_parameters("stage-a", "afterok:1:2"))
+    script = _make_sbatch_string(
+        command="true", folder=tmp_path, **resources.submitit_parameters("stage-a", "afterok:1:2")
+    )
     for line in [
         "--dependency=afterok:1:2", "--kill-on-invalid-dep=yes", "--partition=gpu", "--account=disco", "--gpus-per-node=4",
         "--cpus-per-task=32", "--mem=256G", "--time=1440", "--qos=high", "--ntasks-per-node=1", "--job-name=stage-a",
@@ -215,12 +217,16 @@ def test_tiny_cell_completes_with_results_on_disk(cluster, workspace: Workspace)
         script = (logs_dir(workspace) / f"{jobs[stage.name]}_submission.sh").read_text()
         for dep in stage.inputs.values():  # the stage graph became Slurm dependencies
             assert f"#SBATCH --dependency=afterok:{jobs[dep.name]}" in script
-    assert len(re.findall(r"^\[[\d:]+\] job \d+ \S+: COMPLETED$", out.stderr, flags=re.MULTILINE)) == len(stages), out.stderr
+    assert len(re.findall(r"^\[[\d:]+\] job \d+ \S+: COMPLETED$", out.stderr, flags=re.MULTILINE)) == len(stages), (
+        out.stderr
+    )
 
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_cancelled_stage_resumes_from_its_checkpoint_when_resubmitted(cluster, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancelled_stage_resumes_from_its_checkpoint_when_resubmitted(
+    cluster, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stage = with_epochs(smoke_planner().baseline("effb0", 0), 6)
     monkeypatch.setenv("DISCO_EPOCH_SLEEP", "2")  # sbatch exports the submitter's environment to the job
     SlurmExecutor(SlurmResources(time_min=15), wait=False).run([stage], workspace)
@@ -256,7 +262,9 @@ def checkpoint_history(workspace: Workspace, stage: Stage) -> list[dict]:
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.parametrize("ranks", [1, 2], ids=["1-rank", "2-ranks-torchrun"])
-def test_preempted_job_requeues_itself_and_resumes(cluster, workspace: Workspace, monkeypatch: pytest.MonkeyPatch, ranks: int) -> None:
+def test_preempted_job_requeues_itself_and_resumes(
+    cluster, workspace: Workspace, monkeypatch: pytest.MonkeyPatch, ranks: int
+) -> None:
     """USR2 is what Slurm sends before a timeout (and submitit's preemption signal): the job
     checkpoints, requeues under the same id and the stage carries on from its last epoch. With two
     ranks the job's task runs the stage under torchrun (DDP over gloo on this CPU node)."""
@@ -265,7 +273,9 @@ def test_preempted_job_requeues_itself_and_resumes(cluster, workspace: Workspace
     executor = SlurmExecutor(SlurmResources(time_min=15, ranks_per_node=ranks, cpus_per_task=ranks), poll_interval_s=1)
     slurm.require_cluster(None)
     [job] = executor.submit([stage], workspace)
-    wait_until(lambda: len(checkpoint_history(workspace, stage)) >= 2, 300, f"job {job.job_id} never checkpointed 2 epochs")
+    wait_until(
+        lambda: len(checkpoint_history(workspace, stage)) >= 2, 300, f"job {job.job_id} never checkpointed 2 epochs"
+    )
 
     [again] = executor.submit([stage], workspace)  # a second `run` while it runs: no duplicate job
     assert again.reused and again.job_id == job.job_id
@@ -302,10 +312,18 @@ def break_stage(stages: list[Stage], broken: Stage) -> list[Stage]:
 @pytest.mark.slow
 def test_failed_stage_cancels_its_dependents_and_is_named(cluster, workspace: Workspace) -> None:
     cell = smoke_planner().cell(PAIR)
-    chosen = [cell.teacher, cell.disco, cell.evals[("teacher", "linear")], cell.evals[("disco", "linear")], cell.random_init]
+    chosen = [
+        cell.teacher,
+        cell.disco,
+        cell.evals[("teacher", "linear")],
+        cell.evals[("disco", "linear")],
+        cell.random_init,
+    ]
     stages = break_stage(chosen, cell.teacher)
     teacher, dependents, independent = stages[0], stages[1:4], stages[4]
-    assert teacher.config["arch"] == "no-such-arch" and all(teacher.key in {d.key for d in topological([s])} for s in dependents)
+    assert teacher.config["arch"] == "no-such-arch" and all(
+        teacher.key in {d.key for d in topological([s])} for s in dependents
+    )
 
     with deadline(600, "the failing cell"), pytest.raises(StageFailed) as failure:
         SlurmExecutor(SlurmResources(time_min=15), poll_interval_s=1).run(stages, workspace)

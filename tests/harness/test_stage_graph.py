@@ -58,7 +58,9 @@ def test_linear_probe_recipe_changes_only_the_linear_eval_stages():
 def test_teacher_bn_mode_changes_only_distillation_and_its_evals():
     before, after = plan(), plan(disco={"teacher_bn": "eval"})
     assert changed(before, after) == {name for name in before if "distill-disco-r50-effb0" in name}
-    assert "distill-disco-r50-effb0-tiny-s0" in changed(before, after) and "pretrain-mocov2-r50-tiny-s0" not in changed(before, after)
+    assert "distill-disco-r50-effb0-tiny-s0" in changed(before, after) and "pretrain-mocov2-r50-tiny-s0" not in changed(
+        before, after
+    )
 
 
 def test_seeds_vary_the_student_stages_but_not_the_teacher():
@@ -77,8 +79,19 @@ def test_every_evaluation_shrinks_to_a_couple_of_steps_under_smoke_in_every_prof
         planner = Planner(bench, profile, smoke=True)
         for evaluation in planner.runnable_evaluations():
             recipe = coerce_recipe(RECIPES[evaluation], planner.eval_config(evaluation, 0)["recipe"])
-            bounds = {"epochs": 1, "limit_batches": 2, "iterations": 2, "max_iter": 2, "train_images": 8, "batch_size": 8}
-            assert all(getattr(recipe, field) <= most for field, most in bounds.items() if hasattr(recipe, field)), (profile, evaluation, recipe)
+            bounds = {
+                "epochs": 1,
+                "limit_batches": 2,
+                "iterations": 2,
+                "max_iter": 2,
+                "train_images": 8,
+                "batch_size": 8,
+            }
+            assert all(getattr(recipe, field) <= most for field, most in bounds.items() if hasattr(recipe, field)), (
+                profile,
+                evaluation,
+                recipe,
+            )
             assert hasattr(recipe, "limit_batches") or hasattr(recipe, "iterations"), evaluation
 
 
@@ -87,6 +100,8 @@ def test_an_evaluation_without_a_recipe_class_is_refused_when_planned_with_smoke
     monkeypatch.delitem(eval_recipes.RECIPES, "knn")  # as a newly registered evaluation would be
     with pytest.raises(InputError, match="'knn' has no recipe class"):
         planner.eval_config("knn", 0)
+
+
 def test_resnet_disco_students_are_planned_with_torchvision_init_and_nothing_else_is():
     planner = Planner(load_benchmarks(), "tiny")
     r18, effb0 = planner.cell("r50-r18"), planner.cell("r50-effb0")
@@ -102,21 +117,32 @@ def paper_plan(precision=None, speed="optimized"):
 
 def test_precision_is_in_the_key_of_training_stages_and_their_evaluations_only():
     fp32, bf16 = paper_plan(), paper_plan("bf16")
-    assert {stage.config.get("precision") for stage in fp32.values() if stage.kind in ("pretrain", "distill")} == {"fp32"}
+    assert {stage.config.get("precision") for stage in fp32.values() if stage.kind in ("pretrain", "distill")} == {
+        "fp32"
+    }
     changed = {name for name in fp32 if fp32[name].key != bf16[name].key}
     assert changed == {name for name in fp32 if "random" not in name}
-    assert {name: stage.key for name, stage in paper_plan("fp32").items()} == {name: stage.key for name, stage in fp32.items()}
+    assert {name: stage.key for name, stage in paper_plan("fp32").items()} == {
+        name: stage.key for name, stage in fp32.items()
+    }
 
 
 def test_speed_structure_is_not_in_the_key_but_a_changed_random_stream_is():
-    assert {name: stage.key for name, stage in paper_plan(speed="reference").items()} == {name: stage.key for name, stage in paper_plan().items()}
-    tiny, reference = plan(), {s.name: s.key for s in Planner(load_benchmarks(), "tiny", speed="reference").cell("r50-effb0").stages()}
+    assert {name: stage.key for name, stage in paper_plan(speed="reference").items()} == {
+        name: stage.key for name, stage in paper_plan().items()
+    }
+    tiny, reference = (
+        plan(),
+        {s.name: s.key for s in Planner(load_benchmarks(), "tiny", speed="reference").cell("r50-effb0").stages()},
+    )
     # in-memory images: the optimized mode draws views batched on the device, the reference per image
     assert changed(tiny, reference) == {name for name in tiny if "random" not in name}
 
 
 def test_tiny_keys_do_not_record_the_default_fp32():
     planner = Planner(load_benchmarks(), "tiny")
-    assert all("precision" not in stage.config and "views" not in stage.config for stage in planner.cell("r50-effb0").stages())
+    assert all(
+        "precision" not in stage.config and "views" not in stage.config for stage in planner.cell("r50-effb0").stages()
+    )
     bf16 = Planner(load_benchmarks(), "tiny", precision="bf16").cell("r50-effb0")
     assert bf16.disco.config["precision"] == "bf16" and bf16.disco.key != planner.cell("r50-effb0").disco.key

@@ -13,8 +13,13 @@ from harness.workspace import Workspace
 def official_mocov2_release(path, arch="r50"):
     encoder = build_encoder(arch, "mocov2", image_size=32)
     state = encoder.backbone.state_dict()
-    bundle = {f"module.encoder_q.{k}": v for k, v in state.items()} | {f"module.encoder_k.{k}": v.clone() for k, v in state.items()}
-    bundle |= {"module.queue": torch.nn.functional.normalize(torch.randn(128, 64), dim=0), "module.queue_ptr": torch.tensor([8])}
+    bundle = {f"module.encoder_q.{k}": v for k, v in state.items()} | {
+        f"module.encoder_k.{k}": v.clone() for k, v in state.items()
+    }
+    bundle |= {
+        "module.queue": torch.nn.functional.normalize(torch.randn(128, 64), dim=0),
+        "module.queue_ptr": torch.tensor([8]),
+    }
     torch.save({"epoch": 200, "arch": "resnet50", "state_dict": bundle, "optimizer": {}}, path)
     return encoder, bundle
 
@@ -45,10 +50,14 @@ def test_a_release_of_another_layout_than_the_teachers_checkpoint_format_is_refu
 
     release = tmp_path / "r50-lincls.pth.tar"
     encoder = build_encoder("r50", "mocov2", image_size=32)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in encoder.backbone.state_dict().items()}}, release)  # no encoder_q: not MoCo-v2
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in encoder.backbone.state_dict().items()}}, release
+    )  # no encoder_q: not MoCo-v2
     bench = load_benchmarks()
     tiny = bench.profiles["tiny"].model_copy(update={"teacher_checkpoints": {"r50": str(release)}})
-    cell = Planner(bench.model_copy(update={"profiles": {**bench.profiles, "tiny": tiny}}), "tiny", smoke=True).cell("r50-effb0")
+    cell = Planner(bench.model_copy(update={"profiles": {**bench.profiles, "tiny": tiny}}), "tiny", smoke=True).cell(
+        "r50-effb0"
+    )
     assert cell.teacher.runtime["checkpoint_format"] == "mocov2"  # teachers.r50.checkpoint_format
     workspace = Workspace(tmp_path / "artifacts", tmp_path / "results")
     with pytest.raises(CheckpointMismatch, match="is a lincls checkpoint .* but a mocov2 one is expected"):

@@ -54,7 +54,9 @@ def test_misspelled_key_gives_its_line_and_the_nearest_field(data, tmp_path):
     path, text = dump(data, tmp_path)
     problem = only_problem(path)  # the consequent "arch: required field missing" is folded into this one
     assert (problem.line, problem.path) == (line_of(text, "archh:"), "teachers.r50.archh")
-    assert problem.message.startswith("unknown key; expected one of: arch, pretrain") and problem.message.endswith("(did you mean 'arch'?)")
+    assert problem.message.startswith("unknown key; expected one of: arch, pretrain") and problem.message.endswith(
+        "(did you mean 'arch'?)"
+    )
 
 
 def test_bad_reference_suggests_the_nearest_teacher(data, tmp_path):
@@ -78,7 +80,10 @@ def test_dali_loader_on_an_in_memory_set_is_one_line_with_the_fix(data, tmp_path
     path, text = dump(data, tmp_path)
     problem = only_problem(path)
     assert problem.path == "profiles.tiny.data"
-    assert problem.message == "loader: dali reads image files, so it needs source: imagenet, not embedded; use loader: torch"
+    assert (
+        problem.message
+        == "loader: dali reads image files, so it needs source: imagenet, not embedded; use loader: torch"
+    )
 
 
 def test_reference_number_without_source(data, tmp_path):
@@ -117,9 +122,19 @@ def test_several_errors_reported_at_once_in_line_order(data, tmp_path):
     path, _ = dump(data, tmp_path)
     outcome = validate_file(path)
     paths = [p.path for p in outcome.problems]
-    assert paths == ["teachers.r50.archh", "students.xcitt.arch", "pairs.r50-mbv3.teacher", "default_pairs[0]", "profiles.tiny.pretrain.epochs", "reference.baselines.effb0.top1"]
+    assert paths == [
+        "teachers.r50.archh",
+        "students.xcitt.arch",
+        "pairs.r50-mbv3.teacher",
+        "default_pairs[0]",
+        "profiles.tiny.pretrain.epochs",
+        "reference.baselines.effb0.top1",
+    ]
     assert [p.line for p in outcome.problems] == sorted(p.line for p in outcome.problems)
-    assert "(did you mean 'xcitt'?)" in outcome.problems[1].message and "(did you mean 'r50-effb0'?)" in outcome.problems[3].message
+    assert (
+        "(did you mean 'xcitt'?)" in outcome.problems[1].message
+        and "(did you mean 'r50-effb0'?)" in outcome.problems[3].message
+    )
     assert outcome.summary(path) == f"{path}: 6 errors"
 
 
@@ -137,7 +152,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_yaml_syntax_error_and_duplicate_key_have_lines():
     assert validate_text("a: [1, 2\nb: 3\n").problems[0].line == 2
-    duplicate = next(p for p in validate_text(REAL_FILE.read_text() + "pairs: {}\n").problems if "duplicate" in p.message)
+    duplicate = next(
+        p for p in validate_text(REAL_FILE.read_text() + "pairs: {}\n").problems if "duplicate" in p.message
+    )
     assert duplicate.path == "pairs" and duplicate.line == len(REAL_FILE.read_text().splitlines()) + 1
 
 
@@ -146,9 +163,9 @@ def test_load_benchmarks_raises_the_first_problem_with_file_and_line(data, tmp_p
     path, text = dump(data, tmp_path)
     with pytest.raises(UserError) as caught:
         load_benchmarks(path)
-    assert caught.value.format_message().startswith(f"{path}:{line_of(text, 'teacher: r05')}: pairs.r50-mbv3.teacher: unknown teacher 'r05'")
-
-
+    assert caught.value.format_message().startswith(
+        f"{path}:{line_of(text, 'teacher: r05')}: pairs.r50-mbv3.teacher: unknown teacher 'r05'"
+    )
 
 
 def test_cli_prints_every_error_then_a_summary_and_exits_2(data, tmp_path, monkeypatch, capsys):
@@ -169,30 +186,93 @@ def test_cli_valid_file_exits_0(monkeypatch, capsys):
 
 def test_cli_missing_file_is_one_error_line(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "validate", str(tmp_path / "nope.yaml"))
-    assert code == 2 and err.strip().splitlines() == [f"error: {tmp_path / 'nope.yaml'}: file not found; pass the matrix file (default: benchmarks.yaml in the repository root)"]
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: {tmp_path / 'nope.yaml'}: file not found; pass the matrix file (default: benchmarks.yaml in the repository root)"
+    ]
 
 
 def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
     data["pair"] = data.pop("pairs")  # default_pairs and reference.pairs now name pairs that "do not exist"
     path, text = dump(data, tmp_path)
     problem = only_problem(path)
-    assert (problem.line, problem.path) == (line_of(text, "pair:"), "pair") and problem.message.endswith("(did you mean 'pairs'?)")
+    assert (problem.line, problem.path) == (line_of(text, "pair:"), "pair") and problem.message.endswith(
+        "(did you mean 'pairs'?)"
+    )
 
 
 # ---------------------------------------------------------------- what a run would refuse, caught by validate
 
 
-@pytest.mark.parametrize(("break_it", "fragment", "path", "expected"), [
-    (lambda d: d["profiles"]["tiny"]["mocov2"].update(queue_size=4000), "queue_size: 4000", "profiles.tiny.mocov2.queue_size", "queue_size 4000 must be a multiple of pretrain.batch_size 64"),
-    (lambda d: d["profiles"]["tiny"]["mocov2"].update(bn_group_size=48), "bn_group_size: 48", "profiles.tiny.mocov2.bn_group_size", "must split into whole BN groups"),
-    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(k=-5), "k: -5", "profiles.tiny.eval_recipes.knn.k", "k >= 1, temperature > 0 and chunk_size >= 1, got k=-5"),
-    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["detection"].update(iterations="many"), "iterations: many", "profiles.tiny.eval_recipes.detection.iterations", "expected a valid integer"),
-    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["transfer_digits"].update(epochz=3), "epochz: 3", "profiles.tiny.eval_recipes.transfer_digits.epochz", "unknown TransferRecipe field (did you mean 'epochs'?)"),
-    (lambda d: d["profiles"]["tiny"]["eval_recipes"]["semi_finetune_1pct"].update(eval_every=0), "eval_every: 0", "profiles.tiny.eval_recipes.semi_finetune_1pct.eval_every", "eval_every >= 1"),
-    (lambda d: d["profiles"]["tiny"]["disco"].update(mse_per_sample_weight=-1.0), "mse_per_sample_weight: -1.0", "profiles.tiny.disco.mse_per_sample_weight", "greater than or equal to 0"),
-    (lambda d: d["evaluations"].update(knnn={"description": "x"}), "knnn:", "evaluations.knnn", "no evaluation 'knnn' is implemented"),
-    (lambda d: d["profiles"]["tiny"]["eval_recipes"].pop("transfer_digits"), "- transfer_digits", "profiles.tiny.evals[4]", "'transfer_digits' has no recipe"),
-], ids=["queue", "bn-group", "knn-k", "recipe-type", "recipe-field", "finetune", "mse-weight", "unimplemented", "no-recipe"])
+@pytest.mark.parametrize(
+    ("break_it", "fragment", "path", "expected"),
+    [
+        (
+            lambda d: d["profiles"]["tiny"]["mocov2"].update(queue_size=4000),
+            "queue_size: 4000",
+            "profiles.tiny.mocov2.queue_size",
+            "queue_size 4000 must be a multiple of pretrain.batch_size 64",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["mocov2"].update(bn_group_size=48),
+            "bn_group_size: 48",
+            "profiles.tiny.mocov2.bn_group_size",
+            "must split into whole BN groups",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(k=-5),
+            "k: -5",
+            "profiles.tiny.eval_recipes.knn.k",
+            "k >= 1, temperature > 0 and chunk_size >= 1, got k=-5",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["eval_recipes"]["detection"].update(iterations="many"),
+            "iterations: many",
+            "profiles.tiny.eval_recipes.detection.iterations",
+            "expected a valid integer",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["eval_recipes"]["transfer_digits"].update(epochz=3),
+            "epochz: 3",
+            "profiles.tiny.eval_recipes.transfer_digits.epochz",
+            "unknown TransferRecipe field (did you mean 'epochs'?)",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["eval_recipes"]["semi_finetune_1pct"].update(eval_every=0),
+            "eval_every: 0",
+            "profiles.tiny.eval_recipes.semi_finetune_1pct.eval_every",
+            "eval_every >= 1",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["disco"].update(mse_per_sample_weight=-1.0),
+            "mse_per_sample_weight: -1.0",
+            "profiles.tiny.disco.mse_per_sample_weight",
+            "greater than or equal to 0",
+        ),
+        (
+            lambda d: d["evaluations"].update(knnn={"description": "x"}),
+            "knnn:",
+            "evaluations.knnn",
+            "no evaluation 'knnn' is implemented",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["eval_recipes"].pop("transfer_digits"),
+            "- transfer_digits",
+            "profiles.tiny.evals[4]",
+            "'transfer_digits' has no recipe",
+        ),
+    ],
+    ids=[
+        "queue",
+        "bn-group",
+        "knn-k",
+        "recipe-type",
+        "recipe-field",
+        "finetune",
+        "mse-weight",
+        "unimplemented",
+        "no-recipe",
+    ],
+)
 def test_values_a_run_would_refuse_are_caught_with_file_and_line(data, tmp_path, break_it, fragment, path, expected):
     break_it(data)
     written, text = dump(data, tmp_path)
@@ -203,7 +283,13 @@ def test_values_a_run_would_refuse_are_caught_with_file_and_line(data, tmp_path,
 
 def test_a_top_level_list_is_one_problem(tmp_path):
     problem = only_problem(write(tmp_path, "- schema_version: 1\n- teachers: {}\n"))
-    assert (problem.line, problem.path) == (1, "(document)") and "expected a mapping of the sections" in problem.message and "got list" in problem.message
+    assert (
+        (problem.line, problem.path) == (1, "(document)")
+        and "expected a mapping of the sections" in problem.message
+        and "got list" in problem.message
+    )
+
+
 def test_unknown_precision_gives_its_line_and_the_choices(data, tmp_path):
     data["profiles"]["paper"]["precision"] = "fp16"
     path, text = dump(data, tmp_path)
@@ -218,7 +304,9 @@ def run_cli_validate(path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "harness", "validate", str(path)], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(path)], capture_output=True, text=True, cwd=REPO
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -234,4 +322,8 @@ def test_evaluation_archs_must_be_architectures(data, tmp_path):
     data["evaluations"]["detection_voc"]["archs"] = ["r18", "r43"]
     path, text = dump(data, tmp_path)
     problem = only_problem(path)
-    assert problem.path == "evaluations.detection_voc.archs[1]" and "unknown architecture 'r43'" in problem.message and "did you mean 'r34'" in problem.message
+    assert (
+        problem.path == "evaluations.detection_voc.archs[1]"
+        and "unknown architecture 'r43'" in problem.message
+        and "did you mean 'r34'" in problem.message
+    )
