@@ -20,6 +20,9 @@ from disco.shuffle_bn import (
 
 
 class MomentumContrast(nn.Module):
+    queue: torch.Tensor  # [dim, K] buffer
+    queue_ptr: torch.Tensor
+
     def __init__(
         self,
         encoder_q: nn.Module,
@@ -70,15 +73,21 @@ class MomentumContrast(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        if distributed_active():
-            keys = concat_all_gather(keys)
-        count, capacity = keys.shape[0], self.queue.shape[1]
-        if capacity % count:
-            raise ValueError(f"queue size {capacity} must be a multiple of the global batch {count}")
-        ptr = int(self.queue_ptr)
-        self.queue[:, ptr : ptr + count] = keys.T
-        self.queue_ptr[0] = (ptr + count) % capacity
+        enqueue(self.queue, self.queue_ptr, keys)
 
     def logits(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         # clone: the queue is updated in place after the logits, before backward.
         return contrastive_logits(q, k, self.queue.clone(), self.temperature)
+
+
+@torch.no_grad()
+def enqueue(queue: torch.Tensor, queue_ptr: torch.Tensor, keys: torch.Tensor) -> None:
+    """Overwrite the oldest entries of a [dim, K] ring buffer with the global batch's keys."""
+    if distributed_active():
+        keys = concat_all_gather(keys)
+    count, capacity = keys.shape[0], queue.shape[1]
+    if capacity % count:
+        raise ValueError(f"queue size {capacity} must be a multiple of the global batch {count}")
+    ptr = int(queue_ptr)
+    queue[:, ptr : ptr + count] = keys.T
+    queue_ptr[0] = (ptr + count) % capacity

@@ -50,3 +50,95 @@ def disco_loss(
     mse_view1 = weighted_mse(q, teacher_q, mse_per_sample_weight)
     mse_view2 = weighted_mse(qk, teacher_qk, mse_per_sample_weight)
     return {"loss": ce_weight * ce + mse_view1 + mse_view2, "ce": ce, "mse_v1": mse_view1, "mse_v2": mse_view2}
+
+
+# ---------------------------------------------------------------- RKD (DisCo/loss.py, docs/protocol.md 3.2)
+
+
+def pairwise_distances(embeddings: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """RKD's `pdist`: Euclidean distances from the squared ones clamped at eps, diagonal set to 0."""
+    squared_norms = embeddings.pow(2).sum(dim=1)
+    squared = (squared_norms.unsqueeze(1) + squared_norms.unsqueeze(0) - 2 * embeddings @ embeddings.T).clamp(min=eps)
+    distances = squared.sqrt().clone()
+    index = torch.arange(len(embeddings), device=embeddings.device)
+    distances[index, index] = 0
+    return distances
+
+
+def _mean_normalised_distances(embeddings: torch.Tensor) -> torch.Tensor:
+    distances = pairwise_distances(embeddings)
+    return distances / distances[distances > 0].mean()
+
+
+def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RkdDistance: smooth-L1 (beta 1, mean over all N^2 entries) between the distance matrices,
+    each divided by the mean of its positive entries; the teacher side is a constant."""
+    with torch.no_grad():
+        teacher_distances = _mean_normalised_distances(teacher)
+    return F.smooth_l1_loss(_mean_normalised_distances(student), teacher_distances, reduction="mean")
+
+
+def _triplet_cosines(embeddings: torch.Tensor) -> torch.Tensor:
+    """cos between (e_j - e_i) and (e_k - e_i) for all i, j, k, flattened (N^3 values)."""
+    differences = F.normalize(embeddings.unsqueeze(0) - embeddings.unsqueeze(1), p=2, dim=2)
+    return torch.bmm(differences, differences.transpose(1, 2)).view(-1)
+
+
+def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """RKdAngle: smooth-L1 (mean) between the student's and the teacher's triplet angle cosines."""
+    with torch.no_grad():
+        teacher_cosines = _triplet_cosines(teacher)
+    return F.smooth_l1_loss(_triplet_cosines(student), teacher_cosines, reduction="mean")
+
+
+def rkd_loss(
+    logits: torch.Tensor,
+    q: torch.Tensor,
+    qk: torch.Tensor,
+    teacher_q: torch.Tensor,
+    teacher_qk: torch.Tensor,
+    mse_per_sample_weight: float | None,
+    ce_weight: float = 1.0,
+    distance_weight: float = 1.0,
+    angle_weight: float = 1.0,
+    use_mse: bool = False,
+) -> dict[str, torch.Tensor]:
+    """CE + w_d RKD_distance(q, t_q) + w_a RKD_angle(q, t_q) [+ DisCo's MSE terms with `use_mse`]:
+    DisCo/main_moco_distill_rkd.py L457-474, on view 1 over the local batch."""
+    terms = disco_loss(logits, q, qk, teacher_q, teacher_qk, mse_per_sample_weight, ce_weight)
+    distance, angle = rkd_distance(q, teacher_q), rkd_angle(q, teacher_q)
+    loss = ce_weight * terms["ce"] + distance_weight * distance + angle_weight * angle
+    if use_mse:
+        loss = loss + terms["mse_v1"] + terms["mse_v2"]
+    return terms | {"loss": loss, "rkd_distance": distance, "rkd_angle": angle}
+
+
+# ---------------------------------------------------------------- SEED (ICLR 2021)
+
+
+def seed_logits(
+    embedding: torch.Tensor, teacher: torch.Tensor, queue: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """[N, 1+K]: similarity to the sample's own teacher embedding first, then to the queued teacher
+    embeddings (queue is [dim, K]), over the temperature."""
+    own = (embedding * teacher).sum(dim=1, keepdim=True)
+    return torch.cat([own, embedding @ queue.detach()], dim=1) / temperature
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probabilities: torch.Tensor) -> torch.Tensor:
+    """-sum_k p_k log softmax(logits)_k, mean over the batch."""
+    return -(target_probabilities * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def seed_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    queue: torch.Tensor,
+    student_temperature: float,
+    teacher_temperature: float,
+) -> dict[str, torch.Tensor]:
+    """The student matches the teacher's softmax similarity distribution over [teacher self, queue]."""
+    teacher = teacher.detach()
+    targets = F.softmax(seed_logits(teacher, teacher, queue, teacher_temperature), dim=1)
+    loss = soft_cross_entropy(seed_logits(student, teacher, queue, student_temperature), targets)
+    return {"loss": loss, "soft_ce": loss}

@@ -3,37 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from disco.contrast import MomentumContrast
 from disco.losses import disco_loss
-from disco.methods.mocov2 import MoCoV2Config
+from disco.methods.registry import DisCoConfig
 from disco.shuffle_bn import encode_in_groups
 from disco.speed import SpeedOptions
-
-TEACHER_BN_MODES = ("train", "eval")
-
-
-@dataclass(frozen=True)
-class DisCoConfig(MoCoV2Config):
-    # None: the official literal MSELoss(reduction='sum') over the local batch; a number w:
-    # w * per-sample mean. The paper's effective weight is 32 on any GPU layout.
-    mse_per_sample_weight: float | None = 32.0
-    ce_weight: float = 1.0
-    # "train": faithful, the frozen teacher normalises with per-GPU batch statistics and its
-    # running stats drift, as in the official code; "eval": the clean variant.
-    teacher_bn: str = "train"
-
-    def validate(self, batch_size: int) -> None:
-        super().validate(batch_size)
-        if self.teacher_bn not in TEACHER_BN_MODES:
-            raise ValueError(f"teacher_bn must be one of {TEACHER_BN_MODES}, got '{self.teacher_bn}'")
-        if self.mse_per_sample_weight is not None and self.mse_per_sample_weight < 0:
-            raise ValueError("mse_per_sample_weight must be >= 0 or null (literal sum)")
 
 
 class DisCo(nn.Module):
@@ -74,7 +52,8 @@ class DisCo(nn.Module):
         both = self.embed_teacher(torch.cat([view1, view2]))
         return both[: len(view1)], both[len(view1) :]
 
-    def training_step(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
+    def embeddings(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The four L2-normalised embeddings of one official step plus the shuffled keys k, in fp32."""
         view1, view2 = self.speed.prepare_input(view1), self.speed.prepare_input(view2)
         device = view1.device
         with self.speed.autocast(device), torch.profiler.record_function("student_forward"):
@@ -91,10 +70,22 @@ class DisCo(nn.Module):
                 teacher_qk = self.embed_teacher(view2)
                 k = self.contrast.embed_keys(view2)
                 teacher_q = self.embed_teacher(view1)
-        q, qk, k = q.float(), qk.float(), k.float()
-        logits = self.contrast.logits(q, k)
-        terms = disco_loss(
-            logits, q, qk, teacher_q, teacher_qk, self.config.mse_per_sample_weight, self.config.ce_weight
+        return {"q": q.float(), "qk": qk.float(), "k": k.float(), "teacher_q": teacher_q, "teacher_qk": teacher_qk}
+
+    def loss_terms(self, logits: torch.Tensor, embedded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return disco_loss(
+            logits,
+            embedded["q"],
+            embedded["qk"],
+            embedded["teacher_q"],
+            embedded["teacher_qk"],
+            self.config.mse_per_sample_weight,
+            self.config.ce_weight,
         )
-        self.contrast.enqueue(k)
+
+    def training_step(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
+        embedded = self.embeddings(view1, view2)
+        logits = self.contrast.logits(embedded["q"], embedded["k"])
+        terms = self.loss_terms(logits, embedded)
+        self.contrast.enqueue(embedded["k"])
         return {"loss": terms["loss"], **{name: value.detach() for name, value in terms.items() if name != "loss"}}

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from disco.contrast import MomentumContrast
 from disco.losses import info_nce
+from disco.methods.registry import MoCoV2Config
 from disco.speed import SpeedOptions
-
-
-@dataclass(frozen=True)
-class MoCoV2Config:
-    queue_size: int = 65536
-    momentum: float = 0.999
-    temperature: float = 0.2
-    bn_group_size: int = 32  # the paper's per-GPU batch: BN statistics are per 32 images
-
-    def validate(self, batch_size: int) -> None:
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"key momentum must be in [0, 1), got {self.momentum}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.queue_size % batch_size:
-            raise ValueError(f"queue_size {self.queue_size} must be a multiple of batch_size {batch_size}")
-        if batch_size % self.bn_group_size and batch_size > self.bn_group_size:
-            raise ValueError(f"batch_size {batch_size} must be a multiple of bn_group_size {self.bn_group_size}")
 
 
 class MoCoV2(nn.Module):

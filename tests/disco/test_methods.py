@@ -82,3 +82,78 @@ def test_seeded_two_step_run_is_bit_for_bit_reproducible(tmp_path, batched):
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
+
+
+def registered(name: str, **values):
+    """A method built the way a stage builds it: its sections' values through the registry."""
+    from disco.methods.registry import METHODS
+
+    spec = METHODS[name]
+    sections = {
+        "mocov2": {"queue_size": 32, "momentum": 0.99, "temperature": 0.2, "bn_group_size": 4},
+        "disco": {},
+        "rkd": {},
+        "seed": {"queue_size": 32, "bn_group_size": 4},
+    }
+    config = spec.build_config(spec.resolve(sections))
+    config.validate(8)
+    torch.manual_seed(0)
+    return spec.module_class()(build_encoder("r18", "disco"), build_encoder("r18", "mocov2"), config, **values)
+
+
+def test_registry_lists_kinds_and_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from disco.methods.registry import METHODS; "
+        "print(sorted((n, s.kind) for n, s in METHODS.items()), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "('disco', 'distill')" in out and "('mocov2', 'pretrain')" in out and out.strip().endswith("False")
+
+
+def test_unknown_method_says_did_you_mean():
+    from disco.methods.registry import UnknownMethod, method_spec
+
+    with pytest.raises(UnknownMethod, match=r"method 'sed' is not implemented \(did you mean 'seed'\?\)"):
+        method_spec("sed")
+
+
+def test_only_mse_is_disco_with_ce_weight_zero_ce_still_logged_and_queued():
+    method = registered("disco_only_mse")
+    assert method.config.ce_weight == 0.0 and type(method) is DisCo
+    method.train()
+    terms = method.training_step(torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32))
+    assert torch.allclose(terms["loss"].detach(), terms["mse_v1"] + terms["mse_v2"])
+    assert terms["ce"] > 0 and int(method.contrast.queue_ptr) == 8
+
+
+@pytest.mark.parametrize("name, use_mse", [("rkd", False), ("rkd_disco", True)])
+def test_rkd_step_is_disco_step_with_rkd_terms(name, use_mse):
+    method = registered(name)
+    assert method.config.use_mse is use_mse and (method.config.distance_weight, method.config.angle_weight) == (1, 1)
+    method.train()
+    terms = method.training_step(torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32))
+    expected = terms["ce"] + terms["rkd_distance"] + terms["rkd_angle"]
+    if use_mse:
+        expected = expected + terms["mse_v1"] + terms["mse_v2"]
+    assert torch.allclose(terms["loss"].detach(), expected)
+    terms["loss"].backward()
+    assert all(p.grad is None for p in method.teacher.parameters())
+
+
+def test_seed_queues_teacher_embeddings_and_trains_only_the_student():
+    method = registered("seed")
+    assert (method.config.student_temperature, method.config.teacher_temperature) == (0.2, 0.01)
+    method.train()
+    assert not method.teacher.training  # SEED's trainer: teacher.eval()
+    view1 = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        expected_queue = torch.nn.functional.normalize(method.teacher(view1), dim=1).T
+    before = {k: v.clone() for k, v in method.teacher.named_parameters()}
+    terms = method.training_step(view1, torch.randn(8, 3, 32, 32))
+    terms["loss"].backward()
+    assert torch.allclose(method.queue[:, :8], expected_queue, atol=1e-6) and int(method.queue_ptr) == 8
+    assert all(p.grad is None and torch.equal(p, before[k]) for k, p in method.teacher.named_parameters())
+    assert any(p.grad is not None for p in method.student.parameters())

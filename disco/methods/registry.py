@@ -1,0 +1,177 @@
+"""The methods by name, torch-free: each one's kind, config dataclass, the profile sections that fill
+it and the dotted path of its nn.Module (imported only when a stage trains), so that listing and
+validating benchmarks.yaml never import torch."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from disco.archs import did_you_mean
+
+TEACHER_BN_MODES = ("train", "eval")
+KINDS = ("pretrain", "distill")
+
+
+@dataclass(frozen=True)
+class MoCoV2Config:
+    queue_size: int = 65536
+    momentum: float = 0.999
+    temperature: float = 0.2
+    bn_group_size: int = 32  # the paper's per-GPU batch: BN statistics are per 32 images
+
+    def validate(self, batch_size: int) -> None:
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"key momentum must be in [0, 1), got {self.momentum}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        check_queue_and_groups(self.queue_size, self.bn_group_size, batch_size)
+
+
+def check_queue_and_groups(queue_size: int, bn_group_size: int, batch_size: int) -> None:
+    if queue_size <= 0 or bn_group_size <= 0:
+        raise ValueError(f"queue_size and bn_group_size must be positive, got {queue_size} and {bn_group_size}")
+    if queue_size % batch_size:
+        raise ValueError(f"queue_size {queue_size} must be a multiple of batch_size {batch_size}")
+    if batch_size % bn_group_size and batch_size > bn_group_size:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of bn_group_size {bn_group_size}")
+
+
+def check_teacher_bn(teacher_bn: str) -> None:
+    if teacher_bn not in TEACHER_BN_MODES:
+        raise ValueError(f"teacher_bn must be one of {TEACHER_BN_MODES}, got '{teacher_bn}'")
+
+
+@dataclass(frozen=True)
+class DisCoConfig(MoCoV2Config):
+    # None: the official literal MSELoss(reduction='sum') over the local batch; a number w:
+    # w * per-sample mean. The paper's effective weight is 32 on any GPU layout.
+    mse_per_sample_weight: float | None = 32.0
+    ce_weight: float = 1.0
+    # "train": faithful, the frozen teacher normalises with per-GPU batch statistics and its
+    # running stats drift, as in the official code; "eval": the clean variant.
+    teacher_bn: str = "train"
+    # the official teacher load puts the teacher's MoCo queue into the student's (docs/protocol.md 1.6)
+    init_queue_from_teacher: bool = True
+
+    def validate(self, batch_size: int) -> None:
+        super().validate(batch_size)
+        check_teacher_bn(self.teacher_bn)
+        if self.mse_per_sample_weight is not None and self.mse_per_sample_weight < 0:
+            raise ValueError("mse_per_sample_weight must be >= 0 or null (literal sum)")
+        if self.ce_weight < 0:
+            raise ValueError(f"ce_weight must be >= 0, got {self.ce_weight}")
+
+
+@dataclass(frozen=True)
+class RKDConfig(DisCoConfig):
+    # DisCo/main_moco_distill_rkd.py L471-474: weights 1 and 1 (not the RKD paper's 25 and 50)
+    distance_weight: float = 1.0
+    angle_weight: float = 1.0
+    use_mse: bool = False  # --use-mse: "RKD+DisCo" adds DisCo's two MSE terms
+
+    def validate(self, batch_size: int) -> None:
+        super().validate(batch_size)
+        if self.distance_weight < 0 or self.angle_weight < 0:
+            raise ValueError(f"RKD weights must be >= 0, got {self.distance_weight} and {self.angle_weight}")
+
+
+@dataclass(frozen=True)
+class SEEDConfig:
+    # SEED (ICLR 2021): a queue of teacher embeddings, 65536 on ImageNet; temperatures 0.2 / 0.01
+    queue_size: int = 65536
+    student_temperature: float = 0.2
+    teacher_temperature: float = 0.01
+    bn_group_size: int = 32
+    teacher_bn: str = "eval"  # the official SEED trainer calls teacher.eval()
+
+    def validate(self, batch_size: int) -> None:
+        if self.student_temperature <= 0 or self.teacher_temperature <= 0:
+            raise ValueError(
+                f"temperatures must be positive, got {self.student_temperature} and {self.teacher_temperature}"
+            )
+        check_teacher_bn(self.teacher_bn)
+        check_queue_and_groups(self.queue_size, self.bn_group_size, batch_size)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    kind: str  # "pretrain": trains an encoder alone; "distill": trains a student against a teacher stage
+    config: type
+    module: (
+        str  # "package.module:Class", built as Class(encoder, config, speed) or Class(student, teacher, config, speed)
+    )
+    sections: tuple[str, ...]  # the profile sections whose values, merged in order, fill `config`
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # section -> fixed values
+    description: str = ""
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.kind == "distill"
+
+    def module_class(self) -> type:
+        module, name = self.module.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def resolve(self, profile_sections: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each section's values as this method trains with them (what a stage config records)."""
+        return {name: {**profile_sections[name], **self.overrides.get(name, {})} for name in self.sections}
+
+    def build_config(self, resolved: Mapping[str, Mapping[str, Any]]) -> Any:
+        values: dict[str, Any] = {}
+        for name in self.sections:
+            values |= resolved[name]
+        known = {f.name for f in fields(self.config)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown {self.config.__name__} field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return self.config(**values)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "mocov2": MethodSpec("pretrain", MoCoV2Config, "disco.methods.mocov2:MoCoV2", ("mocov2",), description="MoCo-v2"),
+    "disco": MethodSpec("distill", DisCoConfig, "disco.methods.disco:DisCo", ("mocov2", "disco"), description="DisCo"),
+    "disco_only_mse": MethodSpec(
+        "distill",
+        DisCoConfig,
+        "disco.methods.disco:DisCo",
+        ("mocov2", "disco"),
+        {"disco": {"ce_weight": 0.0}},
+        "DisCo with --only-mse: CE still computed and queued, weight 0",
+    ),
+    "rkd": MethodSpec(
+        "distill",
+        RKDConfig,
+        "disco.methods.rkd:RKD",
+        ("mocov2", "disco", "rkd"),
+        {"rkd": {"use_mse": False}},
+        "MoCo-v2 CE + RKD distance + RKD angle (DisCo/main_moco_distill_rkd.py)",
+    ),
+    "rkd_disco": MethodSpec(
+        "distill",
+        RKDConfig,
+        "disco.methods.rkd:RKD",
+        ("mocov2", "disco", "rkd"),
+        {"rkd": {"use_mse": True}},
+        "RKD plus DisCo's MSE terms (--use-mse)",
+    ),
+    "seed": MethodSpec("distill", SEEDConfig, "disco.methods.seed:SEED", ("seed",), description="SEED"),
+}
+
+
+class UnknownMethod(ValueError):
+    pass
+
+
+def method_spec(name: str, kind: str | None = None) -> MethodSpec:
+    valid = [n for n, spec in METHODS.items() if kind is None or spec.kind == kind]
+    if name not in valid:
+        what = {"pretrain": "pretraining method", "distill": "distillation method", None: "method"}[kind]
+        raise UnknownMethod(
+            f"{what} '{name}' is not implemented{did_you_mean(name, valid)}; implemented: {', '.join(valid)}"
+        )
+    return METHODS[name]
