@@ -3,12 +3,14 @@ students; teachers/students -> architectures) with "did you mean" on every missp
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from disco.archs import ARCHS, did_you_mean
+from disco.methods.registry import KINDS, METHODS, DisCoTerms, MoCoV2Config, RKDTerms, SEEDConfig
 from harness.errors import UserError
 
 
@@ -16,8 +18,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# The self-supervised methods the code implements per kind (harness.stage_tasks dispatches on them).
-IMPLEMENTED_METHODS: dict[str, tuple[str, ...]] = {"pretrain": ("mocov2",), "distill": ("disco",)}
+# The self-supervised methods the code implements per kind (disco/methods/registry.py METHODS).
+IMPLEMENTED_METHODS: dict[str, tuple[str, ...]] = {
+    kind: tuple(name for name, spec in METHODS.items() if spec.kind == kind) for kind in KINDS
+}
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -40,6 +44,8 @@ class Method(Strict):
     kind: Literal["pretrain", "distill"]
     head: Literal["mocov2", "disco"]
     description: str = ""
+    # the paper's numbers: reference.pairs.<pair>.<reference>; null: this method's own name
+    reference: str | None = None
 
 
 class Evaluation(Strict):
@@ -83,20 +89,6 @@ class PretrainSpec(Strict):
     schedule: Literal["cosine", "step", "constant"] = "cosine"
 
 
-class MoCoSpec(Strict):
-    queue_size: int = Field(gt=0)
-    momentum: float = Field(ge=0, lt=1)
-    temperature: float = Field(gt=0)
-    bn_group_size: int = Field(gt=0)
-
-
-class DisCoSpec(Strict):
-    mse_per_sample_weight: float | None = Field(32.0, ge=0)
-    ce_weight: float = 1.0
-    teacher_bn: Literal["train", "eval"] = "train"
-    init_queue_from_teacher: bool = True
-
-
 class LinearSpec(Strict):
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)
@@ -123,8 +115,12 @@ class Profile(Strict):
     data: DataSpec
     pretrain: PretrainSpec
     teacher_epochs: int | None = None
-    mocov2: MoCoSpec
-    disco: DisCoSpec
+    # the methods' sections, typed by the methods' own config dataclasses (disco/methods/registry.py
+    # SECTIONS); a method reads the sections its registry entry names
+    mocov2: MoCoV2Config
+    disco: DisCoTerms
+    rkd: RKDTerms = RKDTerms()
+    seed_distill: SEEDConfig = SEEDConfig()  # SEED's (`seed` is a stage's random seed)
     linear: LinearSpec
     evals: list[str] = ["linear"]
     # evaluation -> its recipe (each evaluation validates its own fields); `linear` uses `linear:`
@@ -146,6 +142,8 @@ class Benchmarks(Strict):
     evaluations: dict[str, Evaluation]
     pairs: dict[str, Pair]
     default_pairs: list[str]
+    # the distillation methods a cell trains when `run --methods` is not given
+    default_methods: list[str] = ["disco"]
     profiles: dict[str, Profile]
     reference: dict[str, Any] = {}
 
@@ -154,6 +152,10 @@ class Benchmarks(Strict):
         for section in (self.teachers, self.students):
             for name, entry in section.items():
                 _require(entry.arch, list(ARCHS), f"{name}.arch", "architecture")
+        for name, method in self.methods.items():
+            _require(name, list(METHODS), f"methods.{name}", "method (disco/methods/registry.py)")
+            if METHODS[name].kind != method.kind:
+                raise ValueError(f"methods.{name}.kind: '{name}' is a {METHODS[name].kind} method, not {method.kind}")
         for name, teacher in self.teachers.items():
             _require(
                 teacher.pretrain, pretrain_methods(self.methods), f"teachers.{name}.pretrain", "pretraining method"
@@ -168,10 +170,22 @@ class Benchmarks(Strict):
                 _require(evaluation, list(self.evaluations), f"pairs.{name}.evals", "evaluation")
         for name in self.default_pairs:
             _require(name, list(self.pairs), "default_pairs", "pair")
+        for name in self.default_methods:
+            _require(name, distill_methods(self), "default_methods", "distillation method")
         for name, profile in self.profiles.items():
             for evaluation in profile.evals:
                 _require(evaluation, list(self.evaluations), f"profiles.{name}.evals", "evaluation")
         return self
+
+
+def distill_methods(bench: Benchmarks) -> list[str]:
+    """The methods a cell can train against its teacher, in benchmarks.yaml's order."""
+    return [name for name, method in bench.methods.items() if method.kind == "distill"]
+
+
+def section_values(profile: Profile, name: str) -> dict[str, Any]:
+    """A profile's method section as plain values (what stage configs record)."""
+    return dataclasses.asdict(getattr(profile, name))
 
 
 def pretrain_methods(methods: dict[str, Any]) -> list[str]:

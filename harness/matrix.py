@@ -10,11 +10,11 @@ from typing import Any
 
 from disco.archs import did_you_mean, disco_student_init
 from disco.eval_recipes import smoke_recipe
-from harness.config import PRECISIONS, Benchmarks, Profile
+from disco.methods.registry import METHODS
+from harness.config import PRECISIONS, Benchmarks, Profile, section_values
 from harness.errors import UserError
 from harness.stages import Stage
 
-ROLES = ("teacher", "baseline", "disco", "random_init")
 TEACHER_SEED = 0  # the teacher is a fixed asset, as in the paper: seeds vary the student stages
 SMOKE_THREADS = 1
 SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4}
@@ -24,17 +24,28 @@ DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 @dataclass
 class CellPlan:
+    """One pair x profile x seed: the teacher, the student's MoCo-v2 baseline and random init, and a
+    student per distillation method (benchmarks.yaml `methods:`), all sharing that teacher and baseline."""
+
     pair: str
     profile: str
     seed: int
     teacher: Stage
     baseline: Stage
-    disco: Stage
+    methods: dict[str, Stage]  # distillation method -> its student's stage, in the order asked
     random_init: Stage
     evals: dict[tuple[str, str], Stage] = field(default_factory=dict)  # (role, evaluation) -> stage
 
+    @property
+    def disco(self) -> Stage:
+        return self.methods["disco"]
+
+    def roles(self) -> dict[str, Stage]:
+        """Role -> encoder stage: teacher, baseline, each method by its name, random_init."""
+        return {"teacher": self.teacher, "baseline": self.baseline, **self.methods, "random_init": self.random_init}
+
     def stages(self) -> list[Stage]:
-        return [self.teacher, self.baseline, self.disco, self.random_init, *self.evals.values()]
+        return [*self.roles().values(), *self.evals.values()]
 
 
 def pick(name: str, valid: dict, what: str) -> None:
@@ -120,12 +131,7 @@ class Planner:
         return recipe
 
     def mocov2(self) -> dict[str, Any]:
-        values = self.profile.mocov2.model_dump()
-        return (
-            values | {"queue_size": SMOKE["queue_size"], "bn_group_size": SMOKE["bn_group_size"]}
-            if self.smoke
-            else values
-        )
+        return self.method_sections("mocov2")["mocov2"]
 
     def _stage(self, name: str, kind: str, config: dict[str, Any], inputs: dict[str, Stage] | None = None) -> Stage:
         return Stage(
@@ -200,27 +206,42 @@ class Planner:
         }
         return self._stage(f"pretrain-mocov2-{student_name}", "pretrain", config)
 
-    def disco(self, teacher_name: str, student_name: str, seed: int) -> Stage:
+    def method_sections(self, method: str) -> dict[str, dict[str, Any]]:
+        """The profile's sections a method reads, as it trains with them; smoke shrinks queues and BN groups."""
+        spec = METHODS[method]
+        sections = {name: section_values(self.profile, name) for name in spec.sections}
+        if self.smoke:
+            sections = {name: values | smoke_sizes(values) for name, values in sections.items()}
+        return spec.resolve(sections)
+
+    def distill(self, method: str, teacher_name: str, student_name: str, seed: int) -> Stage:
+        """The student trained by a distillation method against the teacher's stage."""
+        pick(method, {name: m for name, m in self.bench.methods.items() if m.kind == "distill"}, "distillation method")
         teacher_stage = self.teacher(teacher_name)
         arch = self.bench.students[student_name].arch
+        sections = self.method_sections(method)
         config = {
-            "method": "disco",
+            "method": method,
             "arch": arch,
-            "head": "disco",
+            "head": self.bench.methods[method].head,
             "teacher_arch": self.bench.teachers[teacher_name].arch,
             "data": self.data(),
             "recipe": self.pretrain_recipe(self.profile.pretrain.epochs),
-            "mocov2": self.mocov2(),
-            "disco": self.profile.disco.model_dump(),
+            **sections,
             "seed": seed,
             **self.numerics(),
         }
+        if any(config[name] is not values for name, values in sections.items()):
+            raise ValueError(f"a section of method {method} is named like a stage config field: {', '.join(sections)}")
         init = disco_student_init(arch)  # ResNet students: torchvision's init, as DisCo/main.py
         if init is not None:
             config["student_init"] = init
         return self._stage(
-            f"distill-disco-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage}
+            f"distill-{method}-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage}
         )
+
+    def disco(self, teacher_name: str, student_name: str, seed: int) -> Stage:
+        return self.distill("disco", teacher_name, student_name, seed)
 
     def random_init(self, student_name: str, seed: int) -> Stage:
         arch = self.bench.students[student_name].arch
@@ -266,7 +287,17 @@ class Planner:
             f"eval-{evaluation}-{source_name}", "eval", self.eval_config(evaluation, seed), {"encoder": source}
         )
 
-    def cell(self, pair_name: str, seed: int = 0, evals: list[str] | None = None) -> CellPlan:
+    def methods(self, names: list[str] | None = None) -> list[str]:
+        """The distillation methods a cell trains: `names` (run --methods) or benchmarks.yaml's default_methods."""
+        chosen = list(dict.fromkeys(names or self.bench.default_methods))
+        valid = {name: m for name, m in self.bench.methods.items() if m.kind == "distill"}
+        for name in chosen:
+            pick(name, valid, "distillation method")
+        return chosen
+
+    def cell(
+        self, pair_name: str, seed: int = 0, evals: list[str] | None = None, methods: list[str] | None = None
+    ) -> CellPlan:
         pick(pair_name, self.bench.pairs, "pair")
         pair = self.bench.pairs[pair_name]
         plan = CellPlan(
@@ -275,11 +306,16 @@ class Planner:
             seed=seed,
             teacher=self.teacher(pair.teacher),
             baseline=self.baseline(pair.student, seed),
-            disco=self.disco(pair.teacher, pair.student, seed),
+            methods={name: self.distill(name, pair.teacher, pair.student, seed) for name in self.methods(methods)},
             random_init=self.random_init(pair.student, seed),
         )
         for evaluation in evals or pair.evals or self.default_evaluations():
-            for role in ROLES:
-                if self.evaluates(evaluation, getattr(plan, role)):  # e.g. detection: ResNet students only
-                    plan.evals[(role, evaluation)] = self.evaluation(evaluation, getattr(plan, role), seed)
+            for role, source in plan.roles().items():
+                if self.evaluates(evaluation, source):  # e.g. detection: ResNet students only
+                    plan.evals[(role, evaluation)] = self.evaluation(evaluation, source, seed)
         return plan
+
+
+def smoke_sizes(section: dict[str, Any]) -> dict[str, Any]:
+    """--smoke: every queue and BN group of a method section at the smoke sizes."""
+    return {key: SMOKE[key] for key in ("queue_size", "bn_group_size") if key in section}

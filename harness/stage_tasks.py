@@ -4,6 +4,7 @@ Every task returns (metrics, history, artifacts) and writes its checkpoint into 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from disco.errors import InputError
 from disco.evals import get_evaluation
 from disco.evals.knn import knn_monitor
 from disco.health import verdict
-from disco.methods import DisCo, DisCoConfig, MoCoV2, MoCoV2Config
+from disco.methods.registry import MethodSpec, UnknownMethod, method_spec
 from disco.models import Encoder, build_encoder
 from disco.monitor import HealthMonitor
 from disco.speed import SpeedOptions, apply_to_modules, to_channels_last_where_it_pays
@@ -124,10 +125,6 @@ def _dali_epochs(
     )
 
 
-# pretraining methods by the name `teachers.*.pretrain` / the stage config gives (harness.config.IMPLEMENTED_METHODS)
-PRETRAIN_METHODS = {"mocov2": (MoCoV2, MoCoV2Config)}
-
-
 def _health_monitor(
     splits: Splits, runtime: dict[str, Any], device: torch.device, queue_size: int, seed: int
 ) -> HealthMonitor | None:
@@ -142,6 +139,7 @@ def _health_monitor(
 
 def _train(
     method: torch.nn.Module,
+    queue_size: int,
     config: dict[str, Any],
     runtime: dict[str, Any],
     stage_dir: Path,
@@ -151,13 +149,14 @@ def _train(
 ) -> TrainState:
     splits = load_splits(config["data"], runtime.get("data_root"))
     dataset, views = _train_inputs(config, splits, speed, device)
-    monitor = _health_monitor(splits, runtime, device, config["mocov2"]["queue_size"], config["seed"])
+    monitor = _health_monitor(splits, runtime, device, queue_size, config["seed"])
     return train(
         method, dataset, _recipe(config), stage_dir, config["seed"], device, progress, monitor=monitor, **views
     )
 
 
-def run_pretrain(
+def run_training(
+    kind: str,
     config: dict[str, Any],
     inputs: dict[str, Path],
     stage_dir: Path,
@@ -165,71 +164,59 @@ def run_pretrain(
     device: torch.device,
     progress,
 ) -> TaskOutput:
-    if config["method"] not in PRETRAIN_METHODS:
-        raise ValueError(
-            f"pretraining method '{config['method']}' is not implemented; implemented: {', '.join(PRETRAIN_METHODS)}"
-        )
-    method_class, config_class = PRETRAIN_METHODS[config["method"]]
+    """Any registered method (disco/methods/registry.py): a pretraining method trains an encoder
+    alone, a distillation method a student against the teacher stage's encoder."""
+    try:
+        spec = method_spec(config["method"], kind)
+    except UnknownMethod as exc:
+        raise InputError(str(exc)) from None
+    teacher, teacher_payload = load_encoder_artifact(inputs["teacher"]) if spec.needs_teacher else (None, {})
     torch.manual_seed(config["seed"])
-    encoder = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
-    method_config = config_class(**config["mocov2"])
-    recipe = _recipe(config)
-    _checked(method_config, recipe.batch_size)
-    speed = _speed(runtime, device, config=config)
-    method = method_class(encoder, method_config, speed)
-    apply_to_modules([method], speed, device)
-    state = _train(method, config, runtime, stage_dir, speed, device, progress)
-    artifacts = _save_encoder(
-        stage_dir,
-        config,
-        method.student,
-        {"queue": method.contrast.queue.cpu(), "queue_ptr": method.contrast.queue_ptr.cpu()},
-    )
-    return _final_losses(state), state.history, artifacts
-
-
-def run_distill(
-    config: dict[str, Any],
-    inputs: dict[str, Path],
-    stage_dir: Path,
-    runtime: dict[str, Any],
-    device: torch.device,
-    progress,
-) -> TaskOutput:
-    teacher, teacher_payload = load_encoder_artifact(inputs["teacher"])
-    torch.manual_seed(config["seed"])
-    student = build_encoder(
+    encoder = build_encoder(
         config["arch"],
         config["head"],
         image_size=config["data"]["image_size"],
         init=config.get("student_init", TIMM_INIT),
     )
-    method_config = DisCoConfig(
-        **config["mocov2"], **{k: v for k, v in config["disco"].items() if k != "init_queue_from_teacher"}
+    method_config = _method_config(spec, config)
+    speed = _speed(runtime, device, getattr(method_config, "teacher_bn", "train"), config)
+    module = spec.module_class()
+    method = (
+        module(encoder, teacher, method_config, speed) if spec.needs_teacher else module(encoder, method_config, speed)
     )
-    recipe = _recipe(config)
-    _checked(method_config, recipe.batch_size)
-    speed = _speed(runtime, device, method_config.teacher_bn, config)
-    method = DisCo(student, teacher, method_config, speed)
     apply_to_modules([method], speed, device)
-    if config["disco"]["init_queue_from_teacher"]:  # a resumed checkpoint then overwrites the queue
+    if getattr(method_config, "init_queue_from_teacher", False):  # a resumed checkpoint then overwrites the queue
         _init_queue_from_teacher(method, teacher_payload)
-    state = _train(method, config, runtime, stage_dir, speed, device, progress)
-    artifacts = _save_encoder(stage_dir, config, method.student)
+    state = _train(method, method_config.queue_size, config, runtime, stage_dir, speed, device, progress)
+    # a pretrained encoder keeps its last queue: DisCo's teacher load reuses it (docs/protocol.md 1.6)
+    extra = _queue_of(method) if spec.kind == "pretrain" else {}
+    artifacts = _save_encoder(stage_dir, config, method.student, extra)
     return _final_losses(state), state.history, artifacts
 
 
-def _checked(method_config: MoCoV2Config, batch_size: int) -> None:
-    """The method's own checks (validate catches them in benchmarks.yaml; a hand-written spec may not)."""
+run_pretrain = partial(run_training, "pretrain")
+run_distill = partial(run_training, "distill")
+
+
+def _method_config(spec: MethodSpec, config: dict[str, Any]) -> Any:
+    """The method's config from the sections the stage config records, checked by the method itself
+    (validate catches these in benchmarks.yaml; a hand-written spec may not)."""
     try:
-        method_config.validate(batch_size)
-    except ValueError as exc:
+        method_config = spec.build_config({name: config[name] for name in spec.sections})
+        method_config.validate(_recipe(config).batch_size)
+    except (KeyError, TypeError, ValueError) as exc:
         raise InputError(
-            f"{exc}; fix the profile's mocov2/disco/pretrain values (`disco-bench validate` checks benchmarks.yaml)"
+            f"{exc}; fix the profile's {'/'.join(spec.sections)} values (`disco-bench validate` checks benchmarks.yaml)"
         ) from None
+    return method_config
 
 
-def _init_queue_from_teacher(method: DisCo, teacher_payload: dict[str, Any]) -> None:
+def _queue_of(method: torch.nn.Module) -> dict[str, Any]:
+    contrast = getattr(method, "contrast", None)
+    return {} if contrast is None else {"queue": contrast.queue.cpu(), "queue_ptr": contrast.queue_ptr.cpu()}
+
+
+def _init_queue_from_teacher(method: Any, teacher_payload: dict[str, Any]) -> None:
     """The official teacher load renames `encoder`->`teacher_encoder`, so the teacher's queue and
     pointer land in the student's (docs/protocol.md 1.6); reproduced when the shapes agree."""
     queue = teacher_payload.get("queue")

@@ -5,19 +5,21 @@ reference number. Each problem is one line, `FILE:LINE: KEY.PATH: what was expec
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from disco.archs import ARCHS
 from disco.eval_recipes import RECIPES, recipe_problems
-from harness.config import Benchmarks, pretrain_methods
+from disco.methods.registry import METHODS
+from harness.config import Benchmarks, pretrain_methods, section_values
 from harness.errors import UserError
 
 Loc = tuple[str | int, ...]
@@ -77,7 +79,9 @@ def validate_text(text: str) -> Outcome:
     bench, schema, model_level = schema_problems(raw, index)
     problems = duplicate_key_problems(root) + schema + reference_problems(raw, index)
     problems += reference_number_problems(raw.get("reference"), index)
-    problems += evaluation_problems(raw, index) + profile_problems(raw, index)
+    problems += evaluation_problems(raw, index) + profile_problems(raw, index) + method_problems(raw, index)
+    if bench is not None:
+        problems += method_config_problems(bench, raw, index)
     if bench is None and not problems:
         problems = model_level  # a model-level check that reference_problems() does not mirror
     problems = sorted(dict.fromkeys(problems), key=lambda p: p.line)
@@ -196,11 +200,15 @@ def schema_problems(raw: dict[str, Any], index: NodeIndex) -> tuple[Benchmarks |
     return None, problems, model_level
 
 
+# pydantic models say extra_forbidden; the methods' config dataclasses, unexpected_keyword_argument
+UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
+
+
 def describe(error: dict[str, Any]) -> str:
     loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
     if kind == "missing":
         return "required field missing"
-    if kind == "extra_forbidden":
+    if kind in UNKNOWN_KEY:
         allowed = fields_at(loc[:-1])
         return f"unknown key; expected {choice_list(allowed, dotted(loc[:-1]))}{hint(str(loc[-1]), allowed)}"
     got = (
@@ -224,6 +232,8 @@ def annotation_at(loc: Loc) -> Any:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             field = annotation.model_fields.get(str(part))
             annotation = field.annotation if field else None
+        elif dataclasses.is_dataclass(annotation):
+            annotation = get_type_hints(annotation).get(str(part))
         elif get_origin(annotation) is dict:
             annotation = get_args(annotation)[1]
         elif get_origin(annotation) is list:
@@ -234,6 +244,8 @@ def annotation_at(loc: Loc) -> Any:
 
 
 def unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
     if get_origin(annotation) in (Union, types.UnionType):
         members = [arg for arg in get_args(annotation) if arg is not type(None)]
         return members[0] if len(members) == 1 else annotation
@@ -242,6 +254,8 @@ def unwrap_optional(annotation: Any) -> Any:
 
 def fields_at(loc: Loc) -> list[str]:
     model = annotation_at(tuple(loc))
+    if dataclasses.is_dataclass(model):
+        return [field.name for field in dataclasses.fields(model)]
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
@@ -305,6 +319,46 @@ def reference_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
 
 
 # ---------------------------------------------------------------- what a run would refuse at run time
+
+
+def method_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
+    """Every `methods:` entry is registered with its kind (disco/methods/registry.py), and in every
+    profile its config, built from the sections it reads, passes the method's own checks."""
+    methods = raw.get("methods")
+    if not isinstance(methods, dict):
+        return []
+    problems = []
+    for name, entry in methods.items():
+        loc: Loc = ("methods", name)
+        if name not in METHODS:
+            valid = list(METHODS)
+            message = f"no method '{name}' is implemented; expected {choice_list(valid, 'disco/methods/registry.py METHODS')}{hint(str(name), valid)}"
+            problems.append(Problem(index.line(loc), dotted(loc), message))
+        elif isinstance(entry, dict) and entry.get("kind") not in (None, METHODS[name].kind):
+            where = loc + ("kind",)
+            message = f"'{name}' is a {METHODS[name].kind} method (disco/methods/registry.py), not {entry.get('kind')}"
+            problems.append(Problem(index.line(where), dotted(where), message))
+    return problems
+
+
+def method_config_problems(bench: Benchmarks, raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
+    """Each method's own `validate(batch_size)` on the config its sections give, in every profile;
+    reported at the last section it reads, once per section. Runs on a schema-valid file."""
+    problems: list[Problem] = []
+    for profile_name, profile in bench.profiles.items():
+        # queue/batch/group problems of `mocov2:` are reported by batch_problems, more precisely
+        if batch_problems(raw["profiles"][profile_name], ("profiles", profile_name), index):
+            continue
+        for name in bench.methods:
+            spec = METHODS[name]
+            config = spec.build_config(spec.resolve({s: section_values(profile, s) for s in spec.sections}))
+            where = ("profiles", profile_name, spec.sections[-1])
+            try:
+                config.validate(profile.pretrain.batch_size)
+            except ValueError as exc:
+                if all(problem.path != dotted(where) for problem in problems):
+                    problems.append(Problem(index.line(where), dotted(where), f"method {name}: {exc}"))
+    return problems
 
 
 def evaluation_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:

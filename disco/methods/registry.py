@@ -7,20 +7,32 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Lt  # pydantic's own dependency: bounds it reads, no runtime check
 
 from disco.archs import did_you_mean
 
 TEACHER_BN_MODES = ("train", "eval")
 KINDS = ("pretrain", "distill")
+TeacherBN = Literal["train", "eval"]
+
+# The config dataclasses below double as the schema of benchmarks.yaml's profile sections (SECTIONS):
+# pydantic validates their field types and the annotated_types bounds; `validate(batch_size)` adds
+# the checks across fields, for code that builds a config without benchmarks.yaml.
+Positive = Annotated[int, Gt(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+Weight = Annotated[float, Ge(0)]
 
 
 @dataclass(frozen=True)
 class MoCoV2Config:
-    queue_size: int = 65536
-    momentum: float = 0.999
-    temperature: float = 0.2
-    bn_group_size: int = 32  # the paper's per-GPU batch: BN statistics are per 32 images
+    """The profile's `mocov2:` section: MoCo-v2's queue, key momentum, temperature and BN groups."""
+
+    queue_size: Positive = 65536
+    momentum: Annotated[float, Ge(0), Lt(1)] = 0.999
+    temperature: PositiveFloat = 0.2
+    bn_group_size: Positive = 32  # the paper's per-GPU batch: BN statistics are per 32 images
 
     def validate(self, batch_size: int) -> None:
         if not 0.0 <= self.momentum < 1.0:
@@ -45,19 +57,20 @@ def check_teacher_bn(teacher_bn: str) -> None:
 
 
 @dataclass(frozen=True)
-class DisCoConfig(MoCoV2Config):
+class DisCoTerms:
+    """The profile's `disco:` section: what DisCo adds to MoCo-v2."""
+
     # None: the official literal MSELoss(reduction='sum') over the local batch; a number w:
     # w * per-sample mean. The paper's effective weight is 32 on any GPU layout.
-    mse_per_sample_weight: float | None = 32.0
-    ce_weight: float = 1.0
+    mse_per_sample_weight: Weight | None = 32.0
+    ce_weight: Weight = 1.0
     # "train": faithful, the frozen teacher normalises with per-GPU batch statistics and its
     # running stats drift, as in the official code; "eval": the clean variant.
-    teacher_bn: str = "train"
+    teacher_bn: TeacherBN = "train"
     # the official teacher load puts the teacher's MoCo queue into the student's (docs/protocol.md 1.6)
     init_queue_from_teacher: bool = True
 
     def validate(self, batch_size: int) -> None:
-        super().validate(batch_size)
         check_teacher_bn(self.teacher_bn)
         if self.mse_per_sample_weight is not None and self.mse_per_sample_weight < 0:
             raise ValueError("mse_per_sample_weight must be >= 0 or null (literal sum)")
@@ -66,26 +79,43 @@ class DisCoConfig(MoCoV2Config):
 
 
 @dataclass(frozen=True)
-class RKDConfig(DisCoConfig):
-    # DisCo/main_moco_distill_rkd.py L471-474: weights 1 and 1 (not the RKD paper's 25 and 50)
-    distance_weight: float = 1.0
-    angle_weight: float = 1.0
-    use_mse: bool = False  # --use-mse: "RKD+DisCo" adds DisCo's two MSE terms
+class DisCoConfig(MoCoV2Config, DisCoTerms):
+    def validate(self, batch_size: int) -> None:
+        MoCoV2Config.validate(self, batch_size)
+        DisCoTerms.validate(self, batch_size)
+
+
+@dataclass(frozen=True)
+class RKDTerms:
+    """The profile's `rkd:` section. DisCo/main_moco_distill_rkd.py L471-474: weights 1 and 1 (not
+    the RKD paper's 25 and 50)."""
+
+    distance_weight: Weight = 1.0
+    angle_weight: Weight = 1.0
+    use_mse: bool = False  # --use-mse: "RKD+DisCo" adds DisCo's two MSE terms (fixed per method)
 
     def validate(self, batch_size: int) -> None:
-        super().validate(batch_size)
         if self.distance_weight < 0 or self.angle_weight < 0:
             raise ValueError(f"RKD weights must be >= 0, got {self.distance_weight} and {self.angle_weight}")
 
 
 @dataclass(frozen=True)
+class RKDConfig(DisCoConfig, RKDTerms):
+    def validate(self, batch_size: int) -> None:
+        DisCoConfig.validate(self, batch_size)
+        RKDTerms.validate(self, batch_size)
+
+
+@dataclass(frozen=True)
 class SEEDConfig:
-    # SEED (ICLR 2021): a queue of teacher embeddings, 65536 on ImageNet; temperatures 0.2 / 0.01
-    queue_size: int = 65536
-    student_temperature: float = 0.2
-    teacher_temperature: float = 0.01
-    bn_group_size: int = 32
-    teacher_bn: str = "eval"  # the official SEED trainer calls teacher.eval()
+    """The profile's `seed_distill:` section. SEED (ICLR 2021): a queue of teacher embeddings (65536 on
+    ImageNet), student temperature 0.2, teacher temperature 0.01."""
+
+    queue_size: Positive = 65536
+    student_temperature: PositiveFloat = 0.2
+    teacher_temperature: PositiveFloat = 0.01
+    bn_group_size: Positive = 32
+    teacher_bn: TeacherBN = "eval"  # the official SEED trainer calls teacher.eval()
 
     def validate(self, batch_size: int) -> None:
         if self.student_temperature <= 0 or self.teacher_temperature <= 0:
@@ -94,6 +124,11 @@ class SEEDConfig:
             )
         check_teacher_bn(self.teacher_bn)
         check_queue_and_groups(self.queue_size, self.bn_group_size, batch_size)
+
+
+# profile section name -> the dataclass that types it (harness/config.py Profile)
+# (SEED's section is not `seed:`: stage configs hold the sections beside their random `seed`)
+SECTIONS: dict[str, type] = {"mocov2": MoCoV2Config, "disco": DisCoTerms, "rkd": RKDTerms, "seed_distill": SEEDConfig}
 
 
 @dataclass(frozen=True)
@@ -159,7 +194,7 @@ METHODS: dict[str, MethodSpec] = {
         {"rkd": {"use_mse": True}},
         "RKD plus DisCo's MSE terms (--use-mse)",
     ),
-    "seed": MethodSpec("distill", SEEDConfig, "disco.methods.seed:SEED", ("seed",), description="SEED"),
+    "seed": MethodSpec("distill", SEEDConfig, "disco.methods.seed:SEED", ("seed_distill",), description="SEED"),
 }
 
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from disco.damaged import previous_path
 from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
-from harness.config import Benchmarks, load_benchmarks
+from harness.config import Benchmarks, distill_methods, load_benchmarks
 from harness.matrix import CellPlan, Planner
 from harness.results import load_result
 from harness.stages import Stage, damaged_artifacts, topological
@@ -141,7 +141,8 @@ class MatrixStages:
 
 
 def matrix_stages(bench: Benchmarks, planner: Planner, workspace: Workspace) -> MatrixStages:
-    every_eval = {pair: planner.cell(pair, 0, planner.runnable_evaluations()) for pair in bench.pairs}
+    every_method = distill_methods(bench)
+    every_eval = {pair: planner.cell(pair, 0, planner.runnable_evaluations(), every_method) for pair in bench.pairs}
     teachers = {name: planner.teacher(name) for name in bench.teachers}
     baselines = {name: planner.baseline(name, 0) for name in bench.students}
     randoms = {name: planner.random_init(name, 0) for name in bench.students}

@@ -88,9 +88,10 @@ def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
         precision=params.get("precision"),
     )
     pairs = list(dict.fromkeys(bench.pairs if params["run_all"] else params["pair"] or bench.default_pairs))
-    evals = list(dict.fromkeys(name.strip() for name in params["evals"].split(","))) if params["evals"] else None
-    _check_plan_size(planner, pairs, evals, params["seeds"])
-    cells = [planner.cell(pair, seed, evals) for pair in pairs for seed in range(params["seeds"])]
+    evals = comma_list(params["evals"])
+    methods = planner.methods(comma_list(params.get("methods")))  # a misspelled name: "did you mean", exit 2
+    _check_plan_size(planner, pairs, evals, params["seeds"], len(methods))
+    cells = [planner.cell(pair, seed, evals, methods) for pair in pairs for seed in range(params["seeds"])]
     for evaluation in evals or []:  # a requested evaluation that runs on none of the chosen encoders
         if not any(ev == evaluation for cell in cells for _, ev in cell.evals):
             archs = ", ".join(bench.evaluations[evaluation].archs or [])
@@ -100,12 +101,18 @@ def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     return planner, cells, topological([stage for cell in cells for stage in cell.stages()])
 
 
-def _check_plan_size(planner: Planner, pairs: list[str], evals: list[str] | None, seeds: int) -> None:
+def comma_list(value: str | None) -> list[str] | None:
+    return list(dict.fromkeys(name.strip() for name in value.split(",") if name.strip())) if value else None
+
+
+def _check_plan_size(planner: Planner, pairs: list[str], evals: list[str] | None, seeds: int, methods: int = 1) -> None:
     """Refuse, before building anything, a plan too large to build or read (at most its cells' stages)."""
     for pair in pairs:
         pick(pair, planner.bench.pairs, "pair")
+    encoders = 3 + methods  # teacher, baseline, random init and a student per method
     per_cell = max(
-        (4 + 4 * len(evals or planner.bench.pairs[pair].evals or planner.profile.evals) for pair in pairs), default=0
+        (encoders * (1 + len(evals or planner.bench.pairs[pair].evals or planner.profile.evals)) for pair in pairs),
+        default=0,
     )
     if len(pairs) * seeds * per_cell > MAX_PLAN_STAGES:
         raise UserError(
@@ -125,6 +132,11 @@ def selection_options(func):
             click.option("--all", "run_all", is_flag=True, help="Every pair in the matrix."),
             click.option("--profile", default="tiny", show_default=True, help="paper | tiny (see benchmarks.yaml)."),
             click.option("--evals", default=None, help="Comma-separated evaluations (default: the profile's)."),
+            click.option(
+                "--methods",
+                default=None,
+                help="Comma-separated distillation methods trained in each cell against the same teacher and baseline, e.g. disco,seed (default: default_methods).",
+            ),
             click.option(
                 "--seeds",
                 type=click.IntRange(min=1, max=MAX_SEEDS),

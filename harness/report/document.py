@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.report.model import ROLE_LABELS, ROLES, EvalReport, PairReport, ProfileReport, Row, StageHealth
+from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth, gain_role, is_gain, role_label
 from harness.report.paper import PaperValue
 from harness.report.verdicts import NOT_AVAILABLE
 
@@ -17,19 +17,19 @@ def fmt(value: float | None, digits: int = 1, signed: bool = False) -> str:
 
 
 def fmt_measured(row: Row) -> str:
-    return fmt_stat(row.stat, signed=row.role == "gain", fallback=row.status)  # pending / stale
+    return fmt_stat(row.stat, signed=is_gain(row.role), fallback=row.status)  # pending / stale
 
 
 def fmt_ci(row: Row) -> str:
     interval = row.stat.ci95 if row.stat else None
-    signed = row.role == "gain"
+    signed = is_gain(row.role)
     return "" if interval is None else f"[{fmt(interval[0], signed=signed)}, {fmt(interval[1], signed=signed)}]"
 
 
 def fmt_paper(row: Row) -> str:
     if row.paper is None:
         return NOT_AVAILABLE
-    return fmt(row.paper.value, signed=row.role == "gain") + ("*" if row.paper.derived else "")
+    return fmt(row.paper.value, signed=is_gain(row.role)) + ("*" if row.paper.derived else "")
 
 
 def fmt_source(paper: PaperValue | None) -> str:
@@ -41,11 +41,11 @@ def fmt_source(paper: PaperValue | None) -> str:
 def overview_cell(ev: EvalReport | None) -> str:
     if ev is None:
         return "-"
-    disco, gain = ev.rows["disco"], ev.rows["gain"]
-    if disco.stat is None:
-        return disco.status
+    student, gain = ev.rows[ev.primary], ev.rows[gain_role(ev.primary)]
+    if student.stat is None:
+        return student.status
     gain_text = f" ({fmt(gain.stat.mean, signed=True)})" if gain.stat else ""
-    return f"{fmt(disco.stat.mean)}{gain_text} {ev.verdict}"
+    return f"{fmt(student.stat.mean)}{gain_text} {ev.verdict}"
 
 
 # ---------------------------------------------------------------- a renderer-neutral document
@@ -87,7 +87,7 @@ def fmt_stat(stat, signed: bool = False, fallback: str = NOT_AVAILABLE) -> str:
 
 
 def fmt_beside(row: Row) -> str:
-    if row.role == "gain":
+    if is_gain(row.role):
         return ""
     return fmt_stat(row.beside, fallback=NOT_AVAILABLE if row.stat is not None else row.status)
 
@@ -146,18 +146,18 @@ def detail_table(report: ProfileReport, pair: PairReport, ev: EvalReport) -> Tab
     with_reference = report.reference is not None
     rows = [
         [
-            ROLE_LABELS[role],
+            role_label(role),
             row.status,
             fmt_measured(row),
             *([fmt_beside(row)] if ev.beside else []),
             fmt_ci(row),
-            *([fmt_stat(row.reference, signed=role == "gain")] if with_reference else []),
+            *([fmt_stat(row.reference, signed=is_gain(role))] if with_reference else []),
             fmt_paper(row),
             fmt(row.delta, signed=True),
             row.verdict,
             fmt_source(row.paper),
         ]
-        for role, row in ((role, ev.rows[role]) for role in (*ROLES, "gain"))
+        for role, row in ev.rows.items()
     ]
     headers = (
         ["encoder", "status", "this run"]
@@ -189,7 +189,7 @@ def health_table(pair: PairReport) -> TableBlock:
 
     rows = [
         [
-            ROLE_LABELS[entry.role],
+            role_label(entry.role),
             entry.stage,
             entry.status,
             value(entry, "ce_chance_ratio"),

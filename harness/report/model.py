@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from disco.health import COLLAPSED
-from harness.config import Benchmarks
+from harness.config import Benchmarks, distill_methods
 from harness.matrix import CellPlan, Planner
 from harness.report.paper import PaperValue, paper_gain, paper_value
 from harness.report.stats import Stat
@@ -33,8 +33,17 @@ from harness.results import load_result
 from harness.stages import Stage
 from harness.workspace import Workspace
 
-ROLES = ("random_init", "baseline", "disco", "teacher")  # table order: the expected ordering, then the teacher
+# the default cell's rows in table order (the expected ordering, then the teacher); a cell with other
+# methods (run --methods) has a row per method between the baseline and the teacher, and a gain row each
+ROLES = ("random_init", "baseline", "disco", "teacher")
 TRAINED_ROLES = ("teacher", "baseline", "disco")
+METHOD_LABELS = {
+    "disco": "DisCo",
+    "seed": "SEED",
+    "rkd": "RKD",
+    "rkd_disco": "RKD+DisCo",
+    "disco_only_mse": "DisCo (only MSE)",
+}
 ROLE_LABELS = {
     "random_init": "random-init (control)",
     "baseline": "MoCo-v2 baseline",
@@ -42,6 +51,40 @@ ROLE_LABELS = {
     "teacher": "MoCo-v2 teacher",
     "gain": "DisCo - baseline gain",
 }
+GAIN = "gain"  # DisCo's gain row keeps its name; another method's is gain_<method>
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def gain_role(method: str) -> str:
+    return GAIN if method == "disco" else f"{GAIN}_{method}"
+
+
+def is_gain(role: str) -> bool:
+    return role == GAIN or role.startswith(f"{GAIN}_")
+
+
+def role_label(role: str) -> str:
+    if role in ROLE_LABELS:
+        return ROLE_LABELS[role]
+    if is_gain(role):
+        return f"{method_label(role.removeprefix(GAIN + '_'))} - baseline gain"
+    return f"{method_label(role)} student"
+
+
+def cell_roles(cells: list[CellPlan]) -> list[str]:
+    """Table order: random-init, baseline, each method's student (as the cells list them), teacher."""
+    methods = list(dict.fromkeys(method for cell in cells for method in cell.methods))
+    return ["random_init", "baseline", *methods, "teacher"]
+
+
+def primary_method(methods: list[str]) -> str:
+    """The method whose gain gives the cell's verdict: DisCo when it runs, else the first one."""
+    return "disco" if "disco" in methods or not methods else methods[0]
+
+
 ABSOLUTE_PROFILE = "paper"
 DEFAULT_TOLERANCE = 1.0
 
@@ -106,7 +149,7 @@ def is_value(value: Any) -> bool:
 
 @dataclass
 class Row:
-    role: str  # a ROLES entry or "gain"
+    role: str  # "random_init", "baseline", a method, "teacher", or a gain row (gain_role)
     status: str  # "done", "2/3 seeds", "pending", "stale", "n/a" (the evaluation does not run on this encoder)
     stat: Stat | None  # this run, over its seeds
     paper: PaperValue | None
@@ -123,11 +166,16 @@ class Row:
 class EvalReport:
     evaluation: str
     metric: str
-    rows: dict[str, Row]  # ROLES + "gain"
+    rows: dict[str, Row]  # cell_roles, then a gain row per method, in table order
     verdict: str
     note: str
     beside: tuple[str, str] | None = None  # (metric, column header) shown beside the headline
     discrimination: str = ""
+    primary: str = "disco"  # the method whose gain gives the verdict
+
+    @property
+    def methods(self) -> list[str]:
+        return [role for role in self.rows if role not in ("random_init", "baseline", "teacher") and not is_gain(role)]
 
 
 @dataclass(frozen=True)
@@ -217,6 +265,8 @@ class Runs:
 
 def collect(cells: list[CellPlan], evaluation: str, workspace: Workspace, reference: Workspace | None) -> Runs:
     # an evaluation that does not run on a role's encoder (evaluations.<name>.archs) has no stage: n/a
+    roles = cell_roles(cells)
+
     def runs(where: Workspace | None) -> dict[str, list[Stored]]:
         return {
             role: [
@@ -225,7 +275,7 @@ def collect(cells: list[CellPlan], evaluation: str, workspace: Workspace, refere
                 else Stored(NOT_AVAILABLE)
                 for cell in cells
             ]
-            for role in ROLES
+            for role in roles
         }
 
     return Runs(runs(workspace), runs(reference))
@@ -257,16 +307,19 @@ def evaluation_report(
             beside=metric_stat(found.current[role], beside and beside[0]),
             reference=metric_stat(found.reference[role], metric),
         )
-        for role in ROLES
+        for role in found.current
     }
-    rows["gain"] = Row(
-        "gain",
-        gain_status(found.current["disco"], found.current["baseline"]),
-        gain_stat(found.current["disco"], found.current["baseline"], metric),
-        paper_gain(bench, pair, evaluation, metric),
-        reference=gain_stat(found.reference["disco"], found.reference["baseline"], metric),
-    )
-    verdict, note = (absolute_verdicts if absolute else direction_verdicts)(rows, tolerance)
+    methods = cell_roles(cells)[2:-1]
+    for method in methods:
+        rows[gain_role(method)] = Row(
+            gain_role(method),
+            gain_status(found.current[method], found.current["baseline"]),
+            gain_stat(found.current[method], found.current["baseline"], metric),
+            paper_gain(bench, pair, evaluation, metric, method),
+            reference=gain_stat(found.reference[method], found.reference["baseline"], metric),
+        )
+    primary = primary_method(methods)
+    verdict, note = (absolute_verdicts if absolute else direction_verdicts)(rows, tolerance, primary)
     verdict, note = health_gate(verdict, note, collapsed)
     for row in rows.values():
         if row.status == NOT_AVAILABLE:
@@ -279,6 +332,7 @@ def evaluation_report(
         note,
         beside,
         discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows)),
+        primary,
     )
 
 
@@ -292,41 +346,47 @@ def seed_noise(rows: dict[str, Row]) -> float | None:
     spreads = [
         row.stat.std
         for row in rows.values()
-        if row.role != "gain" and row.stat is not None and row.stat.std is not None
+        if not is_gain(row.role) and row.stat is not None and row.stat.std is not None
     ]
     return max(spreads) if spreads else None
 
 
-def absolute_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str]:
+def absolute_verdicts(rows: dict[str, Row], tolerance: float, primary: str = "disco") -> tuple[str, str]:
+    """Every row against the paper's number; the cell's verdict is the primary method's (DisCo's)."""
     for row in rows.values():
         if row.stat is None:
             row.verdict = PENDING
         elif row.paper is not None:
             row.verdict = compare(row.stat.mean, row.paper.value, tolerance)
-    disco, gain = rows["disco"], rows["gain"]
-    if disco.stat is None:
-        return PENDING, "the DisCo student's evaluation has no stored result yet"
-    if disco.paper is not None:
+    student, gain, name = rows[primary], rows[gain_role(primary)], method_label(primary)
+    if student.stat is None:
+        return PENDING, f"the {name} student's evaluation has no stored result yet"
+    if student.paper is not None:
         return (
-            disco.verdict,
-            f"DisCo {disco.stat.mean:.1f} vs the paper's {disco.paper.value:.1f} (tolerance ±{tolerance:g})",
+            student.verdict,
+            f"{name} {student.stat.mean:.1f} vs the paper's {student.paper.value:.1f} (tolerance ±{tolerance:g})",
         )
     if gain.stat is not None and gain.paper is not None:
         return (
             gain.verdict,
-            f"the paper gives no DisCo number; gain {gain.stat.mean:+.1f} vs the paper's {gain.paper.value:+.1f} (tolerance ±{tolerance:g})",
+            f"the paper gives no {name} number; gain {gain.stat.mean:+.1f} vs the paper's {gain.paper.value:+.1f} (tolerance ±{tolerance:g})",
         )
-    return NOT_AVAILABLE, "the paper gives neither a DisCo number nor a gain for this cell"
+    return NOT_AVAILABLE, f"the paper gives neither a {name} number nor a gain for this cell"
 
 
-def direction_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str]:
-    """The paper's ordering row by row (random-init < baseline < DisCo); the cell's verdict is the gain's."""
+def direction_verdicts(rows: dict[str, Row], tolerance: float, primary: str = "disco") -> tuple[str, str]:
+    """The paper's ordering row by row (random-init < baseline < each method's student); the cell's
+    verdict is the primary method's (DisCo's) gain."""
     rows["random_init"].verdict = CONTROL if rows["random_init"].stat else PENDING
     rows["teacher"].verdict = CONTEXT if rows["teacher"].stat else PENDING
     rows["baseline"].verdict = above(rows["random_init"].stat, rows["baseline"].stat, ABOVE_CONTROL, NOT_ABOVE_CONTROL)
-    rows["disco"].verdict = above(rows["baseline"].stat, rows["disco"].stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE)
-    rows["gain"].verdict, note = gain_verdict(rows["gain"].stat)
-    return rows["gain"].verdict, note
+    notes = {}
+    for role, row in rows.items():
+        if is_gain(role):
+            row.verdict, notes[role] = gain_verdict(row.stat)
+        elif role not in ("random_init", "baseline", "teacher"):
+            row.verdict = above(rows["baseline"].stat, row.stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE)
+    return rows[gain_role(primary)].verdict, notes[gain_role(primary)]
 
 
 # ---------------------------------------------------------------- training health
@@ -345,11 +405,10 @@ def stage_health(role: str, stage: Stage, workspace: Workspace) -> StageHealth:
 
 
 def pair_health(cells: list[CellPlan], workspace: Workspace) -> list[StageHealth]:
-    """The teacher once, then the baseline and the DisCo student of every seed."""
+    """The teacher once, then the baseline and each method's student of every seed."""
     entries = {cells[0].teacher.key: stage_health("teacher", cells[0].teacher, workspace)} if cells else {}
     for cell in cells:
-        for role in ("baseline", "disco"):
-            stage = getattr(cell, role)
+        for role, stage in (("baseline", cell.baseline), *cell.methods.items()):
             entries.setdefault(stage.key, stage_health(role, stage, workspace))
     return list(entries.values())
 
@@ -406,7 +465,7 @@ def deviations(cells: list[CellPlan]) -> list[str]:
         dict.fromkeys(
             stage.name
             for cell in cells
-            for stage in (cell.teacher, cell.baseline, cell.disco)
+            for stage in (cell.teacher, cell.baseline, *cell.methods.values())
             if stage.config.get("precision") == "bf16"
         )
     )
@@ -429,17 +488,39 @@ def stored_seeds(workspace: Workspace, stage: Stage) -> set[int]:
     return seeds
 
 
-def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> tuple[set[int], list[str]]:
-    """Seeds and evaluations with stored results for this pair's DisCo student (the stage unique to the pair)."""
+@dataclass(frozen=True)
+class Evidence:
+    """What has stored results for a pair's method students (the stages unique to the pair)."""
+
+    seeds: set[int] = field(default_factory=set)
+    evaluations: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+
+    def merged(self, other: Evidence) -> Evidence:
+        return Evidence(
+            self.seeds | other.seeds,
+            list(dict.fromkeys([*self.evaluations, *other.evaluations])),
+            list(dict.fromkeys([*self.methods, *other.methods])),
+        )
+
+
+def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> Evidence:
     spec = planner.bench.pairs[pair]
-    disco = planner.disco(spec.teacher, spec.student, 0)
-    seeds, evaluations = stored_seeds(workspace, disco), []
-    for evaluation in planner.runnable_evaluations():
-        found = stored_seeds(workspace, planner.evaluation(evaluation, disco, 0))
+    seeds: set[int] = set()
+    evaluations: list[str] = []
+    methods: list[str] = []
+    for method in distill_methods(planner.bench):
+        student = planner.distill(method, spec.teacher, spec.student, 0)
+        found = stored_seeds(workspace, student)
+        for evaluation in planner.runnable_evaluations():
+            evaluated = stored_seeds(workspace, planner.evaluation(evaluation, student, 0))
+            if evaluated:
+                found |= evaluated
+                evaluations.append(evaluation)
         if found:
             seeds |= found
-            evaluations.append(evaluation)
-    return seeds, evaluations
+            methods.append(method)
+    return Evidence(seeds, list(dict.fromkeys(evaluations)), methods)
 
 
 def profile_cells(
@@ -448,15 +529,14 @@ def profile_cells(
     pairs: list[str] | None = None,
     all_pairs: bool = False,
     also: Workspace | None = None,
+    methods: list[str] | None = None,
 ) -> list[CellPlan]:
     """The cells a profile report covers: the named pairs, or every pair, or the default pairs plus
     every pair with stored results (in `workspace` or `also`, the reference run); each at every
-    stored seed, with its evaluations plus any stored one."""
+    stored seed, with its evaluations and methods (`methods`, or the default ones) plus any stored one."""
     bench = planner.bench
     evidence = {
-        pair: merge_evidence(
-            pair_evidence(planner, pair, workspace), pair_evidence(planner, pair, also) if also else (set(), [])
-        )
+        pair: pair_evidence(planner, pair, workspace).merged(pair_evidence(planner, pair, also) if also else Evidence())
         for pair in bench.pairs
     }
     if pairs:
@@ -464,18 +544,15 @@ def profile_cells(
     elif all_pairs:
         chosen = list(bench.pairs)
     else:
-        chosen = [p for p in bench.pairs if p in bench.default_pairs or evidence[p][0]]
+        chosen = [p for p in bench.pairs if p in bench.default_pairs or evidence[p].seeds]
     cells = []
     for pair in chosen:
         planner.cell(pair)  # a misspelled --pair: one error line with "did you mean"
-        seeds, stored_evals = evidence[pair]
-        evaluations = list(dict.fromkeys([*(bench.pairs[pair].evals or planner.profile.evals), *stored_evals]))
-        cells += [planner.cell(pair, seed, evaluations) for seed in sorted(seeds | {0})]
+        found = evidence[pair]
+        evaluations = list(dict.fromkeys([*(bench.pairs[pair].evals or planner.profile.evals), *found.evaluations]))
+        chosen_methods = list(dict.fromkeys([*planner.methods(methods), *found.methods]))
+        cells += [planner.cell(pair, seed, evaluations, chosen_methods) for seed in sorted(found.seeds | {0})]
     return cells
-
-
-def merge_evidence(first: tuple[set[int], list[str]], second: tuple[set[int], list[str]]) -> tuple[set[int], list[str]]:
-    return first[0] | second[0], list(dict.fromkeys([*first[1], *second[1]]))
 
 
 def planner_for_label(bench: Benchmarks, label: str) -> Planner:

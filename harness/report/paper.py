@@ -40,8 +40,9 @@ def paper_entry(bench: Benchmarks, pair: str, role: str) -> dict[str, Any]:
         return _mapping(_mapping(ref.get("teachers")).get(cell.teacher))
     if role == "baseline":
         return _mapping(_mapping(ref.get("baselines")).get(cell.student))
-    if role == "disco":
-        return _mapping(_mapping(_mapping(ref.get("pairs")).get(pair)).get("disco"))
+    method = bench.methods.get(role)
+    if method is not None and method.kind == "distill":  # reference.pairs.<pair>.<method or its reference name>
+        return _mapping(_mapping(_mapping(ref.get("pairs")).get(pair)).get(method.reference or role))
     return {}
 
 
@@ -52,22 +53,23 @@ def paper_value(bench: Benchmarks, pair: str, role: str, evaluation: str, metric
     return _number(paper_entry(bench, pair, role), paper_metric(metric))
 
 
-def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str) -> PaperValue | None:
+def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str, method: str = "disco") -> PaperValue | None:
+    """A method's gain over the MoCo-v2 baseline: stated (gain_over_baseline) or derived within one source."""
     if evaluation != "linear":
         return None
     stated = (
-        _number(paper_entry(bench, pair, "disco"), "gain_over_baseline", prefix="gain_")
+        _number(paper_entry(bench, pair, method), "gain_over_baseline", prefix="gain_")
         if paper_metric(metric) == "top1"
         else None
     )
     if stated:
         return stated
-    disco, baseline = (
-        paper_value(bench, pair, "disco", evaluation, metric),
+    student, baseline = (
+        paper_value(bench, pair, method, evaluation, metric),
         paper_value(bench, pair, "baseline", evaluation, metric),
     )
     # Only within one source: DisCo retrained its own baselines, so another paper's baseline gives no DisCo gain.
-    if disco and baseline and disco.source == baseline.source:
-        confidence = min((disco.confidence, baseline.confidence), key=lambda c: CONFIDENCE_RANK.get(c or "", -1))
-        return PaperValue(disco.value - baseline.value, disco.source, confidence, derived=True)
+    if student and baseline and student.source == baseline.source:
+        confidence = min((student.confidence, baseline.confidence), key=lambda c: CONFIDENCE_RANK.get(c or "", -1))
+        return PaperValue(student.value - baseline.value, student.source, confidence, derived=True)
     return None

@@ -6,7 +6,7 @@ import io
 import math
 from typing import Any
 
-from harness.report.model import ROLE_LABELS, ProfileReport
+from harness.report.model import ROLE_LABELS, ProfileReport, role_label
 
 
 def _pyplot():
@@ -37,12 +37,19 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     fig, ax = plt.subplots(figsize=(1.2 * len(entries) + 4.0, 3.6))
     width = 0.38
     for x, (_teacher, ev) in enumerate(entries):
-        for offset, role in ((-width / 2, "baseline"), (width / 2, "disco")):
+        for offset, role in ((-width / 2, "baseline"), (width / 2, ev.primary)):
             row = ev.rows[role]
             if row.stat is None:
                 ax.text(x + offset, 0, row.status, rotation=90, ha="center", va="bottom", fontsize=7)
             else:
-                ax.bar(x + offset, row.stat.mean, width, yerr=row.stat.std, capsize=3, color=colors[role])
+                ax.bar(
+                    x + offset,
+                    row.stat.mean,
+                    width,
+                    yerr=row.stat.std,
+                    capsize=3,
+                    color=colors["baseline" if role == "baseline" else "disco"],
+                )
         teacher_row = ev.rows["teacher"]
         if teacher_row.stat is not None:
             ax.plot([x - width, x + width], [teacher_row.stat.mean] * 2, color="black", linewidth=2)
@@ -52,14 +59,14 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     ax.set_title(f"student {student} · profile {report.profile}")
     handles = [
         Patch(color=colors["baseline"], label=ROLE_LABELS["baseline"]),
-        Patch(color=colors["disco"], label=ROLE_LABELS["disco"]),
+        Patch(color=colors["disco"], label=", ".join(sorted({role_label(ev.primary) for _, ev in entries}))),
         Line2D([], [], color="black", linewidth=2, label="teacher"),
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     heights = [
         stat.mean
         for _, ev in entries
-        for role in ("baseline", "disco", "teacher")
+        for role in ("baseline", ev.primary, "teacher")
         if (stat := ev.rows[role].stat) is not None
     ]
     ax.set_ylim(0, max(max(heights, default=100.0), 1.0) * 1.1)

@@ -93,7 +93,7 @@ def registered(name: str, **values):
         "mocov2": {"queue_size": 32, "momentum": 0.99, "temperature": 0.2, "bn_group_size": 4},
         "disco": {},
         "rkd": {},
-        "seed": {"queue_size": 32, "bn_group_size": 4},
+        "seed_distill": {"queue_size": 32, "bn_group_size": 4},
     }
     config = spec.build_config(spec.resolve(sections))
     config.validate(8)

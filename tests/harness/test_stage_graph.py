@@ -1,6 +1,8 @@
 """Sharing and hashing: identical stages are shared between cells; a changed recipe value changes
 exactly the stages that depend on it."""
 
+import dataclasses
+
 import pytest
 
 from disco import eval_recipes
@@ -12,12 +14,19 @@ from harness.matrix import Planner
 from harness.stages import topological
 
 
+def updated(section, values):
+    """A profile section with some values changed: a pydantic model or a method's config dataclass."""
+    if dataclasses.is_dataclass(section):
+        return dataclasses.replace(section, **values)
+    return section.model_copy(update=values)
+
+
 def plan(bench=None, **profile_changes):
     bench = bench or load_benchmarks()
     if profile_changes:
         profile = bench.profiles["tiny"]
         for section, values in profile_changes.items():
-            profile = profile.model_copy(update={section: getattr(profile, section).model_copy(update=values)})
+            profile = profile.model_copy(update={section: updated(getattr(profile, section), values)})
         bench = bench.model_copy(update={"profiles": {**bench.profiles, "tiny": profile}})
     planner = Planner(bench, "tiny")
     return {stage.name: stage.key for stage in planner.cell("r50-effb0").stages()}
