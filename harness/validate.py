@@ -277,6 +277,7 @@ REFERENCES: list[tuple[tuple[str, ...], str, str | None]] = [
     (("pairs", "*", "student"), "student", "students"),
     (("pairs", "*", "evals", "[]"), "evaluation", "evaluations"),
     (("default_pairs", "[]"), "pair", "pairs"),
+    (("default_methods", "[]"), "method", "methods"),
     (("profiles", "*", "evals", "[]"), "evaluation", "evaluations"),
     (("evaluations", "*", "archs", "[]"), "architecture", None),
     (("reference", "teachers", "<key>"), "teacher", "teachers"),

@@ -23,6 +23,12 @@ def test_unknown_pair_lists_valid_names_with_did_you_mean(workspace_args):
     assert_one_line_error(proc, "unknown pair 'r50-efb0'", "did you mean 'r50-effb0'", "r152-r34")
 
 
+def test_unknown_method_lists_valid_names_with_did_you_mean(workspace_args):
+    proc = disco_bench("run", "--methods", "disco,sed", "--dry-run", *workspace_args)
+    assert_one_line_error(proc, "unknown distillation method 'sed'", "did you mean 'seed'", "rkd_disco")
+    assert proc.returncode == 2
+
+
 def test_unknown_profile_lists_valid_names(workspace_args):
     proc = disco_bench("run", "--pair", "r50-effb0", "--profile", "tinny", "--dry-run", *workspace_args)
     assert_one_line_error(proc, "unknown profile 'tinny'", "did you mean 'tiny'", "paper")

@@ -31,6 +31,7 @@ from harness.report import (
 )
 from harness.report.render import render_csv, render_markdown
 from harness.report.stats import t_critical
+from harness.report.verdicts import ABOVE_BASELINE, NOT_ABOVE_BASELINE
 from harness.results import Provenance, StageRef, StageResult
 from harness.stages import Stage
 from harness.workspace import Workspace, atomic_write_json
@@ -484,3 +485,61 @@ def test_bf16_training_is_reported_as_a_deviation(bench, workspace):
     markdown = render_markdown(document(build_report(bench, [bf16_cell], workspace)))
     assert "Deviations from the official computation (r50-effb0): bf16 autocast in training" in markdown
     assert "distill-disco-r50-effb0-tiny-s0" in markdown
+
+
+# ---------------------------------------------------------------- a row per method
+
+
+def with_seed_reference(bench):
+    pairs = {**REFERENCE["pairs"], "r50-r18": {"disco": {"top1": 60.6, **SOURCE}, "seed": {"top1": 57.6, **SOURCE}}}
+    return bench.model_copy(update={"reference": {**REFERENCE, "pairs": pairs}})
+
+
+def test_each_method_has_a_row_and_a_gain_row_with_the_papers_number(bench, workspace):
+    bench = with_seed_reference(bench)
+    cell = Planner(bench, "paper").cell("r50-r18", 0, ["linear"], ["disco", "seed", "rkd"])
+    store_cell(
+        workspace,
+        cell,
+        {"random_init": 1.0, "baseline": 52.0, "disco": 60.0, "seed": 57.0, "rkd": 50.0, "teacher": 67.0},
+    )
+    ev = rows_of(build_report(bench, [cell], workspace, tolerance=1.0), "r50-r18")
+    assert list(ev.rows) == [
+        "random_init",
+        "baseline",
+        "disco",
+        "seed",
+        "rkd",
+        "teacher",
+        "gain",
+        "gain_seed",
+        "gain_rkd",
+    ]
+    assert ev.rows["seed"].paper.value == 57.6 and ev.rows["seed"].verdict == REPRODUCED
+    assert ev.rows["gain_seed"].stat.mean == 5.0 and ev.rows["gain_seed"].paper.value == pytest.approx(57.6 - 52.5)
+    assert ev.rows["rkd"].paper is None and ev.rows["gain_rkd"].stat.mean == -2.0
+    assert ev.primary == "disco" and ev.verdict == REPRODUCED  # DisCo 60.0 vs the paper's 60.6
+    markdown = render_markdown(document(build_report(bench, [cell], workspace)))
+    assert "| SEED student | done | 57.0 |" in markdown and "| SEED - baseline gain | done | +5.0 |" in markdown
+    roles = [r["role"] for r in csv.DictReader(io.StringIO(render_csv(build_report(bench, [cell], workspace))))]
+    assert roles == list(ev.rows)
+
+
+def test_without_disco_the_first_method_gives_the_verdict_and_direction_rows_per_method(bench, workspace):
+    cell = Planner(bench, "tiny").cell("r50-effb0", 0, ["linear"], ["seed", "disco_only_mse"])
+    store_cell(
+        workspace, cell, {"random_init": 10.0, "baseline": 50.0, "seed": 60.0, "disco_only_mse": 45.0, "teacher": 70.0}
+    )
+    ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
+    assert ev.primary == "seed" and ev.verdict == ev.rows["gain_seed"].verdict
+    assert (ev.rows["seed"].verdict, ev.rows["disco_only_mse"].verdict) == (ABOVE_BASELINE, NOT_ABOVE_BASELINE)
+
+
+def test_stored_results_of_another_method_bring_its_rows_into_the_profile_report(bench, workspace):
+    planner = Planner(bench, "tiny")
+    cell = planner.cell("r50-effb0", 0, ["linear"], ["disco", "seed"])
+    store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "seed": 58.0, "teacher": 70.0})
+    cells = profile_cells(planner, workspace)
+    assert list(next(c for c in cells if c.pair == "r50-effb0").methods) == ["disco", "seed"]
+    ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
+    assert ev.rows["seed"].stat.mean == 58.0

@@ -10,6 +10,7 @@ from disco.errors import InputError
 from disco.eval_recipes import RECIPES, coerce_recipe
 from disco.evals import EVALUATIONS
 from harness.config import load_benchmarks
+from harness.errors import UserError
 from harness.matrix import Planner
 from harness.stages import topological
 
@@ -155,3 +156,46 @@ def test_tiny_keys_do_not_record_the_default_fp32():
     )
     bf16 = Planner(load_benchmarks(), "tiny", precision="bf16").cell("r50-effb0")
     assert bf16.disco.config["precision"] == "bf16" and bf16.disco.key != planner.cell("r50-effb0").disco.key
+
+
+# ---------------------------------------------------------------- several methods in one cell
+
+
+def test_methods_in_one_cell_share_the_teacher_and_baseline_with_a_stage_and_evals_each():
+    planner = Planner(load_benchmarks(), "tiny")
+    both, default = planner.cell("r50-r18", 0, ["linear"], ["disco", "seed"]), planner.cell("r50-r18", 0, ["linear"])
+    assert list(default.methods) == ["disco"]  # benchmarks.yaml default_methods
+    stages = topological(both.stages())
+    kinds = [stage.kind for stage in stages]
+    assert {kind: kinds.count(kind) for kind in set(kinds)} == {"pretrain": 2, "distill": 2, "init": 1, "eval": 5}
+    assert both.methods["disco"].key == default.disco.key and both.baseline.key == default.baseline.key
+    assert all(stage.inputs["teacher"].key == both.teacher.key for stage in both.methods.values())
+    assert {role for role, _ in both.evals} == {"teacher", "baseline", "disco", "seed", "random_init"}
+    seed = both.methods["seed"]
+    assert seed.name == "distill-seed-r50-r18-tiny-s0" and seed.config["method"] == "seed"
+    assert seed.config["seed_distill"]["queue_size"] == 4096 and "mocov2" not in seed.config
+    assert seed.config["seed"] == 0 and seed.config["student_init"] == "torchvision"
+
+
+def test_method_variants_record_their_fixed_values_and_get_their_own_keys():
+    planner = Planner(load_benchmarks(), "tiny")
+    cell = planner.cell("r50-effb0", 0, ["linear"], ["disco", "disco_only_mse", "rkd", "rkd_disco"])
+    configs = {name: stage.config for name, stage in cell.methods.items()}
+    assert configs["disco_only_mse"]["disco"]["ce_weight"] == 0.0 and configs["disco"]["disco"]["ce_weight"] == 1.0
+    assert configs["rkd"]["rkd"] == {"distance_weight": 1.0, "angle_weight": 1.0, "use_mse": False}
+    assert configs["rkd_disco"]["rkd"]["use_mse"] is True
+    assert len({stage.key for stage in cell.methods.values()}) == 4
+
+
+def test_smoke_shrinks_every_methods_queue_and_bn_groups():
+    cell = Planner(load_benchmarks(), "tiny", smoke=True).cell("r50-effb0", 0, ["linear"], ["seed", "rkd"])
+    assert cell.methods["seed"].config["seed_distill"]["queue_size"] == 64
+    assert cell.methods["rkd"].config["mocov2"]["bn_group_size"] == 4
+
+
+def test_an_unknown_or_pretraining_method_is_refused_with_did_you_mean():
+    planner = Planner(load_benchmarks(), "tiny")
+    with pytest.raises(UserError, match=r"unknown distillation method 'sed' \(did you mean 'seed'\?\)"):
+        planner.cell("r50-effb0", methods=["sed"])
+    with pytest.raises(UserError, match="unknown distillation method 'mocov2'"):
+        planner.cell("r50-effb0", methods=["mocov2"])

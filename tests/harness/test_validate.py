@@ -327,3 +327,72 @@ def test_evaluation_archs_must_be_architectures(data, tmp_path):
         and "unknown architecture 'r43'" in problem.message
         and "did you mean 'r34'" in problem.message
     )
+
+
+# ---------------------------------------------------------------- methods: the registry and their own checks
+
+
+@pytest.mark.parametrize(
+    ("break_it", "fragment", "path", "expected"),
+    [
+        (
+            lambda d: d["methods"].update(seedd={"kind": "distill", "head": "disco"}),
+            "seedd:",
+            "methods.seedd",
+            "no method 'seedd' is implemented; expected one of: mocov2, disco",
+        ),
+        (
+            lambda d: d["methods"]["rkd_disco"].update(kind="pretrain"),
+            ("  rkd_disco:", "kind: pretrain"),
+            "methods.rkd_disco.kind",
+            "'rkd_disco' is a distill method (disco/methods/registry.py), not pretrain",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["seed_distill"].update(teacher_temperature=-1.0),
+            "teacher_temperature: -1.0",
+            "profiles.tiny.seed_distill.teacher_temperature",
+            "expected greater than 0, got -1.0",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["seed_distill"].update(teacher_bn="frozen"),
+            "teacher_bn: frozen",
+            "profiles.tiny.seed_distill.teacher_bn",
+            "expected one of: train, eval",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["rkd"].update(angle_wieght=2.0),
+            "angle_wieght: 2.0",
+            "profiles.tiny.rkd.angle_wieght",
+            "did you mean 'angle_weight'",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["seed_distill"].update(queue_size=4000),
+            ("  tiny:", "seed_distill:"),
+            "profiles.tiny.seed_distill",
+            "method seed: queue_size 4000 must be a multiple of batch_size 64",
+        ),
+        (
+            lambda d: d.update(default_methods=["disco", "sed"]),
+            "- sed",
+            "default_methods[1]",
+            "unknown method 'sed'",
+        ),
+    ],
+    ids=["unregistered", "wrong-kind", "seed-temperature", "seed-teacher-bn", "rkd-typo", "seed-queue", "default"],
+)
+def test_method_entries_and_sections_are_checked_with_file_and_line(data, tmp_path, break_it, fragment, path, expected):
+    break_it(data)
+    dumped, text = dump(data, tmp_path)
+    problem = only_problem(dumped)
+    assert (problem.line, problem.path) == (
+        line_after(text, *fragment) if isinstance(fragment, tuple) else line_of(text, fragment),
+        path,
+    ), problem
+    assert expected in problem.message, problem.message
+
+
+def line_after(text: str, anchor: str, fragment: str) -> int:
+    """The first line holding `fragment` after the one line that starts with `anchor`."""
+    start = line_of(text, anchor)
+    lines = text.splitlines()
+    return next(number for number in range(start + 1, len(lines) + 1) if fragment in lines[number - 1])

@@ -1,0 +1,41 @@
+"""Every registered distillation method through the real CLI in one smoke cell: one teacher, one
+baseline, a student per method, and a report row per method."""
+
+import csv
+import json
+
+from disco.methods.registry import METHODS
+from tests.conftest import disco_bench
+
+DISTILL = [name for name, spec in METHODS.items() if spec.kind == "distill"]
+
+
+def test_one_smoke_cell_trains_every_method_against_one_teacher_and_reports_a_row_each(tmp_path):
+    proc = disco_bench(
+        "run",
+        "--pair",
+        "r50-effb0",
+        "--profile",
+        "tiny",
+        "--smoke",
+        "--evals",
+        "linear",
+        "--methods",
+        ",".join(DISTILL),
+        "--artifacts",
+        str(tmp_path / "a"),
+        "--results",
+        str(tmp_path / "r"),
+        env={"OMP_NUM_THREADS": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = [json.loads(p.read_text()) for p in (tmp_path / "r" / "tiny-smoke" / "stages").glob("*.json")]
+    kinds = [r["stage"]["kind"] for r in results]
+    assert (kinds.count("pretrain"), kinds.count("distill"), kinds.count("eval")) == (2, len(DISTILL), 3 + len(DISTILL))
+    trained = {r["config"]["method"]: r["metrics"] for r in results if r["stage"]["kind"] == "distill"}
+    assert set(trained) == set(DISTILL) and all(m["epochs"] == 1 for m in trained.values())
+    report = tmp_path / "r" / "tiny-smoke" / "report.csv"
+    rows = [row for row in csv.DictReader(report.open()) if row["evaluation"] == "linear"]
+    roles = [row["role"] for row in rows]
+    assert sorted(roles[2 : 2 + len(DISTILL)]) == sorted(DISTILL) and all(row["status"] == "done" for row in rows)
+    assert {f"gain_{name}" for name in DISTILL if name != "disco"} | {"gain"} <= set(roles)
