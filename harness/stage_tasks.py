@@ -201,9 +201,10 @@ run_distill = partial(run_training, "distill")
 def _method_config(spec: MethodSpec, config: dict[str, Any]) -> Any:
     """The method's config from the sections the stage config records, checked by the method itself
     (validate catches these in benchmarks.yaml; a hand-written spec may not)."""
+    batch_size = _recipe(config).batch_size
     try:
         method_config = spec.build_config({name: config[name] for name in spec.sections})
-        method_config.validate(_recipe(config).batch_size)
+        method_config.validate(batch_size)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(
             f"{exc}; fix the profile's {'/'.join(spec.sections)} values (`disco-bench validate` checks benchmarks.yaml)"
