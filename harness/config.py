@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from disco.archs import ARCHS, did_you_mean
-from disco.methods.registry import KINDS, METHODS, DisCoTerms, MoCoV2Config, RKDTerms, SEEDConfig
+from disco.methods.registry import KINDS, METHODS, SECTIONS
 from harness.errors import UserError
 
 
@@ -107,7 +107,9 @@ class HealthSpec(Strict):
     knn_every: int = Field(0, ge=0)  # kNN monitor on the full train/test split every N epochs (0: off)
 
 
-class Profile(Strict):
+class ProfileFields(Strict):
+    """A profile's fields besides the method sections (Profile adds those)."""
+
     description: str = ""
     device: Literal["cpu", "cuda"] = "cpu"
     # training numerics: fp32 as the official code; bf16 autocast is an explicit, recorded deviation
@@ -115,12 +117,6 @@ class Profile(Strict):
     data: DataSpec
     pretrain: PretrainSpec
     teacher_epochs: int | None = None
-    # the methods' sections, typed by the methods' own config dataclasses (disco/methods/registry.py
-    # SECTIONS); a method reads the sections its registry entry names
-    mocov2: MoCoV2Config
-    disco: DisCoTerms
-    rkd: RKDTerms = RKDTerms()
-    seed_distill: SEEDConfig = SEEDConfig()  # SEED's (`seed` is a stage's random seed)
     linear: LinearSpec
     evals: list[str] = ["linear"]
     # evaluation -> its recipe (each evaluation validates its own fields); `linear` uses `linear:`
@@ -132,6 +128,25 @@ class Profile(Strict):
     # evaluation -> why it is not in `evals` (printed in the report); it stays runnable by name
     excluded_evals: dict[str, str] = {}
     slurm: dict[str, Any] = {}
+
+
+# every profile states MoCo-v2's and DisCo's recipe; another method's section defaults to its config's defaults
+REQUIRED_SECTIONS = ("mocov2", "disco")
+
+
+def _with_method_sections(base: type[ProfileFields]) -> type[ProfileFields]:
+    """The profile schema with a field per method section (disco/methods/registry.py SECTIONS), typed
+    by the method's own config dataclass: a new method's section needs no change here."""
+    sections: dict[str, Any] = {
+        name: (config, ... if name in REQUIRED_SECTIONS else config()) for name, config in SECTIONS.items()
+    }
+    return create_model("Profile", __base__=base, **sections)
+
+
+if TYPE_CHECKING:
+    Profile = ProfileFields
+else:
+    Profile = _with_method_sections(ProfileFields)
 
 
 class Benchmarks(Strict):

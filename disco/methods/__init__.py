@@ -1,21 +1,24 @@
 """Training methods, one small file each. A method is an nn.Module with
 `training_step(view1, view2) -> dict of losses ("loss" is optimised)` and a `student` encoder.
 
-How to add a method (e.g. `mymethod`):
+How to add a method (e.g. `mymethod`), three files and benchmarks.yaml:
 
-1. disco/methods/registry.py: its config dataclass (frozen, with `validate(batch_size)` raising
-   ValueError) and one METHODS line: `MethodSpec(kind, Config, "disco.methods.mymethod:MyMethod",
-   sections)`; kind "pretrain" builds `MyMethod(encoder, config, speed)`, kind "distill" builds
-   `MyMethod(student, teacher, config, speed)` after the cell's teacher stage. `sections` names the
-   profile sections (benchmarks.yaml `profiles.*.<section>`) merged into the config; `overrides`
-   fixes values per section (disco_only_mse: ce_weight 0).
-2. disco/losses.py: the loss as a pure function of tensors (tested against hand-computed values).
-3. disco/methods/mymethod.py: the nn.Module (`training_step`, `student`).
+1. disco/methods/registry.py: its config dataclass (frozen; field types and annotated_types bounds
+   are the schema of its benchmarks.yaml section; `validate(batch_size)` raises ValueError for what
+   spans fields); if it reads a new profile section, a SECTIONS entry (section name -> dataclass);
+   and one METHODS line: `MethodSpec(kind, Config, "disco.methods.mymethod:MyMethod", sections)`.
+   Kind "pretrain" builds `MyMethod(encoder, config, speed)`; kind "distill" builds
+   `MyMethod(student, teacher, config, speed)` with the cell's teacher. `sections` names the profile
+   sections merged into the config; `overrides` fixes values per section (disco_only_mse: ce_weight 0).
+2. disco/losses.py: the loss as a pure function of tensors (tests: hand-computed values, gradcheck).
+3. disco/methods/mymethod.py: the nn.Module: `training_step(view1, view2)` returning its loss terms
+   ("loss" is optimised), `student`, and a `queue_size` in its config (the health monitor's chance level).
 
-Then benchmarks.yaml: a `methods:` entry (kind, head, description), the new section in every profile
-(harness/config.py types it with the config dataclass), and optionally `reference.pairs.<pair>.mymethod`
-for the paper's numbers. `disco-bench run --methods disco,mymethod` then plans it beside DisCo with the
-same teacher and baseline. The registry stays torch-free: modules are imported only when a stage trains.
+benchmarks.yaml: a `methods:` entry (kind, head, description), its section in the profiles that
+should not use the dataclass defaults, and `reference.pairs.<pair>.mymethod` for the paper's numbers.
+Then `disco-bench validate` checks it and `disco-bench run --methods disco,mymethod` trains it beside
+DisCo against the same teacher and baseline, with its own report rows. The registry stays
+torch-free (`list`/`validate` import it); a method's module is imported only when its stage trains.
 """
 
 from __future__ import annotations
