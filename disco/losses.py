@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.nn import functional as F
 
@@ -91,6 +93,17 @@ def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(_triplet_cosines(student), teacher_cosines, reduction="mean")
 
 
+def grouped_mean(
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    groups: int,
+) -> torch.Tensor:
+    """A batch-relational loss averaged over `groups` equal sub-batches: what DDP's gradient average
+    of per-GPU losses optimises when one device emulates several GPUs' batches."""
+    return torch.stack([loss(s, t) for s, t in zip(student.chunk(groups), teacher.chunk(groups))]).mean()
+
+
 def rkd_loss(
     logits: torch.Tensor,
     q: torch.Tensor,
@@ -102,11 +115,13 @@ def rkd_loss(
     distance_weight: float = 1.0,
     angle_weight: float = 1.0,
     use_mse: bool = False,
+    groups: int = 1,
 ) -> dict[str, torch.Tensor]:
     """CE + w_d RKD_distance(q, t_q) + w_a RKD_angle(q, t_q) [+ DisCo's MSE terms with `use_mse`]:
-    DisCo/main_moco_distill_rkd.py L457-474, on view 1 over the local batch."""
+    DisCo/main_moco_distill_rkd.py L457-474, on view 1 over each per-GPU batch (`groups` of them)."""
     terms = disco_loss(logits, q, qk, teacher_q, teacher_qk, mse_per_sample_weight, ce_weight)
-    distance, angle = rkd_distance(q, teacher_q), rkd_angle(q, teacher_q)
+    distance = grouped_mean(rkd_distance, q, teacher_q, groups)
+    angle = grouped_mean(rkd_angle, q, teacher_q, groups)
     loss = ce_weight * terms["ce"] + distance_weight * distance + angle_weight * angle
     if use_mse:
         loss = loss + terms["mse_v1"] + terms["mse_v2"]

@@ -25,4 +25,6 @@ class RKD(DisCo):
             self.config.distance_weight,
             self.config.angle_weight,
             self.config.use_mse,
+            # per BN group: the official RKD sees each GPU's 32 samples, never the global batch
+            groups=self.contrast.bn_groups(embedded["q"].shape[0]),
         )

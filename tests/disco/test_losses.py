@@ -129,6 +129,19 @@ def test_rkd_loss_adds_weighted_rkd_terms_to_ce_and_the_mse_terms_only_with_use_
     assert math.isclose(float(with_mse["loss"]), ce + distance + angle + mse, rel_tol=1e-12)
 
 
+def test_rkd_over_per_gpu_groups_is_the_mean_of_each_groups_terms():
+    torch.manual_seed(1)
+    q, qk, tq, tqk = (F.normalize(torch.randn(8, 8, dtype=torch.float64), dim=1) for _ in range(4))
+    logits = torch.randn(8, 5, dtype=torch.float64)
+    grouped = rkd_loss(logits, q, qk, tq, tqk, 32.0, groups=2)
+    halves = [(q[:4], tq[:4]), (q[4:], tq[4:])]
+    assert math.isclose(
+        float(grouped["rkd_distance"]), sum(float(rkd_distance(s, t)) for s, t in halves) / 2, rel_tol=1e-12
+    )
+    assert math.isclose(float(grouped["rkd_angle"]), sum(float(rkd_angle(s, t)) for s, t in halves) / 2, rel_tol=1e-12)
+    assert not math.isclose(float(grouped["rkd_angle"]), float(rkd_angle(q, tq)), rel_tol=1e-3)
+
+
 def test_seed_logits_put_the_own_teacher_embedding_first():
     student, teacher = unit([1.0, 0.0]), unit([0.0, 1.0])
     queue = unit([1.0, 0.0], [-1.0, 0.0]).T
