@@ -396,3 +396,13 @@ def line_after(text: str, anchor: str, fragment: str) -> int:
     start = line_of(text, anchor)
     lines = text.splitlines()
     return next(number for number in range(start + 1, len(lines) + 1) if fragment in lines[number - 1])
+
+
+def test_every_registered_method_is_in_the_real_matrix_with_its_kind():
+    from disco.methods.registry import METHODS
+
+    bench = validate_file(REAL_FILE).bench
+    assert {name: method.kind for name, method in bench.methods.items()} == {
+        name: spec.kind for name, spec in METHODS.items()
+    }
+    assert bench.default_methods == ["disco"]
