@@ -20,6 +20,9 @@ from disco.shuffle_bn import (
 
 
 class MomentumContrast(nn.Module):
+    queue: torch.Tensor  # (dim, K) buffer of past keys
+    queue_ptr: torch.Tensor  # (1,) long buffer
+
     def __init__(
         self,
         encoder_q: nn.Module,
