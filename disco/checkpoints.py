@@ -186,7 +186,7 @@ def _meta(ckpt: Mapping[str, Any]) -> tuple[str | None, int | None]:
 def _parse_official(ckpt: Mapping[str, Any], fmt: str) -> _Parsed:
     state = _raw_state(ckpt)
     recorded_arch, epoch = _meta(ckpt)
-    queue = {name: state[name] for name in ("queue", "queue_ptr") if name in state}
+    queue: dict[str, torch.Tensor] = {name: state[name] for name in ("queue", "queue_ptr") if name in state}
     if fmt in ("mocov2", "disco"):
         drop = ("encoder_k", "queue", "queue_ptr") + (
             ("teacher_encoder_q", "teacher_encoder_k") if fmt == "disco" else ()

@@ -20,8 +20,8 @@ from disco.shuffle_bn import (
 
 
 class MomentumContrast(nn.Module):
-    queue: torch.Tensor  # [dim, K] buffer
-    queue_ptr: torch.Tensor
+    queue: torch.Tensor  # (dim, K) buffer of past keys
+    queue_ptr: torch.Tensor  # (1,) long buffer
 
     def __init__(
         self,

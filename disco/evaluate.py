@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from disco.data.datasets import size
 from disco.schedules import lr_at
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def linear_probe(
         "top5": last["top5"],
         "top1_best": best["top1"],
         "top5_at_best": best["top5"],
-        "num_train": len(train_set),
+        "num_train": size(train_set),
         "num_test": len(test_labels),
     }
 

@@ -107,6 +107,6 @@ def enable_grouped_bn(module: nn.Module) -> int:
     for child in module.modules():
         if isinstance(child, GROUPED_TYPES) and not getattr(child, "_grouped_bn", False):
             _install(child)
-            child._grouped_bn = True
+            setattr(child, "_grouped_bn", True)  # noqa: B010  (a flag on a torch module)
             patched += 1
     return patched

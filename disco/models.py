@@ -6,6 +6,8 @@ so state_dict keys match the official checkpoints (docs/protocol.md section 5.2)
 
 from __future__ import annotations
 
+from typing import Any
+
 import timm
 import torch
 from torch import nn
@@ -33,7 +35,8 @@ def _resnet50w2() -> nn.Module:
     stem is always 64 wide, so the four modules that touch it are replaced (section 3.7)."""
     from timm.models.resnet import Bottleneck, ResNet
 
-    model = ResNet(Bottleneck, [3, 4, 6, 3], channels=(128, 256, 512, 1024), num_classes=0)
+    # timm annotates `block` as an instance; it takes the class
+    model: Any = ResNet(Bottleneck, (3, 4, 6, 3), channels=(128, 256, 512, 1024), num_classes=0)  # type: ignore[arg-type]
     model.conv1 = nn.Conv2d(3, 128, kernel_size=7, stride=2, padding=3, bias=False)
     model.bn1 = nn.BatchNorm2d(128)
     model.layer1[0].conv1 = nn.Conv2d(128, 128, kernel_size=1, bias=False)
@@ -85,7 +88,7 @@ def head_attr(backbone: nn.Module) -> str:
 
 def feature_dim(backbone: nn.Module) -> int:
     # MobileNetV3: the head input is head_hidden_size (1280, after conv_head), not num_features (960).
-    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+    return int(getattr(backbone, "head_hidden_size", None) or getattr(backbone, "num_features"))  # noqa: B009
 
 
 def projection_head(in_dim: int, hidden: int, out_dim: int = EMBED_DIM) -> nn.Module:
@@ -108,7 +111,7 @@ class Encoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, head: nn.Module | None):
         super().__init__()
-        self.backbone = backbone
+        self.backbone: Any = backbone  # a timm model: forward_features / forward_head
         self.head_name = head_attr(backbone)
         setattr(self.backbone, self.head_name, head if head is not None else nn.Identity())
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,6 +21,7 @@ from disco.data.batched_augment import BatchedMoCoV2Augmentation
 from disco.data.datasets import TwoViews
 from disco.data.synthetic import synthetic_images
 from disco.methods import DisCo, DisCoConfig
+from disco.methods.registry import TeacherBN
 from disco.models import build_encoder
 from disco.speed import SpeedOptions, apply_to_modules
 
@@ -56,7 +57,7 @@ def build_bench(
     options = SpeedOptions.for_mode(
         mode, device, teacher_bn, compile_models, precision if mode == "optimized" else "fp32"
     )
-    config = DisCoConfig(queue_size=batch * 16, teacher_bn=teacher_bn)
+    config = DisCoConfig(queue_size=batch * 16, teacher_bn=cast(TeacherBN, teacher_bn))  # a CLI choice
     method = DisCo(
         build_encoder(student, "disco", image_size=resolution),
         build_encoder(teacher, "mocov2", image_size=resolution),

@@ -109,7 +109,7 @@ def apply_to_modules(modules: list[nn.Module], options: SpeedOptions, device: to
         if options.grouped_bn:
             enable_grouped_bn(module)
             for contrast in (m for m in module.modules() if hasattr(m, "fused_bn_groups")):
-                contrast.fused_bn_groups = True
+                setattr(contrast, "fused_bn_groups", True)  # noqa: B010  (an attribute of MomentumContrast)
         if options.channels_last:
             to_channels_last_where_it_pays(module, device)
         if options.compile:

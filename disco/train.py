@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -59,7 +60,16 @@ MonitorFn = Callable[
 ]  # (student, epoch, epochs, losses) -> health
 StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 BatchAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 images on the device -> one augmented view
-LoaderFactory = Callable[[int], Iterable]  # epoch -> batches of ((view1, view2), labels)
+
+
+class Batches(Protocol):
+    """An epoch's batches of ((view1, view2), labels) with their count: a DataLoader or DALI's."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
+
+LoaderFactory = Callable[[int], Batches]  # epoch -> this rank's batches
 RANK_SEED_STRIDE = 1_000_003
 CHECKPOINT_FILE = "checkpoint.pt"
 # {"epoch": done, "epochs": total}, written after each checkpoint: `disco-bench status` reads it
@@ -103,7 +113,9 @@ def make_loader(dataset: Dataset, recipe: TrainRecipe, seed: int, epoch: int, sh
 def make_distributed_loader(dataset: Dataset, recipe: TrainRecipe, seed: int, epoch: int) -> DataLoader:
     """This rank's share of the epoch: DistributedSampler(shuffle, drop_last) as in the official code."""
     world, rank = distributed.world_size(), distributed.rank()
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler: DistributedSampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     # The generator only seeds the workers here; per rank, so ranks do not share augmentation streams.
     generator = torch.Generator().manual_seed(rank_seed(seed, epoch, rank))
@@ -130,7 +142,16 @@ class TrainingStep(nn.Module):
         self.method = method
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.method.training_step(view1, view2)
+        return training_step_of(self.method)(view1, view2)
+
+
+def training_step_of(method: nn.Module) -> StepFn:
+    """A method's `training_step` (every disco.methods module has one)."""
+    return cast(StepFn, method.training_step)
+
+
+def student_of(method: nn.Module) -> nn.Module:
+    return cast(nn.Module, method.student)
 
 
 def ddp_step(method: nn.Module, device: torch.device) -> StepFn:
@@ -141,7 +162,8 @@ def ddp_step(method: nn.Module, device: torch.device) -> StepFn:
 def convert_student_sync_bn(method: nn.Module) -> None:
     """SyncBN in the query encoder only: the key encoder keeps per-rank BN (shuffle-BN) and the
     teacher keeps its own per-rank statistics. Same parameters, same state_dict keys."""
-    method.contrast.encoder_q = nn.SyncBatchNorm.convert_sync_batchnorm(method.contrast.encoder_q)
+    contrast = cast(nn.Module, method.contrast)
+    contrast.encoder_q = nn.SyncBatchNorm.convert_sync_batchnorm(cast(nn.Module, contrast.encoder_q))
 
 
 def two_views(inputs, device: torch.device, augment: BatchAugment | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +177,7 @@ def two_views(inputs, device: torch.device, augment: BatchAugment | None) -> tup
 
 def train_one_epoch(
     method: nn.Module,
-    loader: DataLoader,
+    loader: Batches,
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     recipe: TrainRecipe,
@@ -164,7 +186,7 @@ def train_one_epoch(
     augment: BatchAugment | None = None,
 ) -> dict[str, float]:
     method.train()
-    step = step or method.training_step
+    step = step or training_step_of(method)
     totals: dict[str, float] = {}
     total_batches = min(len(loader), recipe.limit_batches or len(loader))
     steps = 0
@@ -236,7 +258,7 @@ def train(
         )
         metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
         if monitor is not None and rank == 0:
-            metrics.update(monitor(method.student, epoch + 1, recipe.epochs, metrics))
+            metrics.update(monitor(student_of(method), epoch + 1, recipe.epochs, metrics))
         state.history.append(metrics)
         state.epoch = epoch + 1
         if rank == 0:

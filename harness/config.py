@@ -181,15 +181,15 @@ class Benchmarks(Strict):
         for name, pair in self.pairs.items():
             _require(pair.teacher, list(self.teachers), f"pairs.{name}.teacher", "teacher")
             _require(pair.student, list(self.students), f"pairs.{name}.student", "student")
-            for evaluation in pair.evals or []:
-                _require(evaluation, list(self.evaluations), f"pairs.{name}.evals", "evaluation")
+            for evaluation_name in pair.evals or []:
+                _require(evaluation_name, list(self.evaluations), f"pairs.{name}.evals", "evaluation")
         for name in self.default_pairs:
             _require(name, list(self.pairs), "default_pairs", "pair")
         for name in self.default_methods:
             _require(name, distill_methods(self), "default_methods", "distillation method")
         for name, profile in self.profiles.items():
-            for evaluation in profile.evals:
-                _require(evaluation, list(self.evaluations), f"profiles.{name}.evals", "evaluation")
+            for evaluation_name in profile.evals:
+                _require(evaluation_name, list(self.evaluations), f"profiles.{name}.evals", "evaluation")
         return self
 
 

@@ -81,7 +81,7 @@ class Planner:
         self.label = f"{profile_name}-smoke" if smoke else profile_name
         # smoke tensors are tiny: one thread beats waiting on a second one, above all on a busy machine
         threads = threads or (SMOKE_THREADS if smoke else None)
-        self.runtime = {
+        self.runtime: dict[str, Any] = {
             "device": device or self.profile.device,
             "data_root": expand_env(self.profile.data.root),
             "speed": speed,

@@ -116,7 +116,7 @@ def detectron2_problem(name: str, recipe: dict[str, Any], executor: str) -> str 
     benchmark = recipe.get("benchmark", DETECTRON2_BENCHMARK.get(name, "voc"))
     expected = {"voc": "VOC2007/ and VOC2012/", "coco": "coco/"}.get(benchmark, f"the {benchmark} folders")
     root = recipe.get("datasets_root") or os.environ.get("DETECTRON2_DATASETS")
-    problems = []
+    problems: list[str | None] = []
     if not root:
         problems.append(
             f"set DETECTRON2_DATASETS (or eval_recipes.{name}.datasets_root) to the folder holding {expected}"

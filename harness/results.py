@@ -30,6 +30,7 @@ class Provenance(BaseModel):
     started_at: str
     finished_at: str
     executor: str | None = None
+    runtime: dict[str, Any] = {}  # device, speed mode, threads: how it ran, not what it computed
 
 
 class StageResult(BaseModel):

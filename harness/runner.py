@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import torch
@@ -123,7 +123,8 @@ def _run_ranked(
             payload = _execute(
                 spec, stage_dir, result_path, workspace, progress if main else None, executor, device=device, write=main
             )
-            return distributed.broadcast_object(payload if main else None)  # returns once rank 0 has written
+            # every rank gets rank 0's payload; returns once rank 0 has written it
+            return cast(dict[str, Any], distributed.broadcast_object(payload if main else None))
         finally:
             if lock:
                 lock.release()

@@ -3,6 +3,7 @@ Every task returns (metrics, history, artifacts) and writes its checkpoint into 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -302,4 +303,10 @@ def _final_losses(state: TrainState) -> dict[str, Any]:
     }
 
 
-TASKS = {"pretrain": run_pretrain, "distill": run_distill, "init": run_init, "import": run_import, "eval": run_eval}
+TASKS: dict[str, Callable[..., TaskOutput]] = {
+    "pretrain": run_pretrain,
+    "distill": run_distill,
+    "init": run_init,
+    "import": run_import,
+    "eval": run_eval,
+}

@@ -3,8 +3,8 @@ one transformed view for evaluation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -39,6 +39,11 @@ class TwoViews(TransformedImages):
         image, label = self._raw(index)
         assert self.transform is not None, "TwoViews draws two views: it needs a transform"
         return (self.transform(image), self.transform(image)), label
+
+
+def size(dataset: Dataset | ImageSet) -> int:
+    """len() of a map-style dataset (torch's Dataset type does not declare __len__)."""
+    return len(cast(Sized, dataset))
 
 
 def fixed_view(source: ImageSet | Dataset, transform: Callable[[Any], Any]) -> Dataset:

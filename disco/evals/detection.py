@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -94,7 +94,9 @@ def coco_map(
         raise ValueError(
             f"need one prediction per image: {len(truth_boxes)} images, {len(truth_labels)} label lists, {len(predictions)} predictions"
         )
-    images, annotations, detections = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    detections: list[dict[str, Any]] = []
     for image_id, (boxes, labels, predicted) in enumerate(zip(truth_boxes, truth_labels, predictions), start=1):
         images.append({"id": image_id})
         for box, label in zip(boxes.tolist(), labels.tolist()):
@@ -147,7 +149,7 @@ class FeatureMapBackbone(nn.Module):
 
     def __init__(self, backbone: nn.Module, trainable: bool, stride: int, neck_channels: int, input_size: int):
         super().__init__()
-        self.body = backbone
+        self.body: Any = backbone  # a timm model: forward_features / forward_intermediates
         self.trainable = trainable
         self.level = None if stride == 32 else _stage_index(backbone, stride)
         for param in self.body.parameters():
@@ -242,7 +244,7 @@ def _detection_sets(splits: Splits, config: DetectionRecipe) -> tuple[DetectionS
         raise UserError(
             "the torchvision detection back end pastes embedded digits and needs an embedded data source; the paper profile uses `backend: detectron2`"
         )
-    shape = {
+    shape: dict[str, Any] = {
         "canvas": config.canvas,
         "digits_per_image": tuple(config.digits_per_image),
         "digit_height": tuple(config.digit_height),
@@ -344,7 +346,7 @@ def train_detector(
         _, losses = run_heads(
             model, feature_map, config.input_size, _targets(data, indices, config.input_size / config.canvas, device)
         )
-        loss = sum(losses.values())
+        loss = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -410,8 +412,8 @@ def resnet_depth(backbone: nn.Module) -> int:
         raise UserError(
             f"detectron2 R-C4 detection needs a ResNet student (r18, r34, r50, ...); this backbone is {type(backbone).__name__}"
         )
-    blocks = tuple(len(getattr(backbone, f"layer{stage}")) for stage in (1, 2, 3, 4))
-    bottleneck = isinstance(backbone.layer1[0], Bottleneck)
+    blocks = tuple(len(cast(nn.Sequential, getattr(backbone, f"layer{stage}"))) for stage in (1, 2, 3, 4))
+    bottleneck = isinstance(cast(nn.Sequential, backbone.layer1)[0], Bottleneck)
     depths = {
         ((2, 2, 2, 2), False): 18,
         ((3, 4, 6, 3), False): 34,
@@ -423,7 +425,7 @@ def resnet_depth(backbone: nn.Module) -> int:
         raise UserError(
             f"detectron2 R-C4 detection supports ResNet-18/34/50/101/152; this ResNet has blocks {blocks} ({'bottleneck' if bottleneck else 'basic'}), stem {backbone.conv1.out_channels}"
         )
-    return depths[(blocks, bottleneck)]
+    return depths[(blocks, bottleneck)]  # type: ignore[index]  # checked membership above
 
 
 def detectron2_detection(encoder: Encoder, config: DetectionRecipe) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from disco.data.augment import probe_test_transform, probe_train_transform
-from disco.data.datasets import TransformedImages, fixed_view
+from disco.data.datasets import TransformedImages, fixed_view, size
 from disco.data.embedded import ImageSet, label_fraction
 from disco.data.sources import Splits
 from disco.eval_recipes import SemiFinetuneRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
@@ -57,7 +57,7 @@ def imagenet_fraction(train: Dataset, percent: int, choice: SubsetChoice) -> Sub
     wanted = set(
         subset_filenames(percent, list_file=choice.subset_list, faithful_header_bug=choice.faithful_header_bug)
     )
-    indices = [index for index, (path, _) in enumerate(train.samples) if os.path.basename(path) in wanted]
+    indices = [index for index, (path, _) in enumerate(cast(Any, train).samples) if os.path.basename(path) in wanted]
     if len(indices) != len(wanted):
         raise DatasetError(
             f"the ImageNet train split holds {len(indices)} of the {len(wanted)} images of the {percent}% list; is it the full ILSVRC-2012 train set?"
@@ -116,8 +116,8 @@ def semi_finetune(
         "top5": last["top5"],
         "top1_best": best["top1"],
         "top5_at_best": best["top5"],
-        "num_train": len(subset),
-        "num_test": len(splits.test),
+        "num_train": size(subset),
+        "num_test": size(splits.test),
         "label_percent": percent,
         "subset": source,
         "protocol": "fine-tune backbone + linear head on the labelled fraction, BN in train mode (SwAV eval_semisup.py)",
@@ -142,7 +142,7 @@ def _finetune_epoch(
         shuffle=True,
         generator=torch.Generator().manual_seed(shuffle_seed),
         num_workers=config.workers,
-        drop_last=len(train) % config.batch_size == 1,
+        drop_last=size(train) % config.batch_size == 1,
     )
     for index, (images, targets) in enumerate(loader):
         if config.limit_batches is not None and index >= config.limit_batches:

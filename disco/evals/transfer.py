@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -66,8 +66,8 @@ def transfer_sets(target: str, config: TransferRecipe) -> tuple[ImageSet | Datas
         )
     from disco.data.real import cifar
 
-    train, test = cifar(target, root, train=True), cifar(target, root, train=False)
-    return train, test, len(train.classes)
+    cifar_train, cifar_test = cifar(target, root, train=True), cifar(target, root, train=False)
+    return cifar_train, cifar_test, len(cast(Any, cifar_train).classes)
 
 
 def transfer(

@@ -17,8 +17,8 @@ FORMATS = ("official",)
 def find_result(results_dir: Path, stage: str) -> tuple[Path, StageResult]:
     """The stored result of the stage named `stage`, under any profile of `results_dir`."""
     found = sorted(results_dir.glob(f"*/stages/{stage}.json"))
-    results = [(path, load_result(path)) for path in found]
-    results = [(path, result) for path, result in results if result is not None]
+    loaded = [(path, load_result(path)) for path in found]
+    results = [(path, result) for path, result in loaded if result is not None]
     if not results:
         from disco.archs import did_you_mean
 

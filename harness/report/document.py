@@ -4,6 +4,7 @@ harness/report/render.py to the terminal, markdown, HTML and CSV."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth, gain_role, is_gain, role_label
 from harness.report.paper import PaperValue
@@ -76,7 +77,7 @@ class Image:
     alt: str
 
 
-Block = Heading | Paragraph | TableBlock | Image
+Block: TypeAlias = Heading | Paragraph | TableBlock | Image
 
 
 def fmt_stat(stat, signed: bool = False, fallback: str = NOT_AVAILABLE) -> str:
@@ -92,7 +93,6 @@ def fmt_beside(row: Row) -> str:
     return fmt_stat(row.beside, fallback=NOT_AVAILABLE if row.stat is not None else row.status)
 
 
-Block = Heading | Paragraph | TableBlock | Image
 DETAIL_HEADERS = ["encoder", "status", "measured", "95% CI", "paper", "delta", "verdict", "paper source (confidence)"]
 BEST_EPOCH_TEXT = (
     "For the probes trained over epochs (linear, semi-supervised, transfer), `measured` is the best epoch's top-1 "
