@@ -6,7 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth, gain_role, is_gain, role_label
+from harness.report.model import (
+    EvalReport,
+    PairReport,
+    ProfileReport,
+    Row,
+    StageHealth,
+    gain_role,
+    is_gain,
+    method_label,
+    role_label,
+)
 from harness.report.paper import PaperValue
 from harness.report.verdicts import NOT_AVAILABLE
 
@@ -118,12 +128,14 @@ def mode_text(report: ProfileReport) -> str:
 
 def overview_table(report: ProfileReport) -> TableBlock:
     evaluations = report.evaluations()
+    primaries = {ev.primary for pair in report.pairs for ev in pair.evals}
+    student = method_label(primaries.pop()) if len(primaries) == 1 else "DisCo or first method"
     headers = [
         "pair",
         "teacher",
         "student",
         "seeds",
-        *[f"{ev} {metric}: DisCo (gain) verdict" for ev, metric in evaluations],
+        *[f"{ev} {metric}: {student} (gain) verdict" for ev, metric in evaluations],
     ]
     rows = []
     for pair in report.pairs:
