@@ -2,8 +2,8 @@
 profile's mapping. Torch-free, so `disco-bench validate` checks recipes without loading models.
 
 Each recipe class also says how `--smoke` shrinks it (SMOKE: a couple of steps, whatever the
-profile asks for); RECIPES maps every registered evaluation to its class, so an evaluation without
-a recipe class (and so without a smoke size) is refused when a run is planned."""
+profile asks for); the evaluation registry (disco/evals/__init__.py) names each evaluation's class
+and refuses one without SMOKE settings."""
 
 from __future__ import annotations
 
@@ -224,33 +224,6 @@ class DetectionRecipe:
         _require(
             self.max_iter is None or self.max_iter >= 1, f"detection max_iter must be >= 1 or null, got {self.max_iter}"
         )
-
-
-RECIPES: dict[str, type] = {
-    "linear": ProbeRecipe,
-    "knn": KnnRecipe,
-    **{f"semi_linear_{percent}pct": SemiLinearRecipe for percent in (1, 10)},
-    **{f"semi_finetune_{percent}pct": SemiFinetuneRecipe for percent in (1, 10)},
-    **{f"transfer_{target}": TransferRecipe for target in ("cifar10", "cifar100", "digits")},
-    "detection": DetectionRecipe,
-    "detection_voc": DetectionRecipe,
-    "detection_coco": DetectionRecipe,
-}
-
-
-def recipe_class(evaluation: str) -> type:
-    if evaluation not in RECIPES:
-        raise InputError(
-            f"evaluation '{evaluation}' has no recipe class in disco/eval_recipes.py RECIPES; implemented: {', '.join(RECIPES)}"
-        )
-    return RECIPES[evaluation]
-
-
-def smoke_recipe(evaluation: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The recipe shrunk to a couple of steps: the evaluation's own SMOKE values override the profile's."""
-    return dict(recipe) | {
-        key: list(value) if isinstance(value, tuple) else value for key, value in recipe_class(evaluation).SMOKE.items()
-    }
 
 
 @functools.cache

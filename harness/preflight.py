@@ -96,7 +96,7 @@ def imagenet_problem(planner: Planner, data: dict[str, Any]) -> str | None:
         for split in ("train", "val"):
             imagenet_split_dir(root, split)
     except DatasetError as exc:
-        return f"{exc.format_message()}; {fix}"
+        return f"{exc}; {fix}"
     return None
 
 
@@ -137,7 +137,7 @@ def detection_layout_problem(benchmark: str, root: str) -> str | None:
     try:
         layouts.get(benchmark, lambda _: None)(root)
     except DatasetError as exc:
-        return f"{exc.format_message()} (DETECTRON2_DATASETS={root})"
+        return f"{exc} (DETECTRON2_DATASETS={root})"
     return None
 
 
@@ -162,7 +162,7 @@ def subset_list_problem(name: str, percent: int, recipe: dict[str, Any], fetch: 
     try:
         fetch_subset_list(percent)
     except DatasetError as exc:
-        return f"{exc.format_message()}; or set eval_recipes.{name}.subset_list"
+        return f"{exc}; or set eval_recipes.{name}.subset_list"
     return None
 
 

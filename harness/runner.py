@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from disco import distributed
 from disco.damaged import move_aside, remove_leftover_temps
-from disco.errors import InputError
+from disco.errors import DiscoError
 from disco.health import COLLAPSED, WEAK
 from disco.pause_points import with_pause_points
 from harness.errors import UserError
@@ -63,10 +63,11 @@ def load_spec(spec_path: Path) -> dict[str, Any]:
         return StageSpec.model_validate(spec).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(spec)"
+        loc = ".".join(str(part) for part in first["loc"])
+        where = f"{loc}: " if loc else ""  # a whole-spec check names its own field
         message = str(first["msg"]).removeprefix("Value error, ")
         raise UserError(
-            f"{spec_path}: not a valid stage spec: {where}: {message} ({len(exc.errors())} problem(s)); rerun `disco-bench run` to regenerate it"
+            f"{spec_path}: not a valid stage spec: {where}{message} ({len(exc.errors())} problem(s)); rerun `disco-bench run` to regenerate it"
         ) from None
 
 
@@ -203,8 +204,8 @@ def _execute(
                 spec["config"], inputs, stage_dir, runtime, device, with_pause_points(spec["kind"], progress)
             )
             machine = hardware(str(device))  # with the stage's thread count
-    except InputError as exc:  # a value or file disco was given: the user's to fix
-        raise UserError(f"stage {spec['name']}: {exc}") from None
+    except DiscoError as exc:  # a value, dataset or checkpoint disco was given: the user's to fix
+        raise exc.within(f"stage {spec['name']}") from None
     result = StageResult(
         stage=StageRef(name=spec["name"], kind=spec["kind"], key=spec["key"], profile=spec["profile"]),
         config=spec["config"],

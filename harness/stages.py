@@ -11,9 +11,11 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
 
 from disco.damaged import is_damaged, remove_leftover_temps
+from disco.eval_recipes import recipe_problems
+from disco.evals import EVALUATIONS
 from harness.results import load_result
 from harness.workspace import Workspace, atomic_write_json, ensure_directory
 
@@ -129,6 +131,25 @@ class StageSpec(BaseModel):
         if kind not in CODE_VERSIONS:
             raise ValueError(f"unknown stage kind '{kind}'; expected one of {', '.join(CODE_VERSIONS)}")
         return kind
+
+    @model_validator(mode="after")
+    def _runnable_evaluation(self) -> StageSpec:
+        """An eval stage's evaluation, recipe and encoder, checked before anything is loaded."""
+        problems = eval_spec_problems(self.config, self.inputs) if self.kind == "eval" else []
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+
+def eval_spec_problems(config: dict[str, Any], inputs: dict[str, InputRef]) -> list[str]:
+    evaluation = config.get("evaluation")
+    if evaluation not in EVALUATIONS:
+        return [f"config.evaluation: unknown evaluation '{evaluation}'; implemented: {', '.join(EVALUATIONS)}"]
+    problems = [
+        f"config.recipe{f'.{field}' if field else ''}: {message}"
+        for field, message in recipe_problems(EVALUATIONS[evaluation].recipe, config.get("recipe") or {})
+    ]
+    return problems + ([] if "encoder" in inputs else ["inputs.encoder: an eval stage needs the encoder it evaluates"])
 
 
 def topological(stages: list[Stage]) -> list[Stage]:

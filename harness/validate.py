@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from disco.archs import ARCHS
-from disco.eval_recipes import RECIPES, recipe_problems
+from disco.eval_recipes import recipe_problems
+from disco.evals import EVALUATIONS
 from harness.config import Benchmarks, pretrain_methods
 from harness.errors import UserError
 
@@ -308,11 +309,11 @@ def reference_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
 
 
 def evaluation_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
-    """Every evaluation named under `evaluations:` is implemented (disco/eval_recipes.py RECIPES)."""
+    """Every evaluation named under `evaluations:` is implemented (the registry in disco/evals/__init__.py)."""
     names = raw.get("evaluations")
     if not isinstance(names, dict):
         return []
-    implemented = list(RECIPES)
+    implemented = list(EVALUATIONS)
     return [
         Problem(
             index.line(("evaluations", name)),
@@ -320,7 +321,7 @@ def evaluation_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
             f"no evaluation '{name}' is implemented; expected {choice_list(implemented, 'disco.evals')}{hint(str(name), implemented)}",
         )
         for name in names
-        if name not in RECIPES
+        if name not in EVALUATIONS
     ]
 
 
@@ -375,32 +376,37 @@ def eval_recipe_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) ->
     problems = []
     for evaluation, recipe in recipes.items():
         where = loc + ("eval_recipes", evaluation)
-        if evaluation in RECIPES:
-            problems += [
-                Problem(
-                    index.line(where + ((field,) if field else ())),
-                    dotted(where + ((field,) if field else ())),
-                    message,
-                )
-                for field, message in recipe_problems(RECIPES[evaluation], recipe)
-            ]
+        problems += [
+            Problem(
+                index.line(where + ((field,) if field else ())), dotted(where + ((field,) if field else ())), message
+            )
+            for field, message in recipe_entry_problems(str(evaluation), recipe)
+        ]
     evals = profile.get("evals")
     for position, evaluation in enumerate(evals if isinstance(evals, list) else []):
         if (
             isinstance(evaluation, str)
             and evaluation != "linear"
-            and evaluation in RECIPES
+            and evaluation in EVALUATIONS
             and evaluation not in recipes
         ):
             where = loc + ("evals", position)
-            problems.append(
-                Problem(
-                    index.line(where),
-                    dotted(where),
-                    f"'{evaluation}' has no recipe; add one under {dotted(loc + ('eval_recipes',))}",
-                )
-            )
+            message = f"'{evaluation}' has no recipe; add one under {dotted(loc + ('eval_recipes',))}"
+            problems.append(Problem(index.line(where), dotted(where), message))
     return problems
+
+
+def recipe_entry_problems(evaluation: str, recipe: Any) -> list[tuple[str | None, str]]:
+    """(field or None, message) for one `eval_recipes` entry, checked against its evaluation's recipe dataclass."""
+    if evaluation not in EVALUATIONS:
+        implemented = list(EVALUATIONS)
+        return [
+            (
+                None,
+                f"no evaluation '{evaluation}' is implemented{hint(evaluation, implemented)}; a recipe needs one of {choice_list(implemented, 'disco.evals')}",
+            )
+        ]
+    return recipe_problems(EVALUATIONS[evaluation].recipe, recipe)
 
 
 # ---------------------------------------------------------------- reference numbers

@@ -110,12 +110,12 @@ def evaluate(
 
 
 def headline_cells(evaluation: str, metrics: dict) -> tuple[str, str, str]:
-    """The report's headline (the official best epoch for probes) and what the report shows beside it."""
-    from harness.report import BESIDE_METRICS, headline_metric
+    """The report's headline (the registry's: the official best epoch for probes) and what the report shows beside it."""
+    from harness.report import beside_metric, headline_metric
 
     metric = headline_metric(evaluation, [metrics])
     value = metrics.get(metric)
-    beside_name, beside_label = BESIDE_METRICS.get(metric, (None, ""))
+    beside_name, beside_label = beside_metric(evaluation, metric, [metrics]) or (None, "")
     beside = metrics.get(beside_name) if beside_name else None
     label = f"{metric} (best epoch)" if metric == "top1_best" else metric
     return (

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from disco.evals import EVALUATIONS
 from disco.health import COLLAPSED
 from harness.config import Benchmarks
 from harness.matrix import CellPlan, Planner
@@ -45,21 +46,8 @@ ROLE_LABELS = {
 ABSOLUTE_PROFILE = "paper"
 DEFAULT_TOLERANCE = 1.0
 
-# The one number a column shows per evaluation; exact names first, then prefixes (semi_*, transfer_*).
-# Probes trained over epochs report the best epoch, as the official scripts do (main_lincls.py,
-# main_lincls_semi.py, cifar_main_lincls.py: best_acc1 = max(acc1, best_acc1)); detection: COCO-style
-# AP as detectron2 writes it (AP, AP50, AP75).
-HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
-    "linear": ("top1_best", "top1"),
-    "knn": ("top1",),
-    "semi_": ("top1_best", "top1"),
-    "transfer_": ("top1_best", "top1"),
-    "detection": ("AP", "AP50", "map", "ap"),
-    "detection_": ("AP", "AP50"),
-}
+# The headline of an evaluation the registry does not know (a result from another version)
 FALLBACK_METRICS = ("top1", "AP", "map", "ap", "accuracy")
-# shown beside the headline: (metric, column header)
-BESIDE_METRICS: dict[str, tuple[str, str]] = {"top1_best": ("top1", "last epoch"), "AP": ("AP50", "AP50")}
 BOOKKEEPING_METRICS = {"num_train", "num_test", "epochs"}
 
 
@@ -82,10 +70,9 @@ def stored(workspace: Workspace | None, stage: Stage) -> Stored:
 
 
 def headline_metric(evaluation: str, metrics: list[dict[str, Any]]) -> str:
-    preferred = HEADLINE_METRICS.get(evaluation) or next(
-        (names for prefix, names in HEADLINE_METRICS.items() if prefix.endswith("_") and evaluation.startswith(prefix)),
-        (),
-    )
+    """The registry's headline metric of `evaluation` (disco/evals/__init__.py), the first of its
+    names these results hold; for an evaluation the registry does not know, a common one."""
+    preferred = EVALUATIONS[evaluation].headline if evaluation in EVALUATIONS else ()
     candidates = [*preferred, *FALLBACK_METRICS]
     for name in candidates:
         if any(is_value(m.get(name)) for m in metrics):
@@ -95,6 +82,14 @@ def headline_metric(evaluation: str, metrics: list[dict[str, Any]]) -> str:
             if is_value(value) and name not in BOOKKEEPING_METRICS:
                 return name
     return candidates[0]
+
+
+def beside_metric(evaluation: str, metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(metric, column header) the registry shows beside the headline, when it is the registry's first
+    choice and these results hold the beside metric."""
+    known = EVALUATIONS.get(evaluation)
+    beside = known.beside if known and metric == known.metric else None
+    return beside if beside and any(is_value(m.get(beside[0])) for m in metrics) else None
 
 
 def is_value(value: Any) -> bool:
@@ -247,7 +242,7 @@ def evaluation_report(
     # this run's metrics name the headline; the reference run's only when this run has none yet
     metrics = current or [run.metrics for role_runs in found.reference.values() for run in role_runs]
     metric = headline_metric(evaluation, metrics)
-    beside = beside_metric(metric, metrics)
+    beside = beside_metric(evaluation, metric, metrics)
     rows = {
         role: Row(
             role,
@@ -280,11 +275,6 @@ def evaluation_report(
         beside,
         discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows)),
     )
-
-
-def beside_metric(metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str] | None:
-    beside = BESIDE_METRICS.get(metric)
-    return beside if beside and any(is_value(m.get(beside[0])) for m in metrics) else None
 
 
 def seed_noise(rows: dict[str, Row]) -> float | None:

@@ -21,6 +21,7 @@ from harness.report import (
     REPRODUCED,
     SAME_DIRECTION,
     UNHEALTHY,
+    beside_metric,
     build_report,
     compare,
     document,
@@ -484,3 +485,30 @@ def test_bf16_training_is_reported_as_a_deviation(bench, workspace):
     markdown = render_markdown(document(build_report(bench, [bf16_cell], workspace)))
     assert "Deviations from the official computation (r50-effb0): bf16 autocast in training" in markdown
     assert "distill-disco-r50-effb0-tiny-s0" in markdown
+
+
+def test_headline_and_beside_metrics_come_from_the_evaluation_registry(monkeypatch):
+    import dataclasses
+
+    from disco.evals import EVALUATIONS
+
+    probe = {"top1": 2.0, "top1_best": 3.0, "AP50": 7.0}
+    assert beside_metric("linear", "top1_best", [probe]) == ("top1", "last epoch")
+    assert beside_metric("linear", "top1", [probe]) is None  # an old result's fallback headline: nothing beside it
+    assert beside_metric("detection", "AP", [{"AP": 1.0}]) is None  # no AP50 stored
+    changed = dataclasses.replace(EVALUATIONS["knn"], headline=("top5", "top1"), beside=("top1", "top-1"))
+    monkeypatch.setitem(EVALUATIONS, "knn", changed)
+    assert headline_metric("knn", [{"top1": 2.0, "top5": 3.0}]) == "top5"
+    assert beside_metric("knn", "top5", [{"top1": 2.0, "top5": 3.0}]) == ("top1", "top-1")
+
+
+def test_eval_checkpoint_table_cells_follow_the_registry():
+    from harness.commands.eval import headline_cells
+
+    assert headline_cells("linear", {"top1": 2.0, "top1_best": 3.5}) == (
+        "top1_best (best epoch)",
+        "3.50",
+        "last epoch 2.00",
+    )
+    assert headline_cells("knn", {"top1": 2.0, "top5": 3.0}) == ("top1", "2.00", "")
+    assert headline_cells("detection_voc", {"AP": 30.0, "AP50": 50.0}) == ("AP", "30.00", "AP50 50.00")
