@@ -3,8 +3,6 @@ atomically with full provenance. This is what every executor ends up calling."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -23,8 +21,8 @@ from disco.health import COLLAPSED, WEAK
 from disco.pause_points import with_pause_points
 from harness.errors import UserError
 from harness.provenance import git_state, hardware, package_versions
-from harness.results import Provenance, StageRef, StageResult, load_result
-from harness.stages import StageSpec, damaged_artifacts
+from harness.results import Provenance, StageRef, StageResult
+from harness.stages import StageSpec, canonical_hash, stored_result
 from harness.workspace import Workspace, atomic_write_json, ensure_directory, read_json
 
 LOCK_POLL_S = 5.0
@@ -154,14 +152,11 @@ def _busy(spec: dict[str, Any], stage_dir: Path) -> UserError:
 def _existing(spec: dict[str, Any], result_path: Path, workspace: Workspace) -> dict[str, Any] | None:
     """The stored result for this key, unless a checkpoint it lists is damaged: that one is moved
     aside and the stage runs again (a training stage resumes from its last epoch's checkpoint)."""
-    existing = load_result(result_path)
-    if not existing or existing.stage.key != spec["key"]:
-        return None
-    damaged = damaged_artifacts(existing.artifacts, workspace)
-    for path in damaged:
+    stored = stored_result(result_path, spec["key"], workspace)
+    for path in stored.damaged:
         if path.exists() or path.is_symlink():
             move_aside(path, "torn or unreadable")
-    return None if damaged else existing.model_dump()
+    return stored.result.model_dump() if stored.done and stored.result else None
 
 
 def _clean_leftovers(stage_dir: Path, result_path: Path) -> None:
@@ -209,7 +204,7 @@ def _execute(
     result = StageResult(
         stage=StageRef(name=spec["name"], kind=spec["kind"], key=spec["key"], profile=spec["profile"]),
         config=spec["config"],
-        config_hash=hashlib.sha256(json.dumps(spec["config"], sort_keys=True).encode()).hexdigest(),
+        config_hash=canonical_hash(spec["config"]),
         inputs={role: {"name": ref["name"], "key": ref["key"]} for role, ref in spec["inputs"].items()},
         metrics=metrics,
         history=history,

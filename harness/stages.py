@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, mod
 from disco.damaged import is_damaged, remove_leftover_temps
 from disco.eval_recipes import recipe_problems
 from disco.evals import EVALUATIONS
-from harness.results import load_result
+from harness.results import StageResult, load_result
 from harness.workspace import Workspace, atomic_write_json, ensure_directory
 
 # Bump a kind's version when its computation changes in a way that invalidates stored results.
@@ -25,7 +25,37 @@ CODE_VERSIONS: dict[str, str] = {"pretrain": "2", "distill": "2", "init": "1", "
 
 
 def canonical_hash(payload: Any) -> str:
+    """The one hash of the harness: stage keys and every result's config_hash (sha256 of canonical JSON)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+DONE, DAMAGED, STALE, PENDING = "done", "damaged", "stale", "pending"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What is stored for a stage: DONE (a result for its key, its checkpoints intact), DAMAGED (such a
+    result, but a checkpoint it lists is torn or moved aside: the stage must run again), STALE (a
+    result for another key: its config or code changed) or PENDING (no readable result)."""
+
+    state: str
+    result: StageResult | None = None
+    damaged: tuple[Path, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        return self.state == DONE
+
+
+def stored_result(result_path: Path, key: str, workspace: Workspace) -> Stored:
+    """The one decision whether a stage is done, for the runner, `status`, `run`'s plan and the report."""
+    result = load_result(result_path)
+    if result is None:
+        return Stored(PENDING)
+    if result.stage.key != key:
+        return Stored(STALE, result)
+    damaged = tuple(damaged_artifacts(result.artifacts, workspace))
+    return Stored(DAMAGED if damaged else DONE, result, damaged)
 
 
 @dataclass(frozen=True)
@@ -81,12 +111,12 @@ class Stage:
         atomic_write_json(path, self.spec(workspace))
         return path
 
+    def stored(self, workspace: Workspace) -> Stored:
+        return stored_result(workspace.result_path(self.profile, self.name), self.key, workspace)
+
     def is_done(self, workspace: Workspace) -> bool:
         """A valid result for this key whose checkpoints are not damaged (a torn final.pt makes the stage pending)."""
-        result = load_result(workspace.result_path(self.profile, self.name))
-        return (
-            result is not None and result.stage.key == self.key and not damaged_artifacts(result.artifacts, workspace)
-        )
+        return self.stored(workspace).done
 
 
 def damaged_artifacts(artifacts: dict[str, str], workspace: Workspace) -> list[Path]:

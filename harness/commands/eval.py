@@ -19,6 +19,7 @@ from harness.errors import UserError
 from harness.matrix import Planner
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
+from harness.stages import canonical_hash
 from harness.workspace import RUNS_DIR, Workspace, atomic_write_json
 
 
@@ -87,7 +88,7 @@ def evaluate(
         result = StageResult(
             stage=StageRef(name=name, kind="eval", key=checksum, profile=planner.label),
             config=config,
-            config_hash=hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest(),
+            config_hash=canonical_hash(config),
             inputs={"checkpoint": {"name": str(checkpoint_path), "key": checksum}},
             metrics=metrics | {"load_report": report.summary()},
             provenance=Provenance(

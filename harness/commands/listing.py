@@ -19,8 +19,7 @@ from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
 from harness.config import Benchmarks, load_benchmarks
 from harness.matrix import CellPlan, Planner
-from harness.results import load_result
-from harness.stages import Stage, damaged_artifacts, topological
+from harness.stages import DAMAGED, DONE, Stage, topological
 from harness.workspace import Workspace, read_json
 
 CHECKPOINT = "checkpoint.pt"  # disco.train.CHECKPOINT_FILE, written after every epoch
@@ -67,16 +66,14 @@ def checkpoint_epoch(stage_dir: Path) -> int | None:
 
 
 def stage_state(stage: Stage, workspace: Workspace, read_epochs: bool = True) -> StageState:
-    result = load_result(workspace.result_path(stage.profile, stage.name))
-    if result is not None and result.stage.key == stage.key:
-        return StageState(
-            "damaged" if damaged_artifacts(result.artifacts, workspace) else "done", health=result.metrics.get("health")
-        )
+    stored = stage.stored(workspace)
+    if stored.state in (DONE, DAMAGED) and stored.result:
+        return StageState(stored.state, health=stored.result.metrics.get("health"))
     stage_dir = workspace.stage_dir(stage.name, stage.key)
     if (stage_dir / CHECKPOINT).exists() or previous_path(stage_dir / CHECKPOINT).exists():
         total = stage.config.get("recipe", {}).get("epochs")
         return StageState("partial", checkpoint_epoch(stage_dir) if read_epochs else None, total)
-    return StageState("stale" if result is not None else "pending")
+    return StageState(stored.state)
 
 
 def run_defaults() -> dict[str, Any]:

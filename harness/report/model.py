@@ -30,8 +30,7 @@ from harness.report.verdicts import (
     gain_verdict,
     health_gate,
 )
-from harness.results import load_result
-from harness.stages import Stage
+from harness.stages import DONE, STALE, Stage
 from harness.workspace import Workspace
 
 ROLES = ("random_init", "baseline", "disco", "teacher")  # table order: the expected ordering, then the teacher
@@ -61,12 +60,14 @@ class Stored:
 
 
 def stored(workspace: Workspace | None, stage: Stage) -> Stored:
-    result = load_result(workspace.result_path(stage.profile, stage.name)) if workspace else None
-    if result is None:
+    """A stage's metrics where its result has its key: a damaged checkpoint does not change the
+    numbers measured on it (committed results come without their checkpoints)."""
+    found = stage.stored(workspace) if workspace else None
+    if found is None or found.result is None:
         return Stored(PENDING)
-    if result.stage.key != stage.key:
-        return Stored("stale")
-    return Stored("done", result.metrics)
+    if found.state == STALE:
+        return Stored(STALE)
+    return Stored(DONE, found.result.metrics)
 
 
 def headline_metric(evaluation: str, metrics: list[dict[str, Any]]) -> str:
@@ -325,10 +326,10 @@ def direction_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str
 def stage_health(role: str, stage: Stage, workspace: Workspace) -> StageHealth:
     if stage.kind not in ("pretrain", "distill"):
         return StageHealth(role, stage.name, NOT_AVAILABLE)
-    result = load_result(workspace.result_path(stage.profile, stage.name))
-    if result is None or result.stage.key != stage.key:
-        return StageHealth(role, stage.name, PENDING if result is None else "stale")
-    metrics = result.metrics
+    found = stage.stored(workspace)
+    if found.result is None or found.state == STALE:
+        return StageHealth(role, stage.name, found.state)
+    metrics = found.result.metrics
     return StageHealth(
         role, stage.name, str(metrics.get("health", "unknown")), metrics, tuple(metrics.get("health_reasons") or ())
     )

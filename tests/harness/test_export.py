@@ -13,6 +13,7 @@ from harness.config import load_benchmarks
 from harness.matrix import Planner
 from harness.runner import run_stage_from_spec
 from harness.stage_tasks import evaluate_encoder, load_encoder_artifact
+from harness.stages import canonical_hash
 from harness.workspace import Workspace
 from tests.conftest import run_cli
 from tests.disco.test_detectron2_backend import official_conversion
@@ -112,6 +113,7 @@ def test_eval_checkpoint_of_the_export_gives_the_encoders_own_metrics(finished, 
     original, _ = load_encoder_artifact(workspace.stage_dir(stage.name, stage.key))
     expected = evaluate_encoder(original, planner.eval_config("knn", 0), planner.runtime, torch.device("cpu"))
     assert {k: stored["metrics"][k] for k in ("top1", "top5")} == {k: expected[k] for k in ("top1", "top5")}
+    assert stored["config_hash"] == canonical_hash(stored["config"])  # the stage keys' hash
 
 
 def test_export_errors_are_one_line(finished, tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ against hand-computed numbers, verdicts, and the markdown/CSV/HTML/PNG files."""
 
 import csv
 import io
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -512,3 +513,26 @@ def test_eval_checkpoint_table_cells_follow_the_registry():
     )
     assert headline_cells("knn", {"top1": 2.0, "top5": 3.0}) == ("top1", "2.00", "")
     assert headline_cells("detection_voc", {"AP": 30.0, "AP50": 50.0}) == ("AP", "30.00", "AP50 50.00")
+
+
+def test_one_decision_whether_a_stage_is_done_for_runner_status_and_report(workspace):
+    from harness.commands.listing import stage_state
+    from harness.report.model import stored
+    from harness.stages import DAMAGED, DONE, PENDING, STALE
+
+    stage = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").baseline("effb0", 0)
+    assert stage.stored(workspace).state == PENDING and stored(workspace, stage).status == PENDING
+    write_result(workspace, stage, {"health": "healthy"}, key="f" * 64)
+    assert stage.stored(workspace).state == STALE and stored(workspace, stage).status == STALE
+    assert stage_state(stage, workspace).state == STALE and not stage.is_done(workspace)
+    path = write_result(workspace, stage, {"health": "healthy"})
+    assert stage.stored(workspace).state == DONE and stage.is_done(workspace)
+    assert stage_state(stage, workspace).state == DONE and stored(workspace, stage).status == DONE
+    payload = json.loads(path.read_text())
+    final = workspace.artifacts / "stages" / "x" / "final.pt"
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"torn")
+    path.write_text(json.dumps(payload | {"artifacts": {"final": "stages/x/final.pt"}}))
+    assert stage.stored(workspace).state == DAMAGED and not stage.is_done(workspace)
+    assert stage_state(stage, workspace).state == DAMAGED
+    assert stored(workspace, stage).metrics == {"health": "healthy"}  # measured before the checkpoint was torn
