@@ -262,7 +262,8 @@ def evaluation_report(
         paper_gain(bench, pair, evaluation, metric),
         reference=gain_stat(found.reference["disco"], found.reference["baseline"], metric),
     )
-    verdict, note = (absolute_verdicts if absolute else direction_verdicts)(rows, tolerance)
+    higher = EVALUATIONS[evaluation].higher_is_better if evaluation in EVALUATIONS else True
+    verdict, note = absolute_verdicts(rows, tolerance) if absolute else direction_verdicts(rows, higher)
     verdict, note = health_gate(verdict, note, collapsed)
     for row in rows.values():
         if row.status == NOT_AVAILABLE:
@@ -274,7 +275,7 @@ def evaluation_report(
         verdict,
         note,
         beside,
-        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows)),
+        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows), higher),
     )
 
 
@@ -310,13 +311,14 @@ def absolute_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str]
     return NOT_AVAILABLE, "the paper gives neither a DisCo number nor a gain for this cell"
 
 
-def direction_verdicts(rows: dict[str, Row], tolerance: float) -> tuple[str, str]:
+def direction_verdicts(rows: dict[str, Row], higher_is_better: bool = True) -> tuple[str, str]:
     """The paper's ordering row by row (random-init < baseline < DisCo); the cell's verdict is the gain's."""
     rows["random_init"].verdict = CONTROL if rows["random_init"].stat else PENDING
     rows["teacher"].verdict = CONTEXT if rows["teacher"].stat else PENDING
-    rows["baseline"].verdict = above(rows["random_init"].stat, rows["baseline"].stat, ABOVE_CONTROL, NOT_ABOVE_CONTROL)
-    rows["disco"].verdict = above(rows["baseline"].stat, rows["disco"].stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE)
-    rows["gain"].verdict, note = gain_verdict(rows["gain"].stat)
+    control, baseline, disco = (rows[role].stat for role in ("random_init", "baseline", "disco"))
+    rows["baseline"].verdict = above(control, baseline, ABOVE_CONTROL, NOT_ABOVE_CONTROL, higher_is_better)
+    rows["disco"].verdict = above(baseline, disco, ABOVE_BASELINE, NOT_ABOVE_BASELINE, higher_is_better)
+    rows["gain"].verdict, note = gain_verdict(rows["gain"].stat, higher_is_better)
     return rows["gain"].verdict, note
 
 

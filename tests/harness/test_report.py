@@ -536,3 +536,41 @@ def test_one_decision_whether_a_stage_is_done_for_runner_status_and_report(works
     assert stage.stored(workspace).state == DAMAGED and not stage.is_done(workspace)
     assert stage_state(stage, workspace).state == DAMAGED
     assert stored(workspace, stage).metrics == {"health": "healthy"}  # measured before the checkpoint was torn
+
+
+def test_a_lower_is_better_headline_reverses_the_direction_verdicts(bench, workspace, monkeypatch):
+    import dataclasses
+
+    from disco.evals import EVALUATIONS
+
+    lower = dataclasses.replace(EVALUATIONS["linear"], headline=("top1",), beside=None, higher_is_better=False)
+    monkeypatch.setitem(EVALUATIONS, "linear", lower)
+    cell = Planner(bench, "tiny").cell("r50-effb0")
+    store_cell(workspace, cell, {"random_init": 70.0, "baseline": 50.0, "disco": 40.0, "teacher": 10.0})
+    ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
+    assert (ev.verdict, ev.rows["baseline"].verdict, ev.rows["disco"].verdict) == (
+        SAME_DIRECTION,
+        "> control",
+        "> baseline",
+    )
+    assert "it separates them" in ev.discrimination and "lower is better" in ev.discrimination
+    monkeypatch.setitem(EVALUATIONS, "linear", dataclasses.replace(lower, higher_is_better=True))
+    ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
+    assert (ev.verdict, ev.rows["disco"].verdict) == (OPPOSITE_DIRECTION, "<= baseline")
+    assert "does NOT separate" in ev.discrimination
+
+
+@pytest.mark.parametrize(
+    ("gains", "higher_is_better", "verdict"),
+    [
+        ((10.0, 9.0, 10.0), True, REPRODUCED),
+        ((10.0, 9.0, 10.0), False, CONTRADICTED),
+        ((-10.0, -9.0, -10.0), False, REPRODUCED),
+        ((-10.0, 9.0, 1.0), False, INCONCLUSIVE),
+    ],
+)
+def test_gain_verdict_follows_the_metric_direction(gains, higher_is_better, verdict):
+    from harness.report.stats import Stat
+    from harness.report.verdicts import gain_verdict
+
+    assert gain_verdict(Stat(gains), higher_is_better)[0] == verdict
