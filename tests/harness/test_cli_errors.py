@@ -278,9 +278,11 @@ print("heavy:", sorted(name for name in ("torch", "timm", "torchvision") if name
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["validate"], ["list"]])
-def test_help_validate_and_list_do_not_import_torch(args, workspace_args):
-    extra = workspace_args if args == ["list"] else []
+@pytest.mark.parametrize(
+    "args", [["--help"], ["run", "--help"], ["eval", "--help"], ["validate"], ["list"], ["status"]]
+)
+def test_help_validate_list_and_status_do_not_import_torch(args, workspace_args):
+    extra = workspace_args if args[0] in ("list", "status") else []
     proc = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE, *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=300
     )
@@ -316,3 +318,13 @@ def test_each_error_class_has_its_own_exit_code_and_one_line(error, code, monkey
 def test_an_error_inside_a_stage_keeps_its_class_and_names_the_stage():
     located = DataUnavailable("ImageNet train split not found").within("stage pretrain-x")
     assert isinstance(located, DataUnavailable) and str(located) == "stage pretrain-x: ImageNet train split not found"
+
+
+def test_the_evaluation_registry_and_the_error_classes_do_not_import_torch():
+    probe = (
+        "import sys, disco.evals, disco.errors, disco.eval_recipes; "
+        "[disco.evals.evaluation(name).smoke for name in disco.evals.EVALUATIONS]; "
+        "print(sorted(name for name in ('torch', 'timm', 'torchvision') if name in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stderr[-2000:]
