@@ -19,7 +19,7 @@ from disco.data.datasets import TransformedImages, TwoViews
 from disco.data.embedded import ImageSet
 from disco.data.held_out import held_out_batch
 from disco.data.sources import Splits, load_splits
-from disco.errors import InputError
+from disco.errors import CheckpointError, InputError
 from disco.evals import get_evaluation
 from disco.evals.knn import knn_monitor
 from disco.health import verdict
@@ -64,7 +64,7 @@ def load_encoder_artifact(stage_dir: Path) -> tuple[Encoder, dict[str, Any]]:
         payload = load_checkpoint(stage_dir / FINAL)
     except UnreadableCheckpoint as exc:  # torn past the cheap check of `is_done`: its stage must run again
         move_aside(stage_dir / FINAL, str(exc))
-        raise InputError(
+        raise CheckpointError(
             f"{exc}: the input's checkpoint was moved aside; run again and its stage is recomputed first"
         ) from None
     encoder = build_encoder(payload["arch"], payload["head"], image_size=payload["image_size"])
