@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from disco.damaged import previous_path
+from disco.evals import EVALUATIONS
 from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
 from harness.config import Benchmarks, load_benchmarks
@@ -199,11 +200,21 @@ def members_tables(bench: Benchmarks, m: MatrixStages) -> list[Table]:
     return [teachers, students]
 
 
+def headline_label(evaluation: str) -> str:
+    """The registry's headline metric and its direction, e.g. `top1_best ↑`; what an unregistered name lacks."""
+    known = EVALUATIONS.get(evaluation)
+    if known is None:
+        return "not implemented"
+    return f"{known.metric} {'↑' if known.higher_is_better else '↓'}" + (
+        f" ({known.beside[0]} beside)" if known.beside else ""
+    )
+
+
 def protocol_tables(bench: Benchmarks, m: MatrixStages) -> list[Table]:
-    evaluations = new_table("evaluations", ("evaluation", "stages", "description"))
+    evaluations = new_table("evaluations", ("evaluation", "headline", "stages", "description"))
     for name, evaluation in bench.evaluations.items():
         stages = [stage for cell in m.every_eval.values() for (_, ev), stage in cell.evals.items() if ev == name]
-        evaluations.add_row(name, count_done(stages, m.states), evaluation.description)
+        evaluations.add_row(name, headline_label(name), count_done(stages, m.states), evaluation.description)
     methods = new_table("methods", ("method", "kind", "head", "stages", "description"))
     for name, method in bench.methods.items():
         stages = [
