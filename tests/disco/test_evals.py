@@ -68,6 +68,12 @@ def test_all_evaluations_are_registered():
         | {f"transfer_{t}" for t in ("cifar10", "cifar100", "digits")}
     )
     assert expected <= set(EVALUATIONS)
+    assert all(callable(get_evaluation(name)) for name in EVALUATIONS)  # every entry names a function that exists
+
+
+def test_an_unknown_evaluation_is_bad_input_naming_the_valid_ones():
+    with pytest.raises(InputError, match="unknown evaluation 'knnn' \\(did you mean 'knn'\\?\\).*linear"):
+        get_evaluation("knnn")
 
 
 def test_coerce_recipe_takes_mappings_and_rejects_the_wrong_recipe():
