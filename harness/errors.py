@@ -6,7 +6,7 @@ Exit codes of `disco-bench`, one per class (harness/cli.py maps them; README, "E
     1    internal error: a bug (`--debug` shows the traceback)
     2    bad input: disco.errors.InputError, UserError here, a click usage error
     3    StageFailed: a stage's process exited non-zero (its log's tail in the message)
-    4    disco.errors.DataUnavailable: a dataset missing or not laid out as expected
+    4    disco.errors.DataUnavailable, preflight.PreflightFailed: a dataset missing or not laid out as expected
     5    disco.errors.CheckpointError: a checkpoint unreadable, unknown or not fitting the model
     6    disco.errors.BackendUnavailable: an optional package or device missing here
     130  interrupted (Ctrl-C) or aborted

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from disco.errors import DataUnavailable
 from harness.errors import UserError
 from harness.matrix import Planner
 from harness.stages import Stage
@@ -22,7 +23,10 @@ DETECTRON2_BENCHMARK = {"detection_voc": "voc", "detection_coco": "coco"}
 
 
 class PreflightFailed(UserError):
-    """Several one-line problems, one per evaluation; each is printed on its own line."""
+    """Several one-line problems, one per evaluation; each is printed on its own line. Missing data:
+    DataUnavailable's exit code."""
+
+    exit_code = DataUnavailable.exit_code
 
     def __init__(self, lines: list[str]):
         super().__init__(" | ".join(lines))
