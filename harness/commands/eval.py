@@ -9,10 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from disco.damaged import remove_leftover_temps
+from disco.eval_recipes import recipe_problems
+from disco.evals import recipe_class
 from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
@@ -44,6 +47,13 @@ def file_sha256(path: Path) -> str:
 )
 @click.option("--evals", default="linear", show_default=True, help="Comma-separated evaluations.")
 @click.option("--profile", default="tiny", show_default=True, help="Which profile's data and recipes to use.")
+@click.option(
+    "--recipe",
+    "recipe_items",
+    multiple=True,
+    metavar="EVAL.FIELD=VALUE",
+    help="Override one field of an evaluation's recipe, e.g. knn.k=20 (repeatable; checked like benchmarks.yaml).",
+)
 @click.option("--smoke", is_flag=True, help="Synthetic data, a couple of steps.")
 @click.option("--device", default=None, help="Override the profile's device.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -56,6 +66,7 @@ def evaluate(
     arch: str | None,
     evals: str,
     profile: str,
+    recipe_items: tuple[str, ...],
     smoke: bool,
     device: str | None,
     seed: int,
@@ -71,6 +82,7 @@ def evaluate(
         raise UserError(f"checkpoint '{checkpoint_path}' not found; pass the path of a .pth/.pth.tar/.pt file")
     planner = Planner(load_benchmarks(benchmarks_file), profile, smoke=smoke, device=device)
     configs = [planner.eval_config(name.strip(), seed) for name in evals.split(",")]  # validates names first
+    override_recipes(configs, recipe_items)
     workspace = Workspace(Path("artifacts"), results_dir)
     encoder, report = load_encoder(checkpoint_path, arch, with_head=False, image_size=planner.profile.data.image_size)
     console = Console()
@@ -108,6 +120,30 @@ def evaluate(
         atomic_write_json(path, result.model_dump())
         table.add_row(config["evaluation"], *headline_cells(config["evaluation"], metrics), str(path))
     console.print(table)
+
+
+def override_recipes(configs: list[dict], items: tuple[str, ...]) -> None:
+    """Apply --recipe EVAL.FIELD=VALUE (VALUE read as YAML: 20, 0.1, true, [1, 2]) to the evaluations'
+    recipes, then check each recipe against its dataclass before any checkpoint is loaded."""
+    by_name = {config["evaluation"]: config for config in configs}
+    for item in items:
+        target, sep, value = item.partition("=")
+        evaluation, dot, name = target.strip().partition(".")
+        if not (sep and dot and name):
+            raise UserError(f"--recipe '{item}': expected EVAL.FIELD=VALUE, e.g. knn.k=20")
+        if evaluation not in by_name:
+            raise UserError(f"--recipe '{item}': '{evaluation}' is not among --evals ({', '.join(by_name)})")
+        try:
+            by_name[evaluation]["recipe"][name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(
+                f"--recipe '{item}': the value is not valid YAML; quote strings, e.g. {target}=text"
+            ) from None
+    for evaluation, config in by_name.items():
+        problems = recipe_problems(recipe_class(evaluation), config["recipe"])
+        if problems:
+            field, message = problems[0]
+            raise UserError(f"--recipe {evaluation}{f'.{field}' if field else ''}: {message}")
 
 
 def headline_cells(evaluation: str, metrics: dict) -> tuple[str, str, str]:

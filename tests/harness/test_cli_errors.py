@@ -204,6 +204,34 @@ BAD_INPUTS = {  # id -> (arguments given the scratch dir, fragments of the one e
         ],
         ["profiles.tiny.eval_recipes.semi_finetune_1pct.eval_every", "eval_every >= 1"],
     ),
+    "eval-recipe-knn-negative-k": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--evals", "knn", "--recipe", "knn.k=-5"],
+        ["--recipe knn.k", "k >= 1"],
+    ),
+    "eval-recipe-knn-unknown-field": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--evals", "knn", "--recipe", "knn.kk=200"],
+        ["--recipe knn.kk", "did you mean 'k'"],
+    ),
+    "eval-recipe-semi-finetune-eval-every-0": (
+        lambda t: [
+            "eval",
+            "--checkpoint",
+            str(touch(t / "any.pt", b"")),
+            "--evals",
+            "semi_finetune_1pct",
+            "--recipe",
+            "semi_finetune_1pct.eval_every=0",
+        ],
+        ["--recipe semi_finetune_1pct.eval_every", "eval_every >= 1"],
+    ),
+    "eval-recipe-not-among-evals": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--evals", "linear", "--recipe", "knn.k=5"],
+        ["--recipe 'knn.k=5'", "not among --evals (linear)"],
+    ),
+    "eval-recipe-malformed": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--recipe", "k=5"],
+        ["--recipe 'k=5'", "EVAL.FIELD=VALUE"],
+    ),
     "perf-bogus-device": (lambda t: ["perf", "--device", "bogus"], ["device 'bogus' is not a device", "cuda:N"]),
     "run-bogus-device": (lambda t: ["run", "--device", "bogus", "--dry-run"], ["--device 'bogus' is not a device"]),
     "seeds-beyond-the-bound": (

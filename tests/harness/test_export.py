@@ -126,3 +126,15 @@ def test_export_errors_are_one_line(finished, tmp_path, monkeypatch, capsys):
         monkeypatch, capsys, "export", stages["effb0"].name, "--format", "onnx", "--results", str(workspace.results)
     )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "onnx" in err
+
+
+def test_eval_recipe_overrides_are_typed_and_reach_only_their_evaluation():
+    from harness.commands.eval import override_recipes
+
+    planner = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny")
+    configs = [planner.eval_config(name, 0) for name in ("linear", "knn")]
+    linear_before = dict(configs[0]["recipe"])
+    override_recipes(configs, ("knn.k=3", "knn.temperature=0.5"))
+    assert (configs[1]["recipe"]["k"], configs[1]["recipe"]["temperature"]) == (3, 0.5)
+    assert configs[0]["recipe"] == linear_before
+    assert planner.eval_config("knn", 0)["recipe"]["k"] != 3  # the profile's recipe is untouched
