@@ -33,7 +33,7 @@ DONE, DAMAGED, STALE, PENDING = "done", "damaged", "stale", "pending"
 
 
 @dataclass(frozen=True)
-class Stored:
+class StoredResult:
     """What is stored for a stage: DONE (a result for its key, its checkpoints intact), DAMAGED (such a
     result, but a checkpoint it lists is torn or moved aside: the stage must run again), STALE (a
     result for another key: its config or code changed) or PENDING (no readable result)."""
@@ -47,15 +47,15 @@ class Stored:
         return self.state == DONE
 
 
-def stored_result(result_path: Path, key: str, workspace: Workspace) -> Stored:
+def stored_result(result_path: Path, key: str, workspace: Workspace) -> StoredResult:
     """The one decision whether a stage is done, for the runner, `status`, `run`'s plan and the report."""
     result = load_result(result_path)
     if result is None:
-        return Stored(PENDING)
+        return StoredResult(PENDING)
     if result.stage.key != key:
-        return Stored(STALE, result)
+        return StoredResult(STALE, result)
     damaged = tuple(damaged_artifacts(result.artifacts, workspace))
-    return Stored(DAMAGED if damaged else DONE, result, damaged)
+    return StoredResult(DAMAGED if damaged else DONE, result, damaged)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Stage:
         atomic_write_json(path, self.spec(workspace))
         return path
 
-    def stored(self, workspace: Workspace) -> Stored:
+    def stored(self, workspace: Workspace) -> StoredResult:
         return stored_result(workspace.result_path(self.profile, self.name), self.key, workspace)
 
     def is_done(self, workspace: Workspace) -> bool:
