@@ -28,19 +28,10 @@ from harness.stages import Stage, topological
 from harness.workspace import Workspace
 
 MAX_TIMEOUT_REQUEUES = 20  # a stage longer than 20 time limits fails instead of requeueing forever
-
-
 POLL_INTERVAL_S = 5.0
-
-
 UNKNOWN_POLLS_BEFORE_LOST = 5  # a job neither squeue, sacct nor its result pickle knows about
-
-
 STDERR_TAIL_LINES = 20
-
-
 PACKAGE_ROOT = Path(harness.__file__).resolve().parent.parent  # the checkout the jobs import from
-
 
 OPTIONS: list = [
     click.option(

@@ -10,8 +10,6 @@ from typing import Any
 from harness.errors import UserError
 
 DEFAULT_TIME_MIN = 4 * 60  # when neither the profile nor --slurm-time sets one (submitit's own is 5)
-
-
 PROFILE_KEYS = (
     "partition",
     "account",

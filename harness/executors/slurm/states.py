@@ -8,8 +8,6 @@ import subprocess
 from pathlib import Path
 
 DONE = "COMPLETED"
-
-
 FAILED_STATES = frozenset(
     {
         "FAILED",
