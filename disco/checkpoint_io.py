@@ -14,10 +14,10 @@ import torch
 
 from disco.atomic import atomic_write_bytes
 from disco.damaged import move_aside, previous_path
-from disco.errors import InputError, first_line
+from disco.errors import CheckpointError, first_line
 
 
-class UnreadableCheckpoint(InputError):
+class UnreadableCheckpoint(CheckpointError):
     """A checkpoint file that torch cannot load (truncated, not a torch file) or that holds no dict."""
 
 

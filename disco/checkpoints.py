@@ -17,9 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from disco.errors import first_line
+from disco.errors import CheckpointError, first_line
 from disco.models import ARCHS, Encoder, arch_spec, create_backbone, feature_dim, head_attr
-from harness.errors import UserError
 
 StateDict = dict[str, torch.Tensor]
 CheckpointSource = str | Path | Mapping[str, Any]
@@ -45,10 +44,6 @@ OFFICIAL_ARCH_NAMES: dict[str, str] = {
 }
 
 _SHOWN_KEYS = 3  # keys listed per category in a one-line error
-
-
-class CheckpointError(UserError):
-    """The file cannot be read or is of no known checkpoint format."""
 
 
 class CheckpointMismatch(CheckpointError):

@@ -1,13 +1,56 @@
-"""Errors in what disco was given (a recipe value, a file), as opposed to bugs in disco.
+"""Errors in what disco was given or found (a recipe value, a dataset, a checkpoint, a missing back
+end), as opposed to bugs in disco. disco never imports harness: these are its own.
 
-The message says what is wrong, where and how to fix it, on one line; the CLI shows it as such with
-exit code 2 (harness/cli.py). A ValueError, so callers that catch ValueError keep working."""
+Each message says what is wrong, where and how to fix it, on one line. The CLI shows it as
+`error: <message>` and exits with the class's `exit_code` (the table in harness/errors.py and the
+README); anything else is an internal error, exit 1.
+
+    InputError          2  a bad value in a config, recipe, spec or option
+    DataUnavailable     4  a dataset missing or not laid out as expected
+    CheckpointError     5  a checkpoint unreadable, of no known format, or not fitting the model
+    BackendUnavailable  6  an optional package or device this run needs is not installed here
+"""
 
 from __future__ import annotations
 
+import copy
 
-class InputError(ValueError):
-    """Bad input: a recipe field out of range, an unreadable file, an unknown name."""
+
+class DiscoError(Exception):
+    """A problem the user can fix; never a bug."""
+
+    exit_code = 2
+
+    def within(self, where: str) -> DiscoError:
+        """The same error, its message prefixed by where it happened (a stage's name)."""
+        located = copy.copy(self)
+        located.args = (f"{where}: {self}",)
+        return located
+
+
+class InputError(DiscoError, ValueError):
+    """Bad input: a recipe field out of range, an unknown name, a malformed spec. A ValueError, so
+    callers that catch ValueError keep working."""
+
+    exit_code = 2
+
+
+class DataUnavailable(DiscoError):
+    """A dataset is missing or not laid out as expected."""
+
+    exit_code = 4
+
+
+class CheckpointError(DiscoError):
+    """A checkpoint cannot be read, is of no known format, or does not fit the model asked for."""
+
+    exit_code = 5
+
+
+class BackendUnavailable(DiscoError):
+    """An optional package (DALI, detectron2) or device this run needs is not available here."""
+
+    exit_code = 6
 
 
 def first_line(exc: BaseException, limit: int = 160) -> str:

@@ -2,8 +2,8 @@
 profile's mapping. Torch-free, so `disco-bench validate` checks recipes without loading models.
 
 Each recipe class also says how `--smoke` shrinks it (SMOKE: a couple of steps, whatever the
-profile asks for); RECIPES maps every registered evaluation to its class, so an evaluation without
-a recipe class (and so without a smoke size) is refused when a run is planned."""
+profile asks for); the evaluation registry (disco/evals/__init__.py) names each evaluation's class
+and refuses one without SMOKE settings."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ import difflib
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from disco.errors import InputError
 
-RecipeT = TypeVar("RecipeT")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+RecipeT = TypeVar("RecipeT", bound="DataclassInstance")
 SMOKE_STEPS = 2  # batches per pass (or iterations) of any evaluation under --smoke
 SMOKE_BATCH = 8
 
@@ -226,33 +229,6 @@ class DetectionRecipe:
         )
 
 
-RECIPES: dict[str, type] = {
-    "linear": ProbeRecipe,
-    "knn": KnnRecipe,
-    **{f"semi_linear_{percent}pct": SemiLinearRecipe for percent in (1, 10)},
-    **{f"semi_finetune_{percent}pct": SemiFinetuneRecipe for percent in (1, 10)},
-    **{f"transfer_{target}": TransferRecipe for target in ("cifar10", "cifar100", "digits")},
-    "detection": DetectionRecipe,
-    "detection_voc": DetectionRecipe,
-    "detection_coco": DetectionRecipe,
-}
-
-
-def recipe_class(evaluation: str) -> type:
-    if evaluation not in RECIPES:
-        raise InputError(
-            f"evaluation '{evaluation}' has no recipe class in disco/eval_recipes.py RECIPES; implemented: {', '.join(RECIPES)}"
-        )
-    return RECIPES[evaluation]
-
-
-def smoke_recipe(evaluation: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The recipe shrunk to a couple of steps: the evaluation's own SMOKE values override the profile's."""
-    return dict(recipe) | {
-        key: list(value) if isinstance(value, tuple) else value for key, value in recipe_class(evaluation).SMOKE.items()
-    }
-
-
 @functools.cache
 def _adapter(recipe_type: type) -> TypeAdapter:
     return TypeAdapter(recipe_type)
@@ -262,7 +238,7 @@ def _validated(recipe_type: type[RecipeT], recipe: Any) -> tuple[RecipeT | None,
     if not isinstance(recipe, Mapping):
         return None, [(None, f"expected a mapping of {recipe_type.__name__} fields, got {type(recipe).__name__}")]
     valid = [field.name for field in dataclasses.fields(recipe_type)]
-    unknown = [
+    unknown: list[tuple[str | None, str]] = [
         (str(name), f"unknown {recipe_type.__name__} field{_nearest(str(name), valid)}; valid: {', '.join(valid)}")
         for name in recipe
         if name not in valid
@@ -328,4 +304,5 @@ def coerce_recipe(recipe_type: type[RecipeT], recipe: Any) -> RecipeT:
     coerced, problems = _validated(recipe_type, recipe)
     if problems:
         raise InputError("; ".join(f"{field}: {message}" if field else message for field, message in problems))
+    assert coerced is not None  # no problems: validated
     return coerced

@@ -10,8 +10,8 @@ import click
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler used by `perf` is chatty on stderr
 
-from disco.errors import InputError
-from harness.errors import UserError
+from disco.errors import DiscoError
+from harness.errors import INTERNAL_ERROR, INTERRUPTED, UserError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,21 +29,21 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except click.ClickException as exc:  # UserError included: one line, non-zero exit
         if isinstance(exc, UserError):
             exc.show()
         else:
             click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except InputError as exc:  # bad input found inside disco (a recipe value, a file): the user's to fix
+    except DiscoError as exc:  # found inside disco (a recipe value, a dataset, a checkpoint): the user's to fix
         click.echo(f"error: {exc}", err=True)
-        sys.exit(UserError.exit_code)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except Exception as exc:  # an internal error still gets one line unless --debug
         if "--debug" in sys.argv:
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
-        sys.exit(1)
+        sys.exit(INTERNAL_ERROR)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from disco.archs import did_you_mean, disco_student_init
-from disco.eval_recipes import smoke_recipe
+from disco.evals import smoke_recipe
 from disco.methods.registry import METHODS
 from harness.config import PRECISIONS, Benchmarks, Profile, section_values
 from harness.errors import UserError

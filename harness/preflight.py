@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from disco.errors import DataUnavailable
 from harness.errors import UserError
 from harness.matrix import Planner
 from harness.stages import Stage
@@ -22,7 +23,10 @@ DETECTRON2_BENCHMARK = {"detection_voc": "voc", "detection_coco": "coco"}
 
 
 class PreflightFailed(UserError):
-    """Several one-line problems, one per evaluation; each is printed on its own line."""
+    """Several one-line problems, one per evaluation; each is printed on its own line. Missing data:
+    DataUnavailable's exit code."""
+
+    exit_code = DataUnavailable.exit_code
 
     def __init__(self, lines: list[str]):
         super().__init__(" | ".join(lines))
@@ -96,7 +100,7 @@ def imagenet_problem(planner: Planner, data: dict[str, Any]) -> str | None:
         for split in ("train", "val"):
             imagenet_split_dir(root, split)
     except DatasetError as exc:
-        return f"{exc.format_message()}; {fix}"
+        return f"{exc}; {fix}"
     return None
 
 
@@ -137,7 +141,7 @@ def detection_layout_problem(benchmark: str, root: str) -> str | None:
     try:
         layouts.get(benchmark, lambda _: None)(root)
     except DatasetError as exc:
-        return f"{exc.format_message()} (DETECTRON2_DATASETS={root})"
+        return f"{exc} (DETECTRON2_DATASETS={root})"
     return None
 
 
@@ -162,7 +166,7 @@ def subset_list_problem(name: str, percent: int, recipe: dict[str, Any], fetch: 
     try:
         fetch_subset_list(percent)
     except DatasetError as exc:
-        return f"{exc.format_message()}; or set eval_recipes.{name}.subset_list"
+        return f"{exc}; or set eval_recipes.{name}.subset_list"
     return None
 
 

@@ -3,8 +3,6 @@ atomically with full provenance. This is what every executor ends up calling."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -18,13 +16,13 @@ from pydantic import ValidationError
 
 from disco import distributed
 from disco.damaged import move_aside, remove_leftover_temps
-from disco.errors import InputError
+from disco.errors import DiscoError
 from disco.health import COLLAPSED, WEAK
 from disco.pause_points import with_pause_points
 from harness.errors import UserError
 from harness.provenance import git_state, hardware, package_versions
-from harness.results import Provenance, StageRef, StageResult, load_result
-from harness.stages import StageSpec, damaged_artifacts
+from harness.results import Provenance, StageRef, StageResult
+from harness.stages import StageSpec, canonical_hash, stored_result
 from harness.workspace import Workspace, atomic_write_json, ensure_directory, read_json
 
 LOCK_POLL_S = 5.0
@@ -63,10 +61,11 @@ def load_spec(spec_path: Path) -> dict[str, Any]:
         return StageSpec.model_validate(spec).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(spec)"
+        loc = ".".join(str(part) for part in first["loc"])
+        where = f"{loc}: " if loc else ""  # a whole-spec check names its own field
         message = str(first["msg"]).removeprefix("Value error, ")
         raise UserError(
-            f"{spec_path}: not a valid stage spec: {where}: {message} ({len(exc.errors())} problem(s)); rerun `disco-bench run` to regenerate it"
+            f"{spec_path}: not a valid stage spec: {where}{message} ({len(exc.errors())} problem(s)); rerun `disco-bench run` to regenerate it"
         ) from None
 
 
@@ -153,14 +152,11 @@ def _busy(spec: dict[str, Any], stage_dir: Path) -> UserError:
 def _existing(spec: dict[str, Any], result_path: Path, workspace: Workspace) -> dict[str, Any] | None:
     """The stored result for this key, unless a checkpoint it lists is damaged: that one is moved
     aside and the stage runs again (a training stage resumes from its last epoch's checkpoint)."""
-    existing = load_result(result_path)
-    if not existing or existing.stage.key != spec["key"]:
-        return None
-    damaged = damaged_artifacts(existing.artifacts, workspace)
-    for path in damaged:
+    stored = stored_result(result_path, spec["key"], workspace)
+    for path in stored.damaged:
         if path.exists() or path.is_symlink():
             move_aside(path, "torn or unreadable")
-    return None if damaged else existing.model_dump()
+    return stored.result.model_dump() if stored.done and stored.result else None
 
 
 def _clean_leftovers(stage_dir: Path, result_path: Path) -> None:
@@ -203,12 +199,12 @@ def _execute(
                 spec["config"], inputs, stage_dir, runtime, device, with_pause_points(spec["kind"], progress)
             )
             machine = hardware(str(device))  # with the stage's thread count
-    except InputError as exc:  # a value or file disco was given: the user's to fix
-        raise UserError(f"stage {spec['name']}: {exc}") from None
+    except DiscoError as exc:  # a value, dataset or checkpoint disco was given: the user's to fix
+        raise exc.within(f"stage {spec['name']}") from None
     result = StageResult(
         stage=StageRef(name=spec["name"], kind=spec["kind"], key=spec["key"], profile=spec["profile"]),
         config=spec["config"],
-        config_hash=hashlib.sha256(json.dumps(spec["config"], sort_keys=True).encode()).hexdigest(),
+        config_hash=canonical_hash(spec["config"]),
         inputs={role: {"name": ref["name"], "key": ref["key"]} for role, ref in spec["inputs"].items()},
         metrics=metrics,
         history=history,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -21,7 +21,7 @@ from disco.data.datasets import TransformedImages, TwoViews
 from disco.data.embedded import ImageSet
 from disco.data.held_out import held_out_batch
 from disco.data.sources import Splits, load_splits
-from disco.errors import InputError
+from disco.errors import CheckpointError, InputError
 from disco.evals import get_evaluation
 from disco.evals.knn import knn_monitor
 from disco.health import verdict
@@ -66,7 +66,7 @@ def load_encoder_artifact(stage_dir: Path) -> tuple[Encoder, dict[str, Any]]:
         payload = load_checkpoint(stage_dir / FINAL)
     except UnreadableCheckpoint as exc:  # torn past the cheap check of `is_done`: its stage must run again
         move_aside(stage_dir / FINAL, str(exc))
-        raise InputError(
+        raise CheckpointError(
             f"{exc}: the input's checkpoint was moved aside; run again and its stage is recomputed first"
         ) from None
     encoder = build_encoder(payload["arch"], payload["head"], image_size=payload["image_size"])
@@ -96,7 +96,8 @@ def _train_inputs(
     """The training set and how its views are made: per image in loader workers (the official way);
     batched on the device for in-memory images in the optimized mode; or by DALI (`data.loader`)."""
     if config["data"].get("loader", "torch") == "dali":
-        return splits.train, {
+        # the set only sizes the run here: DALI reads the files itself
+        return cast(Dataset, splits.train), {
             "loader_factory": _dali_epochs(
                 splits.train, splits.image_size, config["recipe"]["batch_size"], config["seed"], device
             )
@@ -109,7 +110,7 @@ def _train_inputs(
 
 
 def _dali_epochs(
-    train_set: Dataset, image_size: int, global_batch: int, seed: int, device: torch.device
+    train_set: ImageSet | Dataset, image_size: int, global_batch: int, seed: int, device: torch.device
 ) -> LoaderFactory:
     from disco import distributed
     from disco.data.dali import DaliTwoViews

@@ -11,10 +11,12 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
 
 from disco.damaged import is_damaged, remove_leftover_temps
-from harness.results import load_result
+from disco.eval_recipes import recipe_problems
+from disco.evals import EVALUATIONS
+from harness.results import StageResult, load_result
 from harness.workspace import Workspace, atomic_write_json, ensure_directory
 
 # Bump a kind's version when its computation changes in a way that invalidates stored results.
@@ -23,7 +25,37 @@ CODE_VERSIONS: dict[str, str] = {"pretrain": "2", "distill": "2", "init": "1", "
 
 
 def canonical_hash(payload: Any) -> str:
+    """The one hash of the harness: stage keys and every result's config_hash (sha256 of canonical JSON)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+DONE, DAMAGED, STALE, PENDING = "done", "damaged", "stale", "pending"
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """What is stored for a stage: DONE (a result for its key, its checkpoints intact), DAMAGED (such a
+    result, but a checkpoint it lists is torn or moved aside: the stage must run again), STALE (a
+    result for another key: its config or code changed) or PENDING (no readable result)."""
+
+    state: str
+    result: StageResult | None = None
+    damaged: tuple[Path, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        return self.state == DONE
+
+
+def stored_result(result_path: Path, key: str, workspace: Workspace) -> StoredResult:
+    """The one decision whether a stage is done, for the runner, `status`, `run`'s plan and the report."""
+    result = load_result(result_path)
+    if result is None:
+        return StoredResult(PENDING)
+    if result.stage.key != key:
+        return StoredResult(STALE, result)
+    damaged = tuple(damaged_artifacts(result.artifacts, workspace))
+    return StoredResult(DAMAGED if damaged else DONE, result, damaged)
 
 
 @dataclass(frozen=True)
@@ -79,12 +111,12 @@ class Stage:
         atomic_write_json(path, self.spec(workspace))
         return path
 
+    def stored(self, workspace: Workspace) -> StoredResult:
+        return stored_result(workspace.result_path(self.profile, self.name), self.key, workspace)
+
     def is_done(self, workspace: Workspace) -> bool:
         """A valid result for this key whose checkpoints are not damaged (a torn final.pt makes the stage pending)."""
-        result = load_result(workspace.result_path(self.profile, self.name))
-        return (
-            result is not None and result.stage.key == self.key and not damaged_artifacts(result.artifacts, workspace)
-        )
+        return self.stored(workspace).done
 
 
 def damaged_artifacts(artifacts: dict[str, str], workspace: Workspace) -> list[Path]:
@@ -129,6 +161,25 @@ class StageSpec(BaseModel):
         if kind not in CODE_VERSIONS:
             raise ValueError(f"unknown stage kind '{kind}'; expected one of {', '.join(CODE_VERSIONS)}")
         return kind
+
+    @model_validator(mode="after")
+    def _runnable_evaluation(self) -> StageSpec:
+        """An eval stage's evaluation, recipe and encoder, checked before anything is loaded."""
+        problems = eval_spec_problems(self.config, self.inputs) if self.kind == "eval" else []
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+
+def eval_spec_problems(config: dict[str, Any], inputs: dict[str, InputRef]) -> list[str]:
+    evaluation = config.get("evaluation")
+    if evaluation not in EVALUATIONS:
+        return [f"config.evaluation: unknown evaluation '{evaluation}'; implemented: {', '.join(EVALUATIONS)}"]
+    problems = [
+        f"config.recipe{f'.{field}' if field else ''}: {message}"
+        for field, message in recipe_problems(EVALUATIONS[evaluation].recipe, config.get("recipe") or {})
+    ]
+    return problems + ([] if "encoder" in inputs else ["inputs.encoder: an eval stage needs the encoder it evaluates"])
 
 
 def topological(stages: list[Stage]) -> list[Stage]:

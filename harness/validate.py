@@ -8,16 +8,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from disco.archs import ARCHS
-from disco.eval_recipes import RECIPES, recipe_problems
+from disco.eval_recipes import recipe_problems
+from disco.evals import EVALUATIONS
 from disco.methods.registry import METHODS
 from harness.config import Benchmarks, pretrain_methods, section_values
 from harness.errors import UserError
@@ -204,7 +205,7 @@ def schema_problems(raw: dict[str, Any], index: NodeIndex) -> tuple[Benchmarks |
 UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
 
 
-def describe(error: dict[str, Any]) -> str:
+def describe(error: Mapping[str, Any]) -> str:
     loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
     if kind == "missing":
         return "required field missing"
@@ -310,7 +311,7 @@ def reference_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
             continue  # the section itself is missing or malformed: reported once by the schema
         valid = list(ARCHS) if section is None else list(raw[section])
         where = "disco.archs.ARCHS" if section is None else section
-        if what == "pretraining method":  # a method of kind pretrain that the code implements
+        if section is not None and what == "pretraining method":  # of kind pretrain, implemented
             valid, where = pretrain_methods(raw[section]), f"{section} (kind pretrain, implemented)"
         for loc, value in matches(raw, pattern):
             if isinstance(value, str) and value not in valid:
@@ -363,11 +364,11 @@ def method_config_problems(bench: Benchmarks, raw: dict[str, Any], index: NodeIn
 
 
 def evaluation_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
-    """Every evaluation named under `evaluations:` is implemented (disco/eval_recipes.py RECIPES)."""
+    """Every evaluation named under `evaluations:` is implemented (the registry in disco/evals/__init__.py)."""
     names = raw.get("evaluations")
     if not isinstance(names, dict):
         return []
-    implemented = list(RECIPES)
+    implemented = list(EVALUATIONS)
     return [
         Problem(
             index.line(("evaluations", name)),
@@ -375,7 +376,7 @@ def evaluation_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
             f"no evaluation '{name}' is implemented; expected {choice_list(implemented, 'disco.evals')}{hint(str(name), implemented)}",
         )
         for name in names
-        if name not in RECIPES
+        if name not in EVALUATIONS
     ]
 
 
@@ -392,13 +393,17 @@ def profile_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
     return problems
 
 
+def _positive_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def batch_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) -> list[Problem]:
     """MoCo's queue takes whole batches of keys, and a batch splits into whole BN groups."""
     pretrain, mocov2 = profile.get("pretrain"), profile.get("mocov2")
     if not (isinstance(pretrain, dict) and isinstance(mocov2, dict)):
         return []
     batch, queue, group = pretrain.get("batch_size"), mocov2.get("queue_size"), mocov2.get("bn_group_size")
-    if not all(isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in (batch, queue, group)):
+    if not (_positive_int(batch) and _positive_int(queue) and _positive_int(group)):
         return []  # missing or mistyped: the schema says so
     problems = []
     if queue % batch:
@@ -430,32 +435,37 @@ def eval_recipe_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) ->
     problems = []
     for evaluation, recipe in recipes.items():
         where = loc + ("eval_recipes", evaluation)
-        if evaluation in RECIPES:
-            problems += [
-                Problem(
-                    index.line(where + ((field,) if field else ())),
-                    dotted(where + ((field,) if field else ())),
-                    message,
-                )
-                for field, message in recipe_problems(RECIPES[evaluation], recipe)
-            ]
+        problems += [
+            Problem(
+                index.line(where + ((field,) if field else ())), dotted(where + ((field,) if field else ())), message
+            )
+            for field, message in recipe_entry_problems(str(evaluation), recipe)
+        ]
     evals = profile.get("evals")
     for position, evaluation in enumerate(evals if isinstance(evals, list) else []):
         if (
             isinstance(evaluation, str)
             and evaluation != "linear"
-            and evaluation in RECIPES
+            and evaluation in EVALUATIONS
             and evaluation not in recipes
         ):
             where = loc + ("evals", position)
-            problems.append(
-                Problem(
-                    index.line(where),
-                    dotted(where),
-                    f"'{evaluation}' has no recipe; add one under {dotted(loc + ('eval_recipes',))}",
-                )
-            )
+            message = f"'{evaluation}' has no recipe; add one under {dotted(loc + ('eval_recipes',))}"
+            problems.append(Problem(index.line(where), dotted(where), message))
     return problems
+
+
+def recipe_entry_problems(evaluation: str, recipe: Any) -> list[tuple[str | None, str]]:
+    """(field or None, message) for one `eval_recipes` entry, checked against its evaluation's recipe dataclass."""
+    if evaluation not in EVALUATIONS:
+        implemented = list(EVALUATIONS)
+        return [
+            (
+                None,
+                f"no evaluation '{evaluation}' is implemented{hint(evaluation, implemented)}; a recipe needs one of {choice_list(implemented, 'disco.evals')}",
+            )
+        ]
+    return recipe_problems(EVALUATIONS[evaluation].recipe, recipe)
 
 
 # ---------------------------------------------------------------- reference numbers

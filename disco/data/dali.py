@@ -18,12 +18,12 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from harness.errors import UserError
+from disco.errors import BackendUnavailable
 
 JITTER = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue (fraction of a turn)
 
 
-class DaliUnavailable(UserError):
+class DaliUnavailable(BackendUnavailable):
     """data.loader: dali without DALI installed: one line saying how to get it or turn it off."""
 
 

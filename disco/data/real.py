@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
-from harness.errors import UserError
+from disco.errors import DataUnavailable
 
 Transform = Callable[[Any], Any] | None
 
@@ -35,7 +35,7 @@ VOC_LAYOUT = "<root>/VOC{year}/{Annotations,ImageSets/Main,JPEGImages}"
 COCO_LAYOUT = "<root>/coco/annotations/instances_{split}.json and <root>/coco/{split}/*.jpg"
 
 
-class DatasetError(UserError):
+class DatasetError(DataUnavailable):
     """A dataset is missing or not laid out as expected."""
 
 

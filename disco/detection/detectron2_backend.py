@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from disco.checkpoints import CheckpointSource, LoadReport, inspect_checkpoint, load_encoder
-from harness.errors import UserError
+from disco.errors import BackendUnavailable, InputError
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def resolve_top_level(entries: list[tuple[str, Any]], faithful_yaml_bug: bool) -
 
 def _check_depth(depth: int) -> None:
     if depth not in BLOCKS_PER_STAGE:
-        raise UserError(f"detectron2 ResNet depth must be one of {sorted(BLOCKS_PER_STAGE)}, got {depth}")
+        raise InputError(f"detectron2 ResNet depth must be one of {sorted(BLOCKS_PER_STAGE)}, got {depth}")
 
 
 def _depth_overrides(depth: int) -> Config:
@@ -206,7 +206,7 @@ def coco_c4_config(
     That moco yaml has a single MODEL block, so it has no duplicated-key bug.
     """
     if base not in ("disco", "moco"):
-        raise UserError(f"coco base must be 'disco' or 'moco', got '{base}'")
+        raise InputError(f"coco base must be 'disco' or 'moco', got '{base}'")
     chain = (
         [BASE_RCNN_C4_BN, COCO_R_50_C4_2X]
         if base == "disco"
@@ -273,7 +273,7 @@ def convert_checkpoint(source: CheckpointSource, out_path: str | Path, arch: str
     info = inspect_checkpoint(source)
     encoder, report = load_encoder(source, arch, with_head=info.has_head)
     if report.arch not in RESNET_DEPTHS:
-        raise UserError(
+        raise InputError(
             f"detectron2 C4 transfer needs a ResNet (one of {', '.join(RESNET_DEPTHS)}); this checkpoint is {report.arch}"
         )
     payload = detectron2_payload(encoder.backbone.state_dict())
@@ -445,7 +445,7 @@ def _import_detectron2() -> None:
     try:
         import detectron2  # noqa: F401
     except ImportError:
-        raise UserError(
+        raise BackendUnavailable(
             "detectron2 is not installed in this environment: detection runs in the CUDA image built by `disco-bench build`"
         ) from None
 
@@ -528,15 +528,15 @@ def run_detectron2(
     """Train and evaluate (as MoCo's detection/train_net.py); returns detectron2's test results."""
     weights, output = Path(weights_pkl), Path(output_dir)
     if not weights.is_file():
-        raise UserError(f"detectron2 weights not found: {weights} (make them with convert_checkpoint)")
+        raise InputError(f"detectron2 weights not found: {weights} (make them with convert_checkpoint)")
     ims_per_batch = int(config.get("SOLVER", {}).get("IMS_PER_BATCH", 16))
     if num_gpus < 1 or ims_per_batch % num_gpus:
-        raise UserError(f"SOLVER.IMS_PER_BATCH {ims_per_batch} must split evenly over {num_gpus} GPUs")
+        raise InputError(f"SOLVER.IMS_PER_BATCH {ims_per_batch} must split evenly over {num_gpus} GPUs")
     if datasets_root is not None:
         root = Path(datasets_root).resolve()
         _check_datasets(config, root)
         if "detectron2.data" in sys.modules and os.environ.get("DETECTRON2_DATASETS") != str(root):
-            raise UserError(
+            raise InputError(
                 "detectron2 was already imported with another DETECTRON2_DATASETS; run detection in a fresh process"
             )
         os.environ["DETECTRON2_DATASETS"] = str(root)  # read once, when detectron2.data registers its datasets

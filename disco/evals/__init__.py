@@ -1,37 +1,156 @@
-"""Evaluations as registered tasks with one interface:
-`evaluate(encoder, splits, recipe, device, seed, progress) -> metrics dict`."""
+"""The evaluations: one registry of what each one is, loaded lazily.
+
+Every evaluation is a function `evaluate(encoder, splits, recipe, device, seed, progress) -> metrics`
+in a module of this package. Its metadata lives here, torch-free, so `validate`, `list`, the planner
+and the report read it without importing torch: the recipe dataclass (disco/eval_recipes.py: fields,
+checks, how `--smoke` shrinks it), the headline metric and its direction, and what the report shows
+beside it. The function's module is imported only when the evaluation runs (`get_evaluation`).
+
+Adding an evaluation `foo`:
+  1. disco/evals/foo.py: `def foo(encoder, splits, recipe, device, seed=0, progress=None) -> dict`,
+     starting with `config = coerce_recipe(FooRecipe, recipe)`; raise disco.errors' InputError /
+     DataUnavailable for bad input and missing data (one line: what, where, how to fix).
+  2. Its recipe: a frozen dataclass in disco/eval_recipes.py with defaults, `__post_init__` checks and
+     a `SMOKE` dict (a couple of steps, whatever the profile asks for); or reuse one.
+  3. One `Evaluation("foo", "disco.evals.foo:foo", FooRecipe, headline=(...))` line in REGISTRY below.
+  4. benchmarks.yaml: `evaluations: foo: {description: ...}`, `eval_recipes: foo: {...}` and `foo`
+     under `evals:` in the profiles that run it; `disco-bench validate` checks every recipe field.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from disco.models import did_you_mean
+from disco.archs import did_you_mean
+from disco.errors import InputError
+from disco.eval_recipes import (
+    DetectionRecipe,
+    KnnRecipe,
+    ProbeRecipe,
+    SemiFinetuneRecipe,
+    SemiLinearRecipe,
+    TransferRecipe,
+)
 
 EvalFn = Callable[..., dict[str, Any]]
-EVALUATIONS: dict[str, EvalFn] = {}
+# Probes trained over epochs report the best epoch, as the official scripts do (main_lincls.py,
+# main_lincls_semi.py, cifar_main_lincls.py: best_acc1 = max(acc1, best_acc1)), the last one beside
+# it; plain top1 stays a fallback for results stored before top1_best existed.
+BEST_EPOCH = ("top1_best", "top1")
+LAST_EPOCH = ("top1", "last epoch")
 
 
-def register(name: str) -> Callable[[EvalFn], EvalFn]:
-    def add(fn: EvalFn) -> EvalFn:
-        EVALUATIONS[name] = fn
-        return fn
+@dataclass(frozen=True)
+class Evaluation:
+    name: str
+    entry: str  # "module:function", imported only when the evaluation runs
+    recipe: type[Any]  # its recipe dataclass in disco/eval_recipes.py
+    headline: tuple[str, ...]  # the metric a report column shows: the first of these a result holds
+    beside: tuple[str, str] | None = None  # (metric, column header) shown beside the headline
+    higher_is_better: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments bound to the function
 
-    return add
+    def __post_init__(self) -> None:
+        if not dataclasses.is_dataclass(self.recipe) or not getattr(self.recipe, "SMOKE", None):
+            raise TypeError(f"evaluation {self.name}: its recipe must be a dataclass with SMOKE settings")
+        if ":" not in self.entry or not self.headline:
+            raise TypeError(f"evaluation {self.name}: entry 'module:function' and a headline metric are required")
+
+    @property
+    def smoke(self) -> dict[str, Any]:
+        """What `--smoke` sets in its recipe: a couple of steps."""
+        return dict(self.recipe.SMOKE)
+
+    @property
+    def metric(self) -> str:
+        return self.headline[0]
+
+    def load(self) -> EvalFn:
+        module, _, function = self.entry.partition(":")
+        evaluate = getattr(importlib.import_module(module), function)
+        return functools.partial(evaluate, **self.options) if self.options else evaluate
 
 
-def get_evaluation(name: str) -> EvalFn:
+REGISTRY: tuple[Evaluation, ...] = (
+    Evaluation("linear", "disco.evals.linear:linear", ProbeRecipe, BEST_EPOCH, LAST_EPOCH),
+    Evaluation("knn", "disco.evals.knn:knn", KnnRecipe, ("top1",)),
+    *(
+        Evaluation(
+            f"semi_linear_{percent}pct",
+            "disco.evals.semi:semi_linear",
+            SemiLinearRecipe,
+            BEST_EPOCH,
+            LAST_EPOCH,
+            options={"percent": percent},
+        )
+        for percent in (1, 10)
+    ),
+    *(
+        Evaluation(
+            f"semi_finetune_{percent}pct",
+            "disco.evals.semi:semi_finetune",
+            SemiFinetuneRecipe,
+            BEST_EPOCH,
+            LAST_EPOCH,
+            options={"percent": percent},
+        )
+        for percent in (1, 10)
+    ),
+    *(
+        Evaluation(
+            f"transfer_{target}",
+            "disco.evals.transfer:transfer",
+            TransferRecipe,
+            BEST_EPOCH,
+            LAST_EPOCH,
+            options={"target": target},
+        )
+        for target in ("cifar10", "cifar100", "digits")
+    ),
+    # COCO-style AP as detectron2 writes it (AP, AP50, AP75); map/ap: results stored before that
+    Evaluation(
+        "detection", "disco.evals.detection:detection", DetectionRecipe, ("AP", "AP50", "map", "ap"), ("AP50", "AP50")
+    ),
+    *(
+        Evaluation(
+            f"detection_{benchmark}",
+            "disco.evals.detection:benchmark_detection",
+            DetectionRecipe,
+            ("AP", "AP50"),
+            ("AP50", "AP50"),
+            options={"benchmark": benchmark},
+        )
+        for benchmark in ("voc", "coco")
+    ),
+)
+EVALUATIONS: dict[str, Evaluation] = {evaluation.name: evaluation for evaluation in REGISTRY}
+
+
+def evaluation(name: str) -> Evaluation:
+    """An evaluation's metadata; InputError naming the valid ones for an unknown name."""
     if name not in EVALUATIONS:
-        raise KeyError(
-            f"unknown evaluation '{name}'{did_you_mean(name, list(EVALUATIONS))}; valid: {', '.join(EVALUATIONS)}"
+        raise InputError(
+            f"unknown evaluation '{name}'{did_you_mean(name, list(EVALUATIONS))}; implemented (disco/evals/__init__.py): {', '.join(EVALUATIONS)}"
         )
     return EVALUATIONS[name]
 
 
-from disco.evals import (  # noqa: E402  (registers)
-    detection,  # noqa: E402,F401  (registers)
-    knn,  # noqa: E402,F401  (registers)
-    linear,  # noqa: E402,F401  (registers)
-    semi,  # noqa: E402,F401  (registers)
-    transfer,  # noqa: E402,F401  (registers)
-)
+def get_evaluation(name: str) -> EvalFn:
+    """The evaluation function, its module imported now."""
+    return evaluation(name).load()
+
+
+def recipe_class(name: str) -> type[Any]:
+    return evaluation(name).recipe
+
+
+def smoke_recipe(name: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe shrunk to a couple of steps: the evaluation's SMOKE values override the profile's."""
+    return dict(recipe) | {
+        key: list(value) if isinstance(value, tuple) else value for key, value in evaluation(name).smoke.items()
+    }

@@ -21,7 +21,6 @@ import os
 import tempfile
 import time
 from dataclasses import asdict
-from functools import partial
 from typing import Any, cast
 
 import torch
@@ -37,15 +36,13 @@ from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from disco.data.detection_embedded import DetectionSet, paste_digits
 from disco.data.embedded import ImageSet
 from disco.data.sources import Splits
+from disco.errors import InputError
 from disco.eval_recipes import DetectionRecipe, coerce_recipe
-from disco.evals import register
 from disco.models import Encoder
-from harness.errors import UserError
 
 DETECTRON2_BENCHMARKS = ("voc", "coco")
 
 
-@register("detection")
 def detection(
     encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None
 ) -> dict[str, Any]:
@@ -67,14 +64,10 @@ def benchmark_detection(
         | (asdict(recipe) if isinstance(recipe, DetectionRecipe) else dict(recipe or {})),
     )
     if (config.backend, config.benchmark) != ("detectron2", benchmark):
-        raise UserError(
+        raise InputError(
             f"detection_{benchmark} runs detectron2 on {benchmark.upper()}; its recipe says backend {config.backend}, benchmark {config.benchmark} (use the `detection` evaluation for other set-ups)"
         )
     return detection(encoder, splits, config, device, seed, progress)
-
-
-for _benchmark in DETECTRON2_BENCHMARKS:
-    register(f"detection_{_benchmark}")(partial(benchmark_detection, benchmark=_benchmark))
 
 
 # ---------------------------------------------------------------- COCO-style mAP
@@ -159,11 +152,11 @@ class FeatureMapBackbone(nn.Module):
                 self.body.eval()
                 probe = self.raw_map(torch.zeros(1, 3, input_size, input_size))
         except (AssertionError, RuntimeError) as error:  # e.g. a ViT built for another resolution
-            raise UserError(
+            raise InputError(
                 f"{type(backbone).__name__} cannot take {input_size}-px detection inputs ({str(error).splitlines()[0]}); set the detection recipe's input_size to the resolution it was built for"
             ) from None
         if probe.ndim != 4:
-            raise UserError(
+            raise InputError(
                 f"detection needs a convolutional feature map; {type(backbone).__name__} gives shape {tuple(probe.shape)}"
             )
         # An FPN-style lateral: the RPN's 3x3 conv has channels^2 * 9 weights, 15M on a 1280-channel map.
@@ -191,13 +184,13 @@ class FeatureMapBackbone(nn.Module):
 def _stage_index(backbone: nn.Module, stride: int) -> int:
     """Index (for forward_intermediates) of the last timm feature stage at `stride`."""
     if stride not in (16, 32):
-        raise UserError(f"detection feature_stride must be 16 (C4 cut) or 32 (last map), got {stride}")
+        raise InputError(f"detection feature_stride must be 16 (C4 cut) or 32 (last map), got {stride}")
     info = getattr(backbone, "feature_info", None)
     if not info or not hasattr(backbone, "forward_intermediates"):
-        raise UserError(f"{type(backbone).__name__} exposes no timm feature stages; use feature_stride 32")
+        raise InputError(f"{type(backbone).__name__} exposes no timm feature stages; use feature_stride 32")
     matches = [index for index, stage in enumerate(info) if stage["reduction"] == stride]
     if not matches:
-        raise UserError(
+        raise InputError(
             f"{type(backbone).__name__} has no stride-{stride} stage (strides: {sorted({stage['reduction'] for stage in info})})"
         )
     return matches[-1]
@@ -241,7 +234,7 @@ def build_detector(backbone: nn.Module, num_classes: int, config: DetectionRecip
 
 def _detection_sets(splits: Splits, config: DetectionRecipe) -> tuple[DetectionSet, DetectionSet]:
     if not (isinstance(splits.train, ImageSet) and isinstance(splits.test, ImageSet)):
-        raise UserError(
+        raise InputError(
             "the torchvision detection back end pastes embedded digits and needs an embedded data source; the paper profile uses `backend: detectron2`"
         )
     shape: dict[str, Any] = {
@@ -405,11 +398,11 @@ def embedded_detection(
 
 
 def resnet_depth(backbone: nn.Module) -> int:
-    """18/34/50/101/152 from a timm ResNet's block counts and block type; UserError for anything else."""
+    """18/34/50/101/152 from a timm ResNet's block counts and block type; InputError for anything else."""
     from timm.models.resnet import Bottleneck, ResNet
 
     if not isinstance(backbone, ResNet):
-        raise UserError(
+        raise InputError(
             f"detectron2 R-C4 detection needs a ResNet student (r18, r34, r50, ...); this backbone is {type(backbone).__name__}"
         )
     blocks = tuple(len(cast(nn.Sequential, getattr(backbone, f"layer{stage}"))) for stage in (1, 2, 3, 4))
@@ -422,7 +415,7 @@ def resnet_depth(backbone: nn.Module) -> int:
         ((3, 8, 36, 3), True): 152,
     }
     if (blocks, bottleneck) not in depths or backbone.conv1.out_channels != 64:
-        raise UserError(
+        raise InputError(
             f"detectron2 R-C4 detection supports ResNet-18/34/50/101/152; this ResNet has blocks {blocks} ({'bottleneck' if bottleneck else 'basic'}), stem {backbone.conv1.out_channels}"
         )
     return depths[(blocks, bottleneck)]  # type: ignore[index]  # checked membership above
@@ -435,13 +428,13 @@ def detectron2_detection(encoder: Encoder, config: DetectionRecipe) -> dict[str,
     from disco.detection import detectron2_backend as d2
 
     if config.benchmark not in DETECTRON2_BENCHMARKS:
-        raise UserError(
+        raise InputError(
             f"detectron2 detection benchmark must be one of {', '.join(DETECTRON2_BENCHMARKS)}, got '{config.benchmark}'"
         )
     depth = resnet_depth(encoder.backbone)
     datasets_root = config.datasets_root or os.environ.get("DETECTRON2_DATASETS")
     if not datasets_root:
-        raise UserError(
+        raise InputError(
             "detectron2 detection needs `datasets_root` in the recipe or DETECTRON2_DATASETS: the folder holding VOC2007/VOC2012 or coco/"
         )
     output = config.output_dir or tempfile.mkdtemp(prefix=f"disco-detectron2-{config.benchmark}-")
@@ -468,7 +461,7 @@ def detectron2_detection(encoder: Encoder, config: DetectionRecipe) -> dict[str,
         )
     results = d2.run_detectron2(setup, weights, output, datasets_root=datasets_root, num_gpus=config.num_gpus)
     if "bbox" not in results:
-        raise UserError(
+        raise InputError(
             f"detectron2 wrote no bbox results under {output} (got: {', '.join(results) or 'nothing'}); see its log there"
         )
     bbox = results["bbox"]

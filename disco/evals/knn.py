@@ -13,7 +13,6 @@ from disco.data.augment import probe_test_transform
 from disco.data.datasets import fixed_view
 from disco.data.sources import Splits
 from disco.eval_recipes import KnnRecipe, coerce_recipe
-from disco.evals import register
 from disco.evaluate import extract_features, topk_correct
 from disco.models import Encoder
 
@@ -83,7 +82,6 @@ def knn_monitor(splits: Splits, device: torch.device, config: KnnRecipe | None =
     return top1
 
 
-@register("knn")
 def knn(
     encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None
 ) -> dict[str, Any]:

@@ -10,12 +10,10 @@ from disco.data.augment import probe_test_transform, probe_train_transform
 from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.sources import Splits
 from disco.eval_recipes import ProbeRecipe, coerce_recipe
-from disco.evals import register
 from disco.evaluate import linear_probe
 from disco.models import Encoder, feature_dim
 
 
-@register("linear")
 def linear(
     encoder: Encoder, splits: Splits, recipe: ProbeRecipe | dict, device: torch.device, seed: int = 0, progress=None
 ) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import os
 from dataclasses import asdict
-from functools import partial
 from typing import Any, cast
 
 import torch
@@ -27,13 +26,12 @@ from disco.data.augment import probe_test_transform, probe_train_transform
 from disco.data.datasets import TransformedImages, fixed_view, size
 from disco.data.embedded import ImageSet, label_fraction
 from disco.data.sources import Splits
+from disco.errors import InputError
 from disco.eval_recipes import SemiFinetuneRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
-from disco.evals import register
 from disco.evals.linear import linear
 from disco.evaluate import extract_features, topk_correct
 from disco.models import Encoder, feature_dim
 from disco.schedules import step_lr
-from harness.errors import UserError
 
 PERCENTS = (1, 10)
 
@@ -45,7 +43,7 @@ def labelled_subset(train: ImageSet | Dataset, percent: int, choice: SubsetChoic
         return subset, f"class-balanced {percent}% of {train.name} (seed {choice.subset_seed})"
     if hasattr(train, "samples"):
         return imagenet_fraction(train, percent, choice), f"SimCLR {percent}percent.txt"
-    raise UserError(
+    raise InputError(
         f"semi-supervised evaluation needs an embedded set or an ImageFolder-style train split, got {type(train).__name__}"
     )
 
@@ -151,8 +149,3 @@ def _finetune_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-
-
-for _percent in PERCENTS:
-    register(f"semi_linear_{_percent}pct")(partial(semi_linear, percent=_percent))
-    register(f"semi_finetune_{_percent}pct")(partial(semi_finetune, percent=_percent))

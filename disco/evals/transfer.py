@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from functools import partial
 from typing import Any, cast
 
 import torch
@@ -23,11 +22,10 @@ from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD, probe_test_transform
 from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.embedded import ImageSet, load_embedded, stratified_split
 from disco.data.sources import Splits
+from disco.errors import InputError
 from disco.eval_recipes import TransferRecipe, coerce_recipe
-from disco.evals import register
 from disco.evaluate import linear_probe
 from disco.models import Encoder, feature_dim
-from harness.errors import UserError
 
 TARGETS = ("cifar10", "cifar100", "digits")
 DIGITS_NATIVE_SIZE = 8
@@ -58,10 +56,10 @@ def transfer_sets(target: str, config: TransferRecipe) -> tuple[ImageSet | Datas
         train, test = stratified_split(digits, config.test_fraction, seed=0)
         return train, test, digits.num_classes
     if target not in TARGETS:
-        raise UserError(f"unknown transfer target '{target}'; valid: {', '.join(TARGETS)}")
+        raise InputError(f"unknown transfer target '{target}'; valid: {', '.join(TARGETS)}")
     root = config.root or os.environ.get("DISCO_CIFAR")
     if not root:
-        raise UserError(
+        raise InputError(
             f"transfer_{target} needs `root` in its recipe or DISCO_CIFAR: the directory holding torchvision's CIFAR folders (e.g. <root>/cifar-10-batches-py)"
         )
     from disco.data.real import cifar
@@ -96,7 +94,3 @@ def transfer(
         f"linear probe on frozen eval-mode backbone, {target} upsampled bicubic to {size} px (cifar_main_lincls.py)"
     )
     return {**metrics, "target": target, "protocol": protocol, "recipe": asdict(config)}
-
-
-for _target in TARGETS:
-    register(f"transfer_{_target}")(partial(transfer, target=_target))

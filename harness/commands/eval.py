@@ -9,16 +9,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from disco.damaged import remove_leftover_temps
+from disco.eval_recipes import recipe_problems
+from disco.evals import recipe_class
 from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
+from harness.stages import canonical_hash
 from harness.workspace import RUNS_DIR, Workspace, atomic_write_json
 
 
@@ -43,6 +47,13 @@ def file_sha256(path: Path) -> str:
 )
 @click.option("--evals", default="linear", show_default=True, help="Comma-separated evaluations.")
 @click.option("--profile", default="tiny", show_default=True, help="Which profile's data and recipes to use.")
+@click.option(
+    "--recipe",
+    "recipe_items",
+    multiple=True,
+    metavar="EVAL.FIELD=VALUE",
+    help="Override one field of an evaluation's recipe, e.g. knn.k=20 (repeatable; checked like benchmarks.yaml).",
+)
 @click.option("--smoke", is_flag=True, help="Synthetic data, a couple of steps.")
 @click.option("--device", default=None, help="Override the profile's device.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -55,6 +66,7 @@ def evaluate(
     arch: str | None,
     evals: str,
     profile: str,
+    recipe_items: tuple[str, ...],
     smoke: bool,
     device: str | None,
     seed: int,
@@ -70,6 +82,7 @@ def evaluate(
         raise UserError(f"checkpoint '{checkpoint_path}' not found; pass the path of a .pth/.pth.tar/.pt file")
     planner = Planner(load_benchmarks(benchmarks_file), profile, smoke=smoke, device=device)
     configs = [planner.eval_config(name.strip(), seed) for name in evals.split(",")]  # validates names first
+    override_recipes(configs, recipe_items)
     workspace = Workspace(Path("artifacts"), results_dir)
     encoder, report = load_encoder(checkpoint_path, arch, with_head=False, image_size=planner.profile.data.image_size)
     console = Console()
@@ -87,7 +100,7 @@ def evaluate(
         result = StageResult(
             stage=StageRef(name=name, kind="eval", key=checksum, profile=planner.label),
             config=config,
-            config_hash=hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest(),
+            config_hash=canonical_hash(config),
             inputs={"checkpoint": {"name": str(checkpoint_path), "key": checksum}},
             metrics=metrics | {"load_report": report.summary()},
             provenance=Provenance(
@@ -109,13 +122,37 @@ def evaluate(
     console.print(table)
 
 
+def override_recipes(configs: list[dict], items: tuple[str, ...]) -> None:
+    """Apply --recipe EVAL.FIELD=VALUE (VALUE read as YAML: 20, 0.1, true, [1, 2]) to the evaluations'
+    recipes, then check each recipe against its dataclass before any checkpoint is loaded."""
+    by_name = {config["evaluation"]: config for config in configs}
+    for item in items:
+        target, sep, value = item.partition("=")
+        evaluation, dot, name = target.strip().partition(".")
+        if not (sep and dot and name):
+            raise UserError(f"--recipe '{item}': expected EVAL.FIELD=VALUE, e.g. knn.k=20")
+        if evaluation not in by_name:
+            raise UserError(f"--recipe '{item}': '{evaluation}' is not among --evals ({', '.join(by_name)})")
+        try:
+            by_name[evaluation]["recipe"][name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(
+                f"--recipe '{item}': the value is not valid YAML; quote strings, e.g. {target}=text"
+            ) from None
+    for evaluation, config in by_name.items():
+        problems = recipe_problems(recipe_class(evaluation), config["recipe"])
+        if problems:
+            field, message = problems[0]
+            raise UserError(f"--recipe {evaluation}{f'.{field}' if field else ''}: {message}")
+
+
 def headline_cells(evaluation: str, metrics: dict) -> tuple[str, str, str]:
-    """The report's headline (the official best epoch for probes) and what the report shows beside it."""
-    from harness.report import BESIDE_METRICS, headline_metric
+    """The report's headline (the registry's: the official best epoch for probes) and what the report shows beside it."""
+    from harness.report import beside_metric, headline_metric
 
     metric = headline_metric(evaluation, [metrics])
     value = metrics.get(metric)
-    beside_name, beside_label = BESIDE_METRICS.get(metric, (None, ""))
+    beside_name, beside_label = beside_metric(evaluation, metric, [metrics]) or (None, "")
     beside = metrics.get(beside_name) if beside_name else None
     label = f"{metric} (best epoch)" if metric == "top1_best" else metric
     return (

@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.table import Table
 
 from disco.damaged import previous_path
+from disco.evals import EVALUATIONS
 from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
 from harness.config import Benchmarks, distill_methods, load_benchmarks
 from harness.matrix import CellPlan, Planner
-from harness.results import load_result
-from harness.stages import Stage, damaged_artifacts, topological
+from harness.stages import DAMAGED, DONE, Stage, topological
 from harness.workspace import Workspace, read_json
 
 CHECKPOINT = "checkpoint.pt"  # disco.train.CHECKPOINT_FILE, written after every epoch
@@ -67,16 +67,14 @@ def checkpoint_epoch(stage_dir: Path) -> int | None:
 
 
 def stage_state(stage: Stage, workspace: Workspace, read_epochs: bool = True) -> StageState:
-    result = load_result(workspace.result_path(stage.profile, stage.name))
-    if result is not None and result.stage.key == stage.key:
-        return StageState(
-            "damaged" if damaged_artifacts(result.artifacts, workspace) else "done", health=result.metrics.get("health")
-        )
+    stored = stage.stored(workspace)
+    if stored.state in (DONE, DAMAGED) and stored.result:
+        return StageState(stored.state, health=stored.result.metrics.get("health"))
     stage_dir = workspace.stage_dir(stage.name, stage.key)
     if (stage_dir / CHECKPOINT).exists() or previous_path(stage_dir / CHECKPOINT).exists():
         total = stage.config.get("recipe", {}).get("epochs")
         return StageState("partial", checkpoint_epoch(stage_dir) if read_epochs else None, total)
-    return StageState("stale" if result is not None else "pending")
+    return StageState(stored.state)
 
 
 def run_defaults() -> dict[str, Any]:
@@ -203,11 +201,21 @@ def members_tables(bench: Benchmarks, m: MatrixStages) -> list[Table]:
     return [teachers, students]
 
 
+def headline_label(evaluation: str) -> str:
+    """The registry's headline metric and its direction, e.g. `top1_best ↑`; what an unregistered name lacks."""
+    known = EVALUATIONS.get(evaluation)
+    if known is None:
+        return "not implemented"
+    return f"{known.metric} {'↑' if known.higher_is_better else '↓'}" + (
+        f" ({known.beside[0]} beside)" if known.beside else ""
+    )
+
+
 def protocol_tables(bench: Benchmarks, m: MatrixStages) -> list[Table]:
-    evaluations = new_table("evaluations", ("evaluation", "stages", "description"))
+    evaluations = new_table("evaluations", ("evaluation", "headline", "stages", "description"))
     for name, evaluation in bench.evaluations.items():
         stages = [stage for cell in m.every_eval.values() for (_, ev), stage in cell.evals.items() if ev == name]
-        evaluations.add_row(name, count_done(stages, m.states), evaluation.description)
+        evaluations.add_row(name, headline_label(name), count_done(stages, m.states), evaluation.description)
     methods = new_table("methods", ("method", "kind", "head", "stages", "description"))
     for name, method in bench.methods.items():
         stages = [

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from disco.errors import InputError
 from harness.cli import cli
 from harness.config import DEFAULT_FILE
 from harness.validate import validate_file
@@ -24,5 +25,5 @@ def validate(file: Path) -> None:
         click.echo(problem.render(file), err=True)
     if outcome.bench is None:
         click.echo(outcome.summary(file), err=True)
-        sys.exit(2)
+        sys.exit(InputError.exit_code)
     click.echo(outcome.summary(file))

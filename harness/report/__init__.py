@@ -14,10 +14,10 @@ files.py     the report's files and the post-run summary
 from harness.report.document import document
 from harness.report.files import print_cell_reports, write_report_files
 from harness.report.model import (
-    BESIDE_METRICS,
     DEFAULT_TOLERANCE,
     ROLES,
     ProfileReport,
+    beside_metric,
     build_report,
     headline_metric,
     planner_for_label,
@@ -40,7 +40,6 @@ from harness.report.verdicts import (
 __all__ = [
     "ABOVE",
     "BELOW",
-    "BESIDE_METRICS",
     "CONTRADICTED",
     "DEFAULT_TOLERANCE",
     "INCONCLUSIVE",
@@ -51,6 +50,7 @@ __all__ = [
     "SAME_DIRECTION",
     "UNHEALTHY",
     "ProfileReport",
+    "beside_metric",
     "build_report",
     "compare",
     "document",

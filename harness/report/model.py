@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from disco.evals import EVALUATIONS
 from disco.health import COLLAPSED
 from harness.config import Benchmarks, distill_methods
 from harness.matrix import CellPlan, Planner
@@ -29,8 +30,7 @@ from harness.report.verdicts import (
     gain_verdict,
     health_gate,
 )
-from harness.results import load_result
-from harness.stages import Stage
+from harness.stages import DONE, STALE, Stage
 from harness.workspace import Workspace
 
 # the default cell's rows in table order (the expected ordering, then the teacher); a cell with other
@@ -88,21 +88,8 @@ def primary_method(methods: list[str]) -> str:
 ABSOLUTE_PROFILE = "paper"
 DEFAULT_TOLERANCE = 1.0
 
-# The one number a column shows per evaluation; exact names first, then prefixes (semi_*, transfer_*).
-# Probes trained over epochs report the best epoch, as the official scripts do (main_lincls.py,
-# main_lincls_semi.py, cifar_main_lincls.py: best_acc1 = max(acc1, best_acc1)); detection: COCO-style
-# AP as detectron2 writes it (AP, AP50, AP75).
-HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
-    "linear": ("top1_best", "top1"),
-    "knn": ("top1",),
-    "semi_": ("top1_best", "top1"),
-    "transfer_": ("top1_best", "top1"),
-    "detection": ("AP", "AP50", "map", "ap"),
-    "detection_": ("AP", "AP50"),
-}
+# The headline of an evaluation the registry does not know (a result from another version)
 FALLBACK_METRICS = ("top1", "AP", "map", "ap", "accuracy")
-# shown beside the headline: (metric, column header)
-BESIDE_METRICS: dict[str, tuple[str, str]] = {"top1_best": ("top1", "last epoch"), "AP": ("AP50", "AP50")}
 BOOKKEEPING_METRICS = {"num_train", "num_test", "epochs"}
 
 
@@ -116,19 +103,20 @@ class Stored:
 
 
 def stored(workspace: Workspace | None, stage: Stage) -> Stored:
-    result = load_result(workspace.result_path(stage.profile, stage.name)) if workspace else None
-    if result is None:
+    """A stage's metrics where its result has its key: a damaged checkpoint does not change the
+    numbers measured on it (committed results come without their checkpoints)."""
+    found = stage.stored(workspace) if workspace else None
+    if found is None or found.result is None:
         return Stored(PENDING)
-    if result.stage.key != stage.key:
-        return Stored("stale")
-    return Stored("done", result.metrics)
+    if found.state == STALE:
+        return Stored(STALE)
+    return Stored(DONE, found.result.metrics)
 
 
 def headline_metric(evaluation: str, metrics: list[dict[str, Any]]) -> str:
-    preferred = HEADLINE_METRICS.get(evaluation) or next(
-        (names for prefix, names in HEADLINE_METRICS.items() if prefix.endswith("_") and evaluation.startswith(prefix)),
-        (),
-    )
+    """The registry's headline metric of `evaluation` (disco/evals/__init__.py), the first of its
+    names these results hold; for an evaluation the registry does not know, a common one."""
+    preferred = EVALUATIONS[evaluation].headline if evaluation in EVALUATIONS else ()
     candidates = [*preferred, *FALLBACK_METRICS]
     for name in candidates:
         if any(is_value(m.get(name)) for m in metrics):
@@ -138,6 +126,14 @@ def headline_metric(evaluation: str, metrics: list[dict[str, Any]]) -> str:
             if is_value(value) and name not in BOOKKEEPING_METRICS:
                 return name
     return candidates[0]
+
+
+def beside_metric(evaluation: str, metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(metric, column header) the registry shows beside the headline, when it is the registry's first
+    choice and these results hold the beside metric."""
+    known = EVALUATIONS.get(evaluation)
+    beside = known.beside if known and metric == known.metric else None
+    return beside if beside and any(is_value(m.get(beside[0])) for m in metrics) else None
 
 
 def is_value(value: Any) -> bool:
@@ -297,7 +293,7 @@ def evaluation_report(
     # this run's metrics name the headline; the reference run's only when this run has none yet
     metrics = current or [run.metrics for role_runs in found.reference.values() for run in role_runs]
     metric = headline_metric(evaluation, metrics)
-    beside = beside_metric(metric, metrics)
+    beside = beside_metric(evaluation, metric, metrics)
     rows = {
         role: Row(
             role,
@@ -319,7 +315,10 @@ def evaluation_report(
             reference=gain_stat(found.reference[method], found.reference["baseline"], metric),
         )
     primary = primary_method(methods)
-    verdict, note = (absolute_verdicts if absolute else direction_verdicts)(rows, tolerance, primary)
+    higher = EVALUATIONS[evaluation].higher_is_better if evaluation in EVALUATIONS else True
+    verdict, note = (
+        absolute_verdicts(rows, tolerance, primary) if absolute else direction_verdicts(rows, primary, higher)
+    )
     verdict, note = health_gate(verdict, note, collapsed)
     for row in rows.values():
         if row.status == NOT_AVAILABLE:
@@ -331,14 +330,9 @@ def evaluation_report(
         verdict,
         note,
         beside,
-        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows)),
+        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows), higher),
         primary,
     )
-
-
-def beside_metric(metric: str, metrics: list[dict[str, Any]]) -> tuple[str, str] | None:
-    beside = BESIDE_METRICS.get(metric)
-    return beside if beside and any(is_value(m.get(beside[0])) for m in metrics) else None
 
 
 def seed_noise(rows: dict[str, Row]) -> float | None:
@@ -374,18 +368,21 @@ def absolute_verdicts(rows: dict[str, Row], tolerance: float, primary: str = "di
     return NOT_AVAILABLE, f"the paper gives neither a {name} number nor a gain for this cell"
 
 
-def direction_verdicts(rows: dict[str, Row], tolerance: float, primary: str = "disco") -> tuple[str, str]:
+def direction_verdicts(rows: dict[str, Row], primary: str = "disco", higher_is_better: bool = True) -> tuple[str, str]:
     """The paper's ordering row by row (random-init < baseline < each method's student); the cell's
     verdict is the primary method's (DisCo's) gain."""
     rows["random_init"].verdict = CONTROL if rows["random_init"].stat else PENDING
     rows["teacher"].verdict = CONTEXT if rows["teacher"].stat else PENDING
-    rows["baseline"].verdict = above(rows["random_init"].stat, rows["baseline"].stat, ABOVE_CONTROL, NOT_ABOVE_CONTROL)
+    baseline = rows["baseline"].stat
+    rows["baseline"].verdict = above(
+        rows["random_init"].stat, baseline, ABOVE_CONTROL, NOT_ABOVE_CONTROL, higher_is_better
+    )
     notes = {}
     for role, row in rows.items():
         if is_gain(role):
-            row.verdict, notes[role] = gain_verdict(row.stat)
+            row.verdict, notes[role] = gain_verdict(row.stat, higher_is_better)
         elif role not in ("random_init", "baseline", "teacher"):
-            row.verdict = above(rows["baseline"].stat, row.stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE)
+            row.verdict = above(baseline, row.stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE, higher_is_better)
     return rows[gain_role(primary)].verdict, notes[gain_role(primary)]
 
 
@@ -395,10 +392,10 @@ def direction_verdicts(rows: dict[str, Row], tolerance: float, primary: str = "d
 def stage_health(role: str, stage: Stage, workspace: Workspace) -> StageHealth:
     if stage.kind not in ("pretrain", "distill"):
         return StageHealth(role, stage.name, NOT_AVAILABLE)
-    result = load_result(workspace.result_path(stage.profile, stage.name))
-    if result is None or result.stage.key != stage.key:
-        return StageHealth(role, stage.name, PENDING if result is None else "stale")
-    metrics = result.metrics
+    found = stage.stored(workspace)
+    if found.result is None or found.state == STALE:
+        return StageHealth(role, stage.name, found.state)
+    metrics = found.result.metrics
     return StageHealth(
         role, stage.name, str(metrics.get("health", "unknown")), metrics, tuple(metrics.get("health_reasons") or ())
     )

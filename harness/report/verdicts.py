@@ -43,29 +43,34 @@ def compare(measured: float, reference: float, tolerance: float) -> str:
     return REPRODUCED if abs(delta) <= tolerance else (BELOW if delta < 0 else ABOVE)
 
 
-def gain_verdict(gain: Stat | None) -> tuple[str, str]:
-    """The direction verdict of a paired DisCo - baseline gain, and why."""
+def gain_verdict(gain: Stat | None, higher_is_better: bool = True) -> tuple[str, str]:
+    """The direction verdict of a paired DisCo - baseline gain, and why; for a lower-is-better
+    metric (the evaluation registry says which) DisCo improves on the baseline with a negative gain."""
     if gain is None:
         return PENDING, "DisCo and the baseline are not both stored yet"
+    sign = 1 if higher_is_better else -1
     if gain.n == 1:
-        verdict = SAME_DIRECTION if gain.mean > 0 else OPPOSITE_DIRECTION
+        verdict = SAME_DIRECTION if sign * gain.mean > 0 else OPPOSITE_DIRECTION
         return (
             verdict,
             f"one seed: gain {gain.mean:+.1f}; a single seed shows a direction, not a reproduction (run --seeds 3)",
         )
     low, high = gain.ci95 or (gain.mean, gain.mean)  # n >= 2: an interval exists
     interval = f"gain {gain.mean:+.1f}, 95% CI [{low:+.1f}, {high:+.1f}] over {gain.n} seeds"
-    if low > 0:
+    better, worse = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
+    if better:
         return REPRODUCED, f"{interval} excludes 0: DisCo beats the MoCo-v2 baseline, as in the paper"
-    if high < 0:
+    if worse:
         return CONTRADICTED, f"{interval} excludes 0 on the other side: the baseline beats DisCo here"
     return INCONCLUSIVE, f"{interval} includes 0: the seeds do not separate DisCo from the baseline"
 
 
-def above(lower: Stat | None, upper: Stat | None, yes: str, no: str) -> str:
+def above(lower: Stat | None, upper: Stat | None, yes: str, no: str, higher_is_better: bool = True) -> str:
+    """`yes` when `upper` does better than `lower` (a higher mean, or a lower one for a lower-is-better metric)."""
     if lower is None or upper is None:
         return PENDING
-    return yes if upper.mean > lower.mean else no
+    better = upper.mean > lower.mean if higher_is_better else upper.mean < lower.mean
+    return yes if better else no
 
 
 def health_gate(verdict: str, note: str, collapsed: list[str]) -> tuple[str, str]:
@@ -78,15 +83,19 @@ def health_gate(verdict: str, note: str, collapsed: list[str]) -> tuple[str, str
     )
 
 
-def discrimination(teacher: Stat | None, control: Stat | None, noise: float | None) -> str:
+def discrimination(
+    teacher: Stat | None, control: Stat | None, noise: float | None, higher_is_better: bool = True
+) -> str:
     """Whether an evaluation separates a trained encoder (the teacher) from the random-initialised
     control by more than the seed noise (twice the largest seed standard deviation of the rows)."""
     if teacher is None or control is None:
         return "discrimination: pending (the teacher and the random-init control are not both stored)"
     separation = teacher.mean - control.mean
+    gap = separation if higher_is_better else -separation  # how much better the teacher does
+    shown = f"{separation:+.1f}" if higher_is_better else f"{separation:+.1f} (lower is better: {gap:+.1f} better)"
     if noise is None:
-        state = "separates" if separation > 0 else "does NOT separate"
-        return f"discrimination: teacher - random-init = {separation:+.1f}; it {state} them, seed noise not measured (one seed)"
-    if separation > 2 * noise:
-        return f"discrimination: teacher - random-init = {separation:+.1f} > 2 x seed sd {noise:.2f}: this evaluation separates a trained encoder from the control"
-    return f"discrimination: teacher - random-init = {separation:+.1f} <= 2 x seed sd {noise:.2f}: this evaluation does NOT separate a trained encoder from the control here"
+        state = "separates" if gap > 0 else "does NOT separate"
+        return f"discrimination: teacher - random-init = {shown}; it {state} them, seed noise not measured (one seed)"
+    if gap > 2 * noise:
+        return f"discrimination: teacher - random-init = {shown} > 2 x seed sd {noise:.2f}: this evaluation separates a trained encoder from the control"
+    return f"discrimination: teacher - random-init = {shown} <= 2 x seed sd {noise:.2f}: this evaluation does NOT separate a trained encoder from the control here"

@@ -22,7 +22,6 @@ from disco.checkpoints import (
     queue_from_checkpoint,
 )
 from disco.models import build_encoder
-from harness.errors import UserError
 
 torch.set_num_threads(2)
 QUEUE = 65536
@@ -329,8 +328,8 @@ def test_inspect_reports_format_arch_and_head() -> None:
 
 
 def one_line_error(excinfo: pytest.ExceptionInfo[CheckpointError]) -> str:
-    message = excinfo.value.format_message()
-    assert isinstance(excinfo.value, UserError) and "\n" not in message
+    message = excinfo.value.args[0]
+    assert isinstance(excinfo.value, CheckpointError) and excinfo.value.exit_code == 5 and "\n" not in message
     return message
 
 
@@ -383,7 +382,7 @@ def test_an_extra_tensor_fails(extra_key: str) -> None:
     ckpt["state_dict"][extra_key] = torch.zeros(3)
     with pytest.raises(CheckpointMismatch) as excinfo:
         load_encoder(ckpt, "r18", with_head=False)
-    assert "1 unexpected" in one_line_error(excinfo) and extra_key.split(".", 2)[-1] in excinfo.value.format_message()
+    assert "1 unexpected" in one_line_error(excinfo) and extra_key.split(".", 2)[-1] in excinfo.value.args[0]
 
 
 def test_asking_for_a_head_the_checkpoint_lacks_fails() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from disco.data.dali import DaliTwoViews, DaliUnavailable
-from harness.errors import UserError
+from disco.errors import BackendUnavailable
 
 try:
     import nvidia.dali  # noqa: F401
@@ -26,8 +26,8 @@ def test_without_dali_the_loader_is_one_line_saying_how_to_fix_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # as if not installed
     with pytest.raises(DaliUnavailable) as caught:
         DaliTwoViews([("a.jpg", 0)], image_size=32, batch_size=1, seed=0)
-    message = caught.value.format_message()
-    assert isinstance(caught.value, UserError) and "\n" not in message
+    message = caught.value.args[0]
+    assert isinstance(caught.value, BackendUnavailable) and "\n" not in message
     assert "pip install nvidia-dali-cuda120" in message and "data.loader: torch" in message
 
 

@@ -22,7 +22,7 @@ from disco.data.real import (
     subset_filenames,
     voc_layout,
 )
-from harness.errors import UserError
+from disco.errors import DataUnavailable
 
 SHARED_SUBSETS = Path("/work/shared/data/imagenet_subsets")
 needs_shared_lists = pytest.mark.skipif(
@@ -47,8 +47,8 @@ def imagenet_root(tmp_path: Path) -> Path:
 
 
 def message_of(excinfo: pytest.ExceptionInfo[DatasetError]) -> str:
-    message = excinfo.value.format_message()
-    assert isinstance(excinfo.value, UserError) and "\n" not in message
+    message = excinfo.value.args[0]
+    assert isinstance(excinfo.value, DataUnavailable) and "\n" not in message
     return message
 
 

@@ -33,7 +33,7 @@ from disco.detection.detectron2_backend import (
     unused_checkpoint_keys,
     voc_c4_config,
 )
-from harness.errors import UserError
+from disco.errors import BackendUnavailable, CheckpointError, InputError
 
 DISCO_VOC_MIN_SIZE_TRAIN = (400, 480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
 
@@ -163,9 +163,9 @@ def test_coco_config_is_mocos_mask_rcnn_c4_2x() -> None:
 
 def test_depth_options() -> None:
     assert "RES2_OUT_CHANNELS" not in voc_c4_config(50)["MODEL"]["RESNETS"]
-    with pytest.raises(UserError, match="depth must be one of"):
+    with pytest.raises(InputError, match="depth must be one of"):
         voc_c4_config(26)
-    with pytest.raises(UserError, match="'disco' or 'moco'"):
+    with pytest.raises(InputError, match="'disco' or 'moco'"):
         coco_c4_config(18, base="mmdet")
 
 
@@ -241,9 +241,9 @@ def test_convert_rejects_non_resnets_and_mismatched_checkpoints(tmp_path: Path) 
         "arch": "efficientb0",
         "state_dict": {f"module.encoder_q.{key}": value for key, value in effnet.state_dict().items()},
     }
-    with pytest.raises(UserError, match="needs a ResNet"):
+    with pytest.raises(InputError, match="needs a ResNet"):
         convert_checkpoint(ckpt, tmp_path / "effb0.pkl")
-    with pytest.raises(UserError, match="trained as 'resnet18'"):
+    with pytest.raises(CheckpointError, match="trained as 'resnet18'"):
         convert_checkpoint(disco_r18_checkpoint(), tmp_path / "r34.pkl", arch="r34")
     assert not (tmp_path / "effb0.pkl").exists() and not (tmp_path / "r34.pkl").exists()
 
@@ -329,11 +329,11 @@ def test_c4_shapes_follow_detectron2s_channel_rules() -> None:
 
 def test_run_checks_weights_gpus_and_datasets_before_detectron2(tmp_path: Path) -> None:
     config = voc_c4_config(34)
-    with pytest.raises(UserError, match="weights not found"):
+    with pytest.raises(InputError, match="weights not found"):
         run_detectron2(config, tmp_path / "absent.pkl", tmp_path / "out")
     weights = tmp_path / "r34.pkl"
     weights.write_bytes(pickle.dumps({"model": {}}))
-    with pytest.raises(UserError, match="IMS_PER_BATCH 32 must split evenly over 3 GPUs"):
+    with pytest.raises(InputError, match="IMS_PER_BATCH 32 must split evenly over 3 GPUs"):
         run_detectron2(config, weights, tmp_path / "out", num_gpus=3)
     with pytest.raises(DatasetError, match="VOC2007/Annotations is missing"):
         run_detectron2(config, weights, tmp_path / "out", datasets_root=tmp_path / "datasets")
@@ -346,7 +346,7 @@ def test_run_checks_weights_gpus_and_datasets_before_detectron2(tmp_path: Path) 
 def test_run_without_detectron2_points_to_the_cuda_image(tmp_path: Path) -> None:
     weights = tmp_path / "r34.pkl"
     weights.write_bytes(pickle.dumps({"model": {}}))
-    with pytest.raises(UserError, match="CUDA image built by `disco-bench build`"):
+    with pytest.raises(BackendUnavailable, match="CUDA image built by `disco-bench build`"):
         run_detectron2(voc_c4_config(34), weights, tmp_path / "out")
 
 

@@ -9,13 +9,12 @@ from torch.nn import functional as F
 
 from disco.data.embedded import load_embedded, stratified_split
 from disco.data.sources import Splits
-from disco.errors import InputError
+from disco.errors import DataUnavailable, InputError
 from disco.eval_recipes import KnnRecipe, ProbeRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
 from disco.evals import EVALUATIONS, get_evaluation
 from disco.evals.knn import knn_votes
 from disco.evals.semi import labelled_subset
 from disco.models import Encoder, build_encoder
-from harness.errors import UserError
 
 CPU = torch.device("cpu")
 
@@ -69,6 +68,12 @@ def test_all_evaluations_are_registered():
         | {f"transfer_{t}" for t in ("cifar10", "cifar100", "digits")}
     )
     assert expected <= set(EVALUATIONS)
+    assert all(callable(get_evaluation(name)) for name in EVALUATIONS)  # every entry names a function that exists
+
+
+def test_an_unknown_evaluation_is_bad_input_naming_the_valid_ones():
+    with pytest.raises(InputError, match="unknown evaluation 'knnn' \\(did you mean 'knn'\\?\\).*linear"):
+        get_evaluation("knnn")
 
 
 def test_coerce_recipe_takes_mappings_and_rejects_the_wrong_recipe():
@@ -143,7 +148,7 @@ def test_semi_imagenet_subset_follows_the_simclr_list(tmp_path: Path):
     assert (
         len(labelled_subset(train, 1, SubsetChoice(subset_list=str(list_file), faithful_header_bug=True))[0]) == 12810
     )
-    with pytest.raises(UserError, match="holds 12801 of the 12811"):
+    with pytest.raises(DataUnavailable, match="holds 12801 of the 12811"):
         labelled_subset(_FakeImageFolder(listed[10:]), 1, SubsetChoice(subset_list=str(list_file)))
 
 
@@ -192,9 +197,9 @@ def test_transfer_digits_structured_features_beat_image_blind_ones(small_splits)
 
 def test_transfer_cifar_needs_a_root(small_splits, tmp_path, monkeypatch):
     monkeypatch.delenv("DISCO_CIFAR", raising=False)
-    with pytest.raises(UserError, match="needs `root`"):
+    with pytest.raises(InputError, match="needs `root`"):
         get_evaluation("transfer_cifar10")(Encoder(PixelBackbone(), None), small_splits, {}, CPU)
-    with pytest.raises(UserError, match="cifar-100-python"):
+    with pytest.raises(DataUnavailable, match="cifar-100-python"):
         get_evaluation("transfer_cifar100")(Encoder(PixelBackbone(), None), small_splits, {"root": str(tmp_path)}, CPU)
 
 
@@ -243,7 +248,7 @@ def test_detection_voc_and_coco_are_detectron2_on_their_benchmark(small_splits, 
         seen[2]["MODEL"]["PIXEL_STD"] == [58.395, 57.12, 57.375]
         and seen[2]["MODEL"]["RESNETS"]["STRIDE_IN_1X1"] is False
     )
-    with pytest.raises(UserError, match="detection_voc runs detectron2 on VOC"):
+    with pytest.raises(InputError, match="detection_voc runs detectron2 on VOC"):
         get_evaluation("detection_voc")(build_encoder("r18", "mocov2"), small_splits, {"benchmark": "coco"}, CPU)
 
 
@@ -287,7 +292,7 @@ def test_detection_rejects_bad_recipes(small_splits):
         )
     with pytest.raises(InputError, match="positive counts.*iterations=0"):
         detection(Encoder(PixelBackbone(), None), small_splits, {"iterations": 0}, CPU)
-    with pytest.raises(UserError, match="needs a ResNet student"):
+    with pytest.raises(InputError, match="needs a ResNet student"):
         detection(build_encoder("effb0", "none"), small_splits, {"backend": "detectron2"}, CPU)
 
 

@@ -3,9 +3,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
+from disco.errors import BackendUnavailable, CheckpointError, DataUnavailable, InputError
+from harness.cli import cli
+from harness.errors import StageFailed, UserError
 from tests.conftest import REPO, disco_bench, run_cli
 
 
@@ -56,7 +60,7 @@ def test_missing_matrix_file_is_a_clear_error(tmp_path, workspace_args):
     assert_one_line_error(proc, "nope.yaml", "not found")
 
 
-# ---------------------------------------------------------------- every class of bad input: one line, exit 2
+# ---------------------------------------------------------------- every class of bad input: one line, its exit code
 
 BENCHMARKS = REPO / "benchmarks.yaml"
 
@@ -92,6 +96,13 @@ def spec_file(tmp: Path, **changes) -> str:
     path = tmp / "spec.json"
     path.write_text(json.dumps(spec | changes))
     return str(path)
+
+
+def eval_spec(tmp: Path, evaluation: str, recipe: dict) -> str:
+    base = json.loads(Path(spec_file(tmp)).read_text())
+    config = {"evaluation": evaluation, "data": base["config"]["data"], "recipe": recipe, "seed": 0}
+    encoder = {"name": "init-random-effb0", "key": "e" * 64, "stage_dir": "stages/e"}
+    return spec_file(tmp, name="eval-x", kind="eval", config=config, inputs={"encoder": encoder})
 
 
 def set_recipe_queue(tmp: Path) -> str:
@@ -146,6 +157,87 @@ BAD_INPUTS = {  # id -> (arguments given the scratch dir, fragments of the one e
         lambda t: ["run-stage", set_recipe_queue(t)],
         ["stage pretrain-x", "queue_size 100 must be a multiple of batch_size 8"],
     ),
+    "run-stage-knn-negative-k": (
+        lambda t: ["run-stage", eval_spec(t, "knn", {"k": -5})],
+        ["spec.json", "config.recipe.k", "k >= 1"],
+    ),
+    "run-stage-knn-unknown-field": (
+        lambda t: ["run-stage", eval_spec(t, "knn", {"kk": 200})],
+        ["spec.json", "config.recipe.kk", "did you mean 'k'"],
+    ),
+    "run-stage-semi-finetune-eval-every-0": (
+        lambda t: ["run-stage", eval_spec(t, "semi_finetune_1pct", {"eval_every": 0})],
+        ["spec.json", "config.recipe.eval_every", "eval_every >= 1"],
+    ),
+    "run-stage-detection-bad-backend": (
+        lambda t: ["run-stage", eval_spec(t, "detection", {"backend": "mmdet"})],
+        ["spec.json", "config.recipe.backend", "torchvision, detectron2"],
+    ),
+    "run-stage-unknown-evaluation": (
+        lambda t: ["run-stage", eval_spec(t, "knnn", {})],
+        ["spec.json", "config.evaluation", "unknown evaluation 'knnn'"],
+    ),
+    "run-stage-eval-without-encoder": (
+        lambda t: [
+            "run-stage",
+            spec_file(t, **{**json.loads(Path(eval_spec(t, "knn", {})).read_text()), "inputs": {}}),
+        ],
+        ["spec.json", "inputs.encoder"],
+    ),
+    "eval-knn-negative-k": (
+        lambda t: [
+            "eval",
+            "--checkpoint",
+            str(touch(t / "any.pt", b"")),
+            "--evals",
+            "knn",
+            "--benchmarks",
+            broken_benchmarks(t, lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(k=-5)),
+        ],
+        ["profiles.tiny.eval_recipes.knn.k", "k >= 1"],
+    ),
+    "eval-semi-finetune-eval-every-0": (
+        lambda t: [
+            "eval",
+            "--checkpoint",
+            str(touch(t / "any.pt", b"")),
+            "--evals",
+            "semi_finetune_1pct",
+            "--benchmarks",
+            broken_benchmarks(
+                t, lambda d: d["profiles"]["tiny"]["eval_recipes"]["semi_finetune_1pct"].update(eval_every=0)
+            ),
+        ],
+        ["profiles.tiny.eval_recipes.semi_finetune_1pct.eval_every", "eval_every >= 1"],
+    ),
+    "eval-recipe-knn-negative-k": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--evals", "knn", "--recipe", "knn.k=-5"],
+        ["--recipe knn.k", "k >= 1"],
+    ),
+    "eval-recipe-knn-unknown-field": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--evals", "knn", "--recipe", "knn.kk=200"],
+        ["--recipe knn.kk", "did you mean 'k'"],
+    ),
+    "eval-recipe-semi-finetune-eval-every-0": (
+        lambda t: [
+            "eval",
+            "--checkpoint",
+            str(touch(t / "any.pt", b"")),
+            "--evals",
+            "semi_finetune_1pct",
+            "--recipe",
+            "semi_finetune_1pct.eval_every=0",
+        ],
+        ["--recipe semi_finetune_1pct.eval_every", "eval_every >= 1"],
+    ),
+    "eval-recipe-not-among-evals": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--evals", "linear", "--recipe", "knn.k=5"],
+        ["--recipe 'knn.k=5'", "not among --evals (linear)"],
+    ),
+    "eval-recipe-malformed": (
+        lambda t: ["eval", "--checkpoint", str(touch(t / "any.pt", b"")), "--recipe", "k=5"],
+        ["--recipe 'k=5'", "EVAL.FIELD=VALUE"],
+    ),
     "perf-bogus-device": (lambda t: ["perf", "--device", "bogus"], ["device 'bogus' is not a device", "cuda:N"]),
     "run-bogus-device": (lambda t: ["run", "--device", "bogus", "--dry-run"], ["--device 'bogus' is not a device"]),
     "seeds-beyond-the-bound": (
@@ -164,8 +256,13 @@ def touch(path: Path, content: bytes) -> Path:
     return path
 
 
+EXIT_CODES = {"eval-empty-checkpoint": CheckpointError.exit_code, "eval-text-checkpoint": CheckpointError.exit_code}
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_every_class_of_bad_input_is_one_line_exit_2_and_touches_no_result(case, tmp_path, monkeypatch, capsys):
+def test_every_class_of_bad_input_is_one_line_with_its_exit_code_and_touches_no_result(
+    case, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(REPO)
     results, artifacts = tmp_path / "results", tmp_path / "artifacts"
     kept = results / "tiny" / "stages" / "kept.json"
@@ -176,7 +273,8 @@ def test_every_class_of_bad_input_is_one_line_exit_2_and_touches_no_result(case,
     where = ["--results", str(results)] + (["--artifacts", str(artifacts)] if args[0] in ("run", "run-stage") else [])
     code, out, err = run_cli(monkeypatch, capsys, *args, *([] if args[0] == "perf" else where))
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    assert code == EXIT_CODES.get(case, InputError.exit_code), err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     assert all(fragment in lines[0] for fragment in fragments), lines[0]
     assert kept.read_text() == '{"a result": "already on disk"}' and [p.name for p in kept.parent.iterdir()] == [
         "kept.json"
@@ -214,10 +312,53 @@ print("heavy:", sorted(name for name in ("torch", "timm", "torchvision") if name
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["validate"], ["list"]])
-def test_help_validate_and_list_do_not_import_torch(args, workspace_args):
-    extra = workspace_args if args == ["list"] else []
+@pytest.mark.parametrize(
+    "args", [["--help"], ["run", "--help"], ["eval", "--help"], ["validate"], ["list"], ["status"]]
+)
+def test_help_validate_list_and_status_do_not_import_torch(args, workspace_args):
+    extra = workspace_args if args[0] in ("list", "status") else []
     proc = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE, *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert proc.stdout.strip().splitlines()[-1] == "heavy: []", proc.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- one exit code per error class
+
+EXIT_CODE_TABLE = [  # harness/errors.py and the README's table
+    (InputError, 2),
+    (UserError, 2),
+    (StageFailed, 3),
+    (DataUnavailable, 4),
+    (CheckpointError, 5),
+    (BackendUnavailable, 6),
+    (RuntimeError, 1),
+]
+
+
+@pytest.mark.parametrize(("error", "code"), EXIT_CODE_TABLE, ids=[error.__name__ for error, _ in EXIT_CODE_TABLE])
+def test_each_error_class_has_its_own_exit_code_and_one_line(error, code, monkeypatch, capsys):
+    @click.command("boom")
+    def boom() -> None:
+        raise error("what went wrong, where, how to fix it")
+
+    monkeypatch.setitem(cli.commands, "boom", boom)
+    exit_code, _, err = run_cli(monkeypatch, capsys, "boom")
+    prefix = "internal error: RuntimeError: " if code == 1 else "error: "
+    lines = err.strip().splitlines()
+    assert exit_code == code and len(lines) == 1 and lines[0].startswith(f"{prefix}what went wrong, where"), err
+
+
+def test_an_error_inside_a_stage_keeps_its_class_and_names_the_stage():
+    located = DataUnavailable("ImageNet train split not found").within("stage pretrain-x")
+    assert isinstance(located, DataUnavailable) and str(located) == "stage pretrain-x: ImageNet train split not found"
+
+
+def test_the_evaluation_registry_and_the_error_classes_do_not_import_torch():
+    probe = (
+        "import sys, disco.evals, disco.errors, disco.eval_recipes; "
+        "[disco.evals.evaluation(name).smoke for name in disco.evals.EVALUATIONS]; "
+        "print(sorted(name for name in ('torch', 'timm', 'torchvision') if name in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stderr[-2000:]

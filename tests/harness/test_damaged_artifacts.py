@@ -120,3 +120,15 @@ def test_temp_files_of_killed_writes_are_gone_after_the_rerun(workspace):
     other.write_bytes(b"")
     run(stage, workspace)
     assert not any(path.exists() for path in leftovers) and other.exists()
+
+
+def test_an_unreadable_input_checkpoint_is_a_checkpoint_error_and_is_moved_aside(tmp_path):
+    from disco.damaged import SUFFIX
+    from disco.errors import CheckpointError
+    from harness.stage_tasks import load_encoder_artifact
+
+    (tmp_path / "final.pt").write_bytes(b"torn")
+    with pytest.raises(CheckpointError, match="moved aside; run again") as caught:
+        load_encoder_artifact(tmp_path)
+    assert caught.value.exit_code == 5 and not (tmp_path / "final.pt").exists()
+    assert (tmp_path / ("final.pt" + SUFFIX)).exists()

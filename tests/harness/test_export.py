@@ -13,6 +13,7 @@ from harness.config import load_benchmarks
 from harness.matrix import Planner
 from harness.runner import run_stage_from_spec
 from harness.stage_tasks import evaluate_encoder, load_encoder_artifact
+from harness.stages import canonical_hash
 from harness.workspace import Workspace
 from tests.conftest import run_cli
 from tests.disco.test_detectron2_backend import official_conversion
@@ -112,6 +113,7 @@ def test_eval_checkpoint_of_the_export_gives_the_encoders_own_metrics(finished, 
     original, _ = load_encoder_artifact(workspace.stage_dir(stage.name, stage.key))
     expected = evaluate_encoder(original, planner.eval_config("knn", 0), planner.runtime, torch.device("cpu"))
     assert {k: stored["metrics"][k] for k in ("top1", "top5")} == {k: expected[k] for k in ("top1", "top5")}
+    assert stored["config_hash"] == canonical_hash(stored["config"])  # the stage keys' hash
 
 
 def test_export_errors_are_one_line(finished, tmp_path, monkeypatch, capsys):
@@ -124,3 +126,15 @@ def test_export_errors_are_one_line(finished, tmp_path, monkeypatch, capsys):
         monkeypatch, capsys, "export", stages["effb0"].name, "--format", "onnx", "--results", str(workspace.results)
     )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "onnx" in err
+
+
+def test_eval_recipe_overrides_are_typed_and_reach_only_their_evaluation():
+    from harness.commands.eval import override_recipes
+
+    planner = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny")
+    configs = [planner.eval_config(name, 0) for name in ("linear", "knn")]
+    linear_before = dict(configs[0]["recipe"])
+    override_recipes(configs, ("knn.k=3", "knn.temperature=0.5"))
+    assert (configs[1]["recipe"]["k"], configs[1]["recipe"]["temperature"]) == (3, 0.5)
+    assert configs[0]["recipe"] == linear_before
+    assert planner.eval_config("knn", 0)["recipe"]["k"] != 3  # the profile's recipe is untouched

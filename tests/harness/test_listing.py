@@ -76,6 +76,8 @@ def test_list_shows_the_matrix_with_stage_counts(planner, workspace, monkeypatch
     assert "done" in rows["r50"]  # the teacher's pretraining stage
     for section in ("teachers", "students", "evaluations", "methods"):
         assert section in out
+    assert "top1_best ↑ (top1 beside)" in rows["linear"] and "top1 ↑" in rows["knn"]  # the evaluation registry's
+    assert "AP ↑ (AP50 beside)" in rows["detection"]
 
 
 def test_status_shows_done_partial_pending_and_slurm_states(planner, workspace, monkeypatch, capsys):

@@ -3,6 +3,7 @@
 import json
 
 from harness.config import load_benchmarks
+from harness.stages import canonical_hash
 from tests.conftest import REPO, disco_bench
 
 EVALUATIONS = load_benchmarks(REPO / "benchmarks.yaml").profiles["tiny"].evals
@@ -16,7 +17,7 @@ def test_tiny_smoke_pipeline_runs_every_stage_writes_provenance_and_reuses_on_re
     assert {kind: kinds.count(kind) for kind in STAGE_KINDS} == STAGE_KINDS
     for payload in payloads:
         provenance = payload["provenance"]
-        assert payload["status"] == "done" and len(payload["config_hash"]) == 64
+        assert payload["status"] == "done" and payload["config_hash"] == canonical_hash(payload["config"])
         assert provenance["packages"]["torch"] and provenance["hardware"]["cpu_count"] >= 1
         assert provenance["wall_time_s"] >= 0 and "commit" in provenance["git"]
         assert provenance["seed"] == payload["config"]["seed"]

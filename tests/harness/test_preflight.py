@@ -65,7 +65,7 @@ def test_the_paper_profile_plans_every_evaluation_of_the_paper():
 
 def test_missing_datasets_are_one_line_per_evaluation_before_anything_runs(bare_env, monkeypatch, capsys):
     code, out, err = dry_run(monkeypatch, capsys, bare_env, "--pair", "r50-r18")
-    assert code == 2 and "Traceback" not in err
+    assert code == 4 and "Traceback" not in err  # DataUnavailable's exit code
     found = errors(err)
     assert list(found) == ["training", *PAPER_EVALS]
     assert all(
@@ -83,7 +83,7 @@ def test_evals_still_select_and_only_their_data_is_checked(bare_env, monkeypatch
         write_jpeg(imagenet / split / "n01440764" / "n01440764_1.JPEG", 10)
     monkeypatch.setenv("DISCO_IMAGENET", str(imagenet))
     code, _, err = dry_run(monkeypatch, capsys, bare_env, "--pair", "r50-effb0", "--evals", "linear,transfer_cifar10")
-    assert code == 2 and list(errors(err)) == ["transfer_cifar10"]
+    assert code == 4 and list(errors(err)) == ["transfer_cifar10"]
     (bare_env / "cifar" / "cifar-10-batches-py").mkdir(parents=True)
     monkeypatch.setenv("DISCO_CIFAR", str(bare_env / "cifar"))
     code, out, err = dry_run(monkeypatch, capsys, bare_env, "--pair", "r50-effb0", "--evals", "linear,transfer_cifar10")

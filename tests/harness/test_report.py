@@ -3,6 +3,7 @@ against hand-computed numbers, verdicts, and the markdown/CSV/HTML/PNG files."""
 
 import csv
 import io
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from harness.report import (
     REPRODUCED,
     SAME_DIRECTION,
     UNHEALTHY,
+    beside_metric,
     build_report,
     compare,
     document,
@@ -543,3 +545,91 @@ def test_stored_results_of_another_method_bring_its_rows_into_the_profile_report
     assert list(next(c for c in cells if c.pair == "r50-effb0").methods) == ["disco", "seed"]
     ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
     assert ev.rows["seed"].stat.mean == 58.0
+
+
+def test_headline_and_beside_metrics_come_from_the_evaluation_registry(monkeypatch):
+    import dataclasses
+
+    from disco.evals import EVALUATIONS
+
+    probe = {"top1": 2.0, "top1_best": 3.0, "AP50": 7.0}
+    assert beside_metric("linear", "top1_best", [probe]) == ("top1", "last epoch")
+    assert beside_metric("linear", "top1", [probe]) is None  # an old result's fallback headline: nothing beside it
+    assert beside_metric("detection", "AP", [{"AP": 1.0}]) is None  # no AP50 stored
+    changed = dataclasses.replace(EVALUATIONS["knn"], headline=("top5", "top1"), beside=("top1", "top-1"))
+    monkeypatch.setitem(EVALUATIONS, "knn", changed)
+    assert headline_metric("knn", [{"top1": 2.0, "top5": 3.0}]) == "top5"
+    assert beside_metric("knn", "top5", [{"top1": 2.0, "top5": 3.0}]) == ("top1", "top-1")
+
+
+def test_eval_checkpoint_table_cells_follow_the_registry():
+    from harness.commands.eval import headline_cells
+
+    assert headline_cells("linear", {"top1": 2.0, "top1_best": 3.5}) == (
+        "top1_best (best epoch)",
+        "3.50",
+        "last epoch 2.00",
+    )
+    assert headline_cells("knn", {"top1": 2.0, "top5": 3.0}) == ("top1", "2.00", "")
+    assert headline_cells("detection_voc", {"AP": 30.0, "AP50": 50.0}) == ("AP", "30.00", "AP50 50.00")
+
+
+def test_one_decision_whether_a_stage_is_done_for_runner_status_and_report(workspace):
+    from harness.commands.listing import stage_state
+    from harness.report.model import stored
+    from harness.stages import DAMAGED, DONE, PENDING, STALE
+
+    stage = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").baseline("effb0", 0)
+    assert stage.stored(workspace).state == PENDING and stored(workspace, stage).status == PENDING
+    write_result(workspace, stage, {"health": "healthy"}, key="f" * 64)
+    assert stage.stored(workspace).state == STALE and stored(workspace, stage).status == STALE
+    assert stage_state(stage, workspace).state == STALE and not stage.is_done(workspace)
+    path = write_result(workspace, stage, {"health": "healthy"})
+    assert stage.stored(workspace).state == DONE and stage.is_done(workspace)
+    assert stage_state(stage, workspace).state == DONE and stored(workspace, stage).status == DONE
+    payload = json.loads(path.read_text())
+    final = workspace.artifacts / "stages" / "x" / "final.pt"
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"torn")
+    path.write_text(json.dumps(payload | {"artifacts": {"final": "stages/x/final.pt"}}))
+    assert stage.stored(workspace).state == DAMAGED and not stage.is_done(workspace)
+    assert stage_state(stage, workspace).state == DAMAGED
+    assert stored(workspace, stage).metrics == {"health": "healthy"}  # measured before the checkpoint was torn
+
+
+def test_a_lower_is_better_headline_reverses_the_direction_verdicts(bench, workspace, monkeypatch):
+    import dataclasses
+
+    from disco.evals import EVALUATIONS
+
+    lower = dataclasses.replace(EVALUATIONS["linear"], headline=("top1",), beside=None, higher_is_better=False)
+    monkeypatch.setitem(EVALUATIONS, "linear", lower)
+    cell = Planner(bench, "tiny").cell("r50-effb0")
+    store_cell(workspace, cell, {"random_init": 70.0, "baseline": 50.0, "disco": 40.0, "teacher": 10.0})
+    ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
+    assert (ev.verdict, ev.rows["baseline"].verdict, ev.rows["disco"].verdict) == (
+        SAME_DIRECTION,
+        "> control",
+        "> baseline",
+    )
+    assert "it separates them" in ev.discrimination and "lower is better" in ev.discrimination
+    monkeypatch.setitem(EVALUATIONS, "linear", dataclasses.replace(lower, higher_is_better=True))
+    ev = rows_of(build_report(bench, [cell], workspace), "r50-effb0")
+    assert (ev.verdict, ev.rows["disco"].verdict) == (OPPOSITE_DIRECTION, "<= baseline")
+    assert "does NOT separate" in ev.discrimination
+
+
+@pytest.mark.parametrize(
+    ("gains", "higher_is_better", "verdict"),
+    [
+        ((10.0, 9.0, 10.0), True, REPRODUCED),
+        ((10.0, 9.0, 10.0), False, CONTRADICTED),
+        ((-10.0, -9.0, -10.0), False, REPRODUCED),
+        ((-10.0, 9.0, 1.0), False, INCONCLUSIVE),
+    ],
+)
+def test_gain_verdict_follows_the_metric_direction(gains, higher_is_better, verdict):
+    from harness.report.stats import Stat
+    from harness.report.verdicts import gain_verdict
+
+    assert gain_verdict(Stat(gains), higher_is_better)[0] == verdict

@@ -170,13 +170,17 @@ def with_epochs(stage: Stage, epochs: int) -> Stage:
     return dataclasses.replace(stage, config={**stage.config, "recipe": recipe})
 
 
+def epochs_in(text: str) -> list[int]:
+    """Epochs in a job's stdout, from the EpochLines StageJob prints: `[stage] epoch 3/6 · ... | ...`."""
+    return [int(match) for match in re.findall(r"^\[[^\]]+\] epoch (\d+)/\d+ ", text, flags=re.MULTILINE)]
+
+
 def epochs_logged(workspace: Workspace, job_id: str) -> list[int]:
-    """Epochs the job's stage finished, in order, from the job's stdout (StageJob prints them)."""
+    """Epochs the job's stage finished, in order, from the job's stdout."""
     try:
-        text = (logs_dir(workspace) / f"{job_id}_0_log.out").read_text()
+        return epochs_in((logs_dir(workspace) / f"{job_id}_0_log.out").read_text())
     except OSError:
         return []
-    return [int(match) for match in re.findall(r"^epoch (\d+)/\d+$", text, flags=re.MULTILINE)]
 
 
 def wait_until(predicate, timeout_s: float, what: str) -> None:
@@ -189,6 +193,27 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
 
 def squeue_state(job_id: str, name: str) -> str:
     return slurm.squeue_states({job_id: name}).get(job_id, "UNKNOWN")
+
+
+class OneNodeJob:
+    """What StageJob reads of submitit's JobEnvironment in a one-node, one-rank job."""
+
+    num_nodes = 1
+
+
+def test_a_job_prints_one_line_per_epoch_that_the_log_parser_reads(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """StageJob's own code path without a cluster: the stage runs in-process and its stdout (the
+    job's _0_log.out on Slurm) carries the EpochLines progress, one line per epoch."""
+    stage = with_epochs(smoke_planner().baseline("effb0", 0), 2)
+    spec = stage.write_spec(workspace)
+    monkeypatch.setattr(slurm.job.submitit, "JobEnvironment", OneNodeJob)
+    outcome = slurm.StageJob()(str(spec), str(workspace.artifacts), str(workspace.results))
+    out = capsys.readouterr().out
+    assert outcome["status"] == "done" and stage.is_done(workspace)
+    assert epochs_in(out) == [1, 2], out
+    assert f"[{stage.name}] epoch 2/2 · " in out and f"stage {stage.name}: done" in out
 
 
 # ---------------------------------------------------------------- on the cluster

@@ -5,10 +5,9 @@ import dataclasses
 
 import pytest
 
-from disco import eval_recipes
 from disco.errors import InputError
-from disco.eval_recipes import RECIPES, coerce_recipe
-from disco.evals import EVALUATIONS
+from disco.eval_recipes import coerce_recipe
+from disco.evals import EVALUATIONS, Evaluation
 from harness.config import load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner
@@ -83,12 +82,11 @@ def test_seeds_vary_the_student_stages_but_not_the_teacher():
 def test_every_evaluation_shrinks_to_a_couple_of_steps_under_smoke_in_every_profile():
     """Each evaluation's recipe class says how smoke shrinks it, whatever the profile asks for: a new
     evaluation without one is refused when planned, never run at full length."""
-    assert set(RECIPES) == set(EVALUATIONS)
     bench = load_benchmarks()
     for profile in bench.profiles:
         planner = Planner(bench, profile, smoke=True)
         for evaluation in planner.runnable_evaluations():
-            recipe = coerce_recipe(RECIPES[evaluation], planner.eval_config(evaluation, 0)["recipe"])
+            recipe = coerce_recipe(EVALUATIONS[evaluation].recipe, planner.eval_config(evaluation, 0)["recipe"])
             bounds = {
                 "epochs": 1,
                 "limit_batches": 2,
@@ -105,10 +103,21 @@ def test_every_evaluation_shrinks_to_a_couple_of_steps_under_smoke_in_every_prof
             assert hasattr(recipe, "limit_batches") or hasattr(recipe, "iterations"), evaluation
 
 
-def test_an_evaluation_without_a_recipe_class_is_refused_when_planned_with_smoke(monkeypatch):
+@dataclasses.dataclass(frozen=True)
+class RecipeWithoutSmoke:
+    epochs: int = 100
+
+
+@pytest.mark.parametrize("recipe", [dict, RecipeWithoutSmoke])
+def test_an_evaluation_without_a_recipe_dataclass_with_smoke_settings_cannot_be_registered(recipe):
+    with pytest.raises(TypeError, match="recipe must be a dataclass with SMOKE settings"):
+        Evaluation("new", "disco.evals.new:new", recipe, ("top1",))
+
+
+def test_an_evaluation_the_registry_does_not_know_is_refused_when_planned_with_smoke(monkeypatch):
     planner = Planner(load_benchmarks(), "tiny", smoke=True)
-    monkeypatch.delitem(eval_recipes.RECIPES, "knn")  # as a newly registered evaluation would be
-    with pytest.raises(InputError, match="'knn' has no recipe class"):
+    monkeypatch.delitem(EVALUATIONS, "knn")  # named in benchmarks.yaml, not implemented
+    with pytest.raises(InputError, match="unknown evaluation 'knn'"):
         planner.eval_config("knn", 0)
 
 

@@ -225,6 +225,18 @@ def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
             "k >= 1, temperature > 0 and chunk_size >= 1, got k=-5",
         ),
         (
+            lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(kk=200),
+            "kk: 200",
+            "profiles.tiny.eval_recipes.knn.kk",
+            "unknown KnnRecipe field (did you mean 'k'?)",
+        ),
+        (
+            lambda d: d["profiles"]["tiny"]["eval_recipes"].update(knnn={"k": 20}),
+            "knnn:",
+            "profiles.tiny.eval_recipes.knnn",
+            "no evaluation 'knnn' is implemented (did you mean 'knn'?)",
+        ),
+        (
             lambda d: d["profiles"]["tiny"]["eval_recipes"]["detection"].update(iterations="many"),
             "iterations: many",
             "profiles.tiny.eval_recipes.detection.iterations",
@@ -265,6 +277,8 @@ def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
         "queue",
         "bn-group",
         "knn-k",
+        "knn-unknown-field",
+        "recipe-for-an-unknown-evaluation",
         "recipe-type",
         "recipe-field",
         "finetune",
