@@ -92,6 +92,7 @@ def test_a_pretrain_stage_trains_from_the_dali_loader(tmp_path):
     for split in ("train", "val"):
         write_jpegs(tmp_path / "imagenet" / split, classes=2, per_class=4)
     config = {
+        "method": "mocov2",
         "arch": "r18",
         "head": "mocov2",
         "seed": 0,

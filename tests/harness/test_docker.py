@@ -374,7 +374,8 @@ def missing_input_stage() -> Stage:
         name="eval-needs-missing-input",
         kind="eval",
         profile="docker-test",
-        config={"seed": 0},
+        # a valid eval spec (run-stage checks it first), so the failure is the missing input's
+        config={"evaluation": "knn", "recipe": {}, "seed": 0},
         inputs={"encoder": never_run},
     )
 
