@@ -168,6 +168,8 @@ def run_training(
 ) -> TaskOutput:
     """Any registered method (disco/methods/registry.py): a pretraining method trains an encoder
     alone, a distillation method a student against the teacher stage's encoder."""
+    if "method" not in config:
+        raise InputError("the stage config names no `method`; rerun `disco-bench run` to regenerate its spec")
     try:
         spec = method_spec(config["method"], kind)
     except UnknownMethod as exc:

@@ -4,6 +4,8 @@ baseline, a student per method, and a report row per method."""
 import csv
 import json
 
+import pytest
+
 from disco.methods.registry import METHODS
 from tests.conftest import disco_bench
 
@@ -39,3 +41,13 @@ def test_one_smoke_cell_trains_every_method_against_one_teacher_and_reports_a_ro
     roles = [row["role"] for row in rows]
     assert sorted(roles[2 : 2 + len(DISTILL)]) == sorted(DISTILL) and all(row["status"] == "done" for row in rows)
     assert {f"gain_{name}" for name in DISTILL if name != "disco"} | {"gain"} <= set(roles)
+
+
+def test_a_training_spec_without_its_method_is_one_input_error(tmp_path):
+    import torch
+
+    from disco.errors import InputError
+    from harness.stage_tasks import run_pretrain
+
+    with pytest.raises(InputError, match="names no `method`"):
+        run_pretrain({"arch": "r18", "head": "mocov2", "seed": 0}, {}, tmp_path, {}, torch.device("cpu"), None)
