@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 RecipeT = TypeVar("RecipeT", bound="DataclassInstance")
 SMOKE_STEPS = 2  # batches per pass (or iterations) of any evaluation under --smoke
 SMOKE_BATCH = 8
+FEATURE_NORMS = ("none", "standardize")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -44,6 +45,11 @@ class ProbeRecipe:
     train_augment: bool = True  # False: features are computed once and cached (exact: frozen BN)
     workers: int = 0
     limit_batches: int | None = None  # smoke runs: batches per pass (train and test features alike)
+    # "none": the official probe on the raw features; "standardize": each feature dimension shifted
+    # and scaled by its mean and standard deviation over the training split before the linear layer
+    # (fixed, not learnt: the probe is then invariant to the features' scale, so an encoder whose
+    # features are tiny or huge, a random-initialised control above all, gets a probe that trains)
+    feature_norm: str = "none"
 
     SMOKE: ClassVar[dict[str, Any]] = {
         "epochs": 1,
@@ -64,6 +70,10 @@ class ProbeRecipe:
         _require(
             self.workers >= 0 and (self.limit_batches is None or self.limit_batches >= 1),
             f"workers must be >= 0 and limit_batches >= 1, got {self.workers}, {self.limit_batches}",
+        )
+        _require(
+            self.feature_norm in FEATURE_NORMS,
+            f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, got '{self.feature_norm}'",
         )
 
 

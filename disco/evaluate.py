@@ -80,14 +80,13 @@ def linear_probe(
     progress: ProgressFn | None = None,
 ) -> dict[str, float]:
     """Train Linear(feature_dim, classes) on frozen features with the official recipe; top-1/top-5
-    on `test_set` after every epoch (the official scripts report the best epoch; we keep both)."""
+    on `test_set` after every epoch (the official scripts report the best epoch; we keep both).
+    recipe.feature_norm "standardize": a fixed per-dimension standardisation before the layer, its
+    statistics from the training split (feature_statistics)."""
     torch.manual_seed(seed)
-    head = nn.Linear(feature_dim, num_classes).to(device)
-    nn.init.normal_(head.weight, mean=0.0, std=0.01)
-    nn.init.zeros_(head.bias)
-    optimizer = torch.optim.SGD(
-        head.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-    )
+    linear = nn.Linear(feature_dim, num_classes)
+    nn.init.normal_(linear.weight, mean=0.0, std=0.01)
+    nn.init.zeros_(linear.bias)
     test_feats, test_labels = extract_features(
         features, test_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches
     )
@@ -97,6 +96,13 @@ def linear_probe(
         else TensorDataset(
             *extract_features(features, train_set, recipe.batch_size, device, recipe.workers, recipe.limit_batches)
         )
+    )
+    head: nn.Module = linear.to(device)
+    if recipe.feature_norm == "standardize":
+        mean, std = feature_statistics(features, cached_train or train_set, recipe, device)
+        head = nn.Sequential(Standardize(mean, std), linear).to(device)
+    optimizer = torch.optim.SGD(
+        linear.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
     best, last = {"top1": 0.0, "top5": 0.0}, {"top1": 0.0, "top5": 0.0}
     for epoch in range(recipe.epochs):
@@ -127,6 +133,38 @@ def linear_probe(
         "num_train": size(train_set),
         "num_test": len(test_labels),
     }
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std per feature dimension, fixed: no parameter, the same in train and eval."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@torch.no_grad()
+def feature_statistics(
+    features: FeatureFn, train: Dataset, recipe: ProbeRecipe, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and standard deviation of the training split's features (one pass over it;
+    the cached features when the probe caches them). A constant dimension keeps scale 1; the
+    statistics are in float64, so they are exact whatever the features' magnitude."""
+    if isinstance(train, TensorDataset):
+        feats = train.tensors[0]
+    else:
+        feats, _ = extract_features(features, train, recipe.batch_size, device, recipe.workers, recipe.limit_batches)
+    feats = feats.double()
+    mean, std = feats.mean(dim=0), feats.std(dim=0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return mean.float(), std.float()
 
 
 @torch.no_grad()

@@ -30,9 +30,11 @@ LEARNING_RATIO = 0.85
 HEALTHY, WEAK, COLLAPSED = "healthy", "weak", "collapsed"
 
 
-def chance_ratio(info_nce: float, queue_size: int) -> float:
-    """InfoNCE as a fraction of ln(K+1), its value when the positive is as likely as a negative."""
-    return info_nce / math.log(queue_size + 1)
+def chance_ratio(info_nce: float, negatives: int) -> float:
+    """A contrastive loss as a fraction of ln(K+1), its value when the positive is as likely as each
+    of its K negatives: K is MoCo's queue size, 2N-2 for SimCLR's NT-Xent over a batch of N
+    (each method declares its K: disco/methods/registry.py `negatives`)."""
+    return info_nce / math.log(negatives + 1)
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,39 @@ def disco_loss(
     ce_weight: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """L = CE(logits, 0) + MSE(t(v1), s(v1)) + MSE(t(v2), s(v2)); `ce_weight=0` is `--only-mse`."""
-    ce = info_nce(logits)
+    return disco_terms(info_nce(logits), q, qk, teacher_q, teacher_qk, mse_per_sample_weight, ce_weight)
+
+
+def disco_terms(
+    ce: torch.Tensor,
+    q: torch.Tensor,
+    qk: torch.Tensor,
+    teacher_q: torch.Tensor,
+    teacher_qk: torch.Tensor,
+    mse_per_sample_weight: float | None,
+    ce_weight: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """DisCo on any base method: its contrastive loss `ce` (InfoNCE for MoCo-v2, NT-Xent for SimCLR)
+    plus the MSE of each view's student embedding to the frozen teacher's."""
     mse_view1 = weighted_mse(q, teacher_q, mse_per_sample_weight)
     mse_view2 = weighted_mse(qk, teacher_qk, mse_per_sample_weight)
     return {"loss": ce_weight * ce + mse_view1 + mse_view2, "ce": ce, "mse_v1": mse_view1, "mse_v2": mse_view2}
+
+
+# ---------------------------------------------------------------- SimCLR (Chen et al., ICML 2020)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent over the 2N L2-normalised embeddings of two views: each one's positive is the other
+    view of its image, its negatives the other 2N-2 embeddings of the batch; mean over the 2N. At
+    chance (every candidate equally likely) it is ln(2N-1)."""
+    n = z1.shape[0]
+    embeddings = torch.cat([z1, z2])
+    similarities = embeddings @ embeddings.T / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=embeddings.device)
+    logits = similarities.masked_fill(self_mask, float("-inf"))
+    index = torch.arange(n, device=embeddings.device)
+    return F.cross_entropy(logits, torch.cat([index + n, index]))
 
 
 # ---------------------------------------------------------------- RKD (DisCo/loss.py, docs/protocol.md 3.2)

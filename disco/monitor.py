@@ -72,10 +72,15 @@ class HealthMonitor:
     touched) on the same fixed inputs every epoch, consuming no random numbers, so training is unchanged."""
 
     def __init__(
-        self, held_out: HeldOut, queue_size: int, knn: KnnFn | None = None, knn_every: int = 0, batch_size: int = 256
+        self,
+        held_out: HeldOut,
+        negatives: int | None,
+        knn: KnnFn | None = None,
+        knn_every: int = 0,
+        batch_size: int = 256,
     ):
         self.held_out = held_out
-        self.queue_size = queue_size
+        self.negatives = negatives  # K of the method's contrastive term `ce` (None: it has none)
         self.knn = knn
         self.knn_every = knn_every
         self.batch_size = batch_size
@@ -87,7 +92,9 @@ class HealthMonitor:
         try:
             held, device = self.held_out, next(encoder.parameters()).device
             run = lambda fn, x: torch.cat([fn(chunk.to(device)).float().cpu() for chunk in x.split(self.batch_size)])  # noqa: E731
-            metrics = {"ce_chance_ratio": chance_ratio(losses["ce"], self.queue_size)} if "ce" in losses else {}
+            metrics = {}
+            if "ce" in losses and self.negatives is not None:
+                metrics["ce_chance_ratio"] = chance_ratio(losses["ce"], self.negatives)
             metrics |= embedding_health(
                 run(encoder, held.clean),
                 run(encoder.features, held.clean),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from disco.archs import ARCHS, did_you_mean
-from disco.methods.registry import KINDS, METHODS, SECTIONS
+from disco.methods.registry import METHODS, SECTIONS
 from harness.errors import UserError
 
 
@@ -18,16 +18,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# The self-supervised methods the code implements per kind (disco/methods/registry.py METHODS).
-IMPLEMENTED_METHODS: dict[str, tuple[str, ...]] = {
-    kind: tuple(name for name, spec in METHODS.items() if spec.kind == kind) for kind in KINDS
-}
 PRECISIONS = ("fp32", "bf16")
 
 
 class Teacher(Strict):
     arch: str
-    pretrain: str = "mocov2"  # the method that pretrains it when no released checkpoint is given
+    # the method that pretrains it when no released checkpoint is given; None: the profile's base_method
+    pretrain: str | None = None
     head: Literal["mocov2", "swav"] = "mocov2"
     # the layout a released checkpoint must have (profiles.*.teacher_checkpoints): checked on import
     checkpoint_format: Literal["mocov2", "swav"] = "mocov2"
@@ -97,6 +94,16 @@ class LinearSpec(Strict):
     milestones: list[int] = []
     gamma: float = 0.5
     train_augment: bool = True
+    # "standardize": the probe's fixed per-dimension standardisation (disco/eval_recipes.py ProbeRecipe)
+    feature_norm: Literal["none", "standardize"] = "none"
+
+
+class AugmentSpec(Strict):
+    """How the self-supervised views depart from MoCo-v2's aug-plus (RandomResizedCrop 0.2-1, jitter,
+    grayscale, blur, flip), for every training stage of a profile alike (both arms of a comparison)."""
+
+    crop_min_scale: float = Field(0.2, gt=0, le=1)  # RandomResizedCrop's smallest area fraction
+    flip: bool = True  # horizontal flips (a digit flipped is another glyph)
 
 
 class HealthSpec(Strict):
@@ -114,6 +121,14 @@ class ProfileFields(Strict):
     device: Literal["cpu", "cuda"] = "cpu"
     # training numerics: fp32 as the official code; bf16 autocast is an explicit, recorded deviation
     precision: Literal["fp32", "bf16"] = "fp32"
+    # the self-supervised method that pretrains teachers and student baselines, and that each
+    # distillation method composes with (disco/methods/registry.py: `base`, `variants`)
+    base_method: str
+    # init of teacher encoders trained here (ResNets: timm's zeroed last BN of each block, as the
+    # official MoCo code, or torchvision's); None: the architecture's official init
+    teacher_init: Literal["timm", "torchvision"] | None = None
+    # departures from MoCo-v2's aug-plus views (None: the official views; part of the stage keys when set)
+    augment: AugmentSpec | None = None
     data: DataSpec
     pretrain: PretrainSpec
     teacher_epochs: int | None = None
@@ -130,16 +145,11 @@ class ProfileFields(Strict):
     slurm: dict[str, Any] = {}
 
 
-# every profile states MoCo-v2's and DisCo's recipe; another method's section defaults to its config's defaults
-REQUIRED_SECTIONS = ("mocov2", "disco")
-
-
 def _with_method_sections(base: type[ProfileFields]) -> type[ProfileFields]:
     """The profile schema with a field per method section (disco/methods/registry.py SECTIONS), typed
-    by the method's own config dataclass: a new method's section needs no change here."""
-    sections: dict[str, Any] = {
-        name: (config, ... if name in REQUIRED_SECTIONS else config()) for name, config in SECTIONS.items()
-    }
+    by the method's own config dataclass: a new method's section needs no change here. A section left
+    out takes its config's defaults, except the base method's (Benchmarks checks that it is stated)."""
+    sections: dict[str, Any] = {name: (config, config()) for name, config in SECTIONS.items()}
     return create_model("Profile", __base__=base, **sections)
 
 
@@ -158,7 +168,7 @@ class Benchmarks(Strict):
     pairs: dict[str, Pair]
     default_pairs: list[str]
     # the distillation methods a cell trains when `run --methods` is not given
-    default_methods: list[str] = ["disco"]
+    default_methods: list[str]
     profiles: dict[str, Profile]
     reference: dict[str, Any] = {}
 
@@ -172,9 +182,10 @@ class Benchmarks(Strict):
             if METHODS[name].kind != method.kind:
                 raise ValueError(f"methods.{name}.kind: '{name}' is a {METHODS[name].kind} method, not {method.kind}")
         for name, teacher in self.teachers.items():
-            _require(
-                teacher.pretrain, pretrain_methods(self.methods), f"teachers.{name}.pretrain", "pretraining method"
-            )
+            if teacher.pretrain is not None:
+                _require(
+                    teacher.pretrain, pretrain_methods(self.methods), f"teachers.{name}.pretrain", "pretraining method"
+                )
         for name, evaluation in self.evaluations.items():
             for arch in evaluation.archs or []:
                 _require(arch, list(ARCHS), f"evaluations.{name}.archs", "architecture")
@@ -190,7 +201,31 @@ class Benchmarks(Strict):
         for name, profile in self.profiles.items():
             for evaluation_name in profile.evals:
                 _require(evaluation_name, list(self.evaluations), f"profiles.{name}.evals", "evaluation")
+            _require(
+                profile.base_method,
+                pretrain_methods(self.methods),
+                f"profiles.{name}.base_method",
+                "pretraining method",
+            )
+            for section in METHODS[profile.base_method].sections:
+                if section not in profile.model_fields_set:
+                    raise ValueError(
+                        f"profiles.{name}: the base method {profile.base_method} reads `{section}:`; state its values"
+                    )
+            for method in self.default_methods:
+                base_problem = composition_problem(method, profile.base_method)
+                if base_problem:
+                    raise ValueError(f"default_methods: {base_problem} (profile {name})")
         return self
+
+
+def composition_problem(method: str, base: str) -> str | None:
+    """Why distillation method `method` cannot train over base method `base`, or None."""
+    try:
+        METHODS[method].on_base(base)
+    except ValueError as exc:
+        return f"method '{method}' {exc}"
+    return None
 
 
 def distill_methods(bench: Benchmarks) -> list[str]:
@@ -212,7 +247,7 @@ def pretrain_methods(methods: dict[str, Any]) -> list[str]:
     return [
         name
         for name, method in methods.items()
-        if kind(method) == "pretrain" and name in IMPLEMENTED_METHODS["pretrain"]
+        if kind(method) == "pretrain" and name in METHODS and METHODS[name].kind == "pretrain"
     ]
 
 

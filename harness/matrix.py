@@ -10,8 +10,8 @@ from typing import Any
 
 from disco.archs import did_you_mean, disco_student_init
 from disco.evals import smoke_recipe
-from disco.methods.registry import METHODS
-from harness.config import PRECISIONS, Benchmarks, Profile, section_values
+from disco.methods.registry import METHODS, MethodSpec
+from harness.config import PRECISIONS, Benchmarks, Profile, composition_problem, section_values
 from harness.errors import UserError
 from harness.stages import Stage
 
@@ -35,10 +35,6 @@ class CellPlan:
     methods: dict[str, Stage]  # distillation method -> its student's stage, in the order asked
     random_init: Stage
     evals: dict[tuple[str, str], Stage] = field(default_factory=dict)  # (role, evaluation) -> stage
-
-    @property
-    def disco(self) -> Stage:
-        return self.methods["disco"]
 
     def roles(self) -> dict[str, Stage]:
         """Role -> encoder stage: teacher, baseline, each method by its name, random_init."""
@@ -103,6 +99,8 @@ class Planner:
         values: dict[str, Any] = {}
         if self.precision != "fp32" or self.profile.device == "cuda":
             values["precision"] = self.precision
+        if self.profile.augment is not None:
+            values["augment"] = self.profile.augment.model_dump()
         if (
             self.runtime["speed"] == "reference"
             and (self.smoke or self.profile.data.source == "embedded")
@@ -130,8 +128,11 @@ class Planner:
             }
         return recipe
 
-    def mocov2(self) -> dict[str, Any]:
-        return self.method_sections("mocov2")["mocov2"]
+    @property
+    def base_method(self) -> str:
+        """The profile's self-supervised base: it pretrains teachers and baselines, and each
+        distillation method trains as composed with it (disco/methods/registry.py)."""
+        return self.profile.base_method
 
     def _stage(self, name: str, kind: str, config: dict[str, Any], inputs: dict[str, Stage] | None = None) -> Stage:
         return Stage(
@@ -151,17 +152,24 @@ class Planner:
             return self.imported_teacher(teacher_name, released)
         base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
         epochs = max(1, round(base_epochs * teacher.epochs_multiplier))
-        config = {
-            "method": teacher.pretrain,
-            "arch": teacher.arch,
-            "head": self.bench.methods[teacher.pretrain].head,
+        method = teacher.pretrain or self.base_method
+        config = self.pretrain_config(method, teacher.arch, epochs, TEACHER_SEED)
+        if self.profile.teacher_init is not None:  # absent by default: the keys predate the option
+            config["init"] = self.profile.teacher_init
+        return self._stage(f"pretrain-{method}-{teacher_name}", "pretrain", config)
+
+    def pretrain_config(self, method: str, arch: str, epochs: int, seed: int) -> dict[str, Any]:
+        """A pretraining stage's config: the method, its head and the profile sections it reads."""
+        return {
+            "method": method,
+            "arch": arch,
+            "head": self.bench.methods[method].head,
             "data": self.data(),
             "recipe": self.pretrain_recipe(epochs),
-            "mocov2": self.mocov2(),
-            "seed": TEACHER_SEED,
+            **self.method_sections(method),
+            "seed": seed,
             **self.numerics(),
         }
-        return self._stage(f"pretrain-{teacher.pretrain}-{teacher_name}", "pretrain", config)
 
     def imported_teacher(self, teacher_name: str, path: str) -> Stage:
         """A released teacher: keyed by its file name and size (not its location on this machine)."""
@@ -194,21 +202,29 @@ class Planner:
     def baseline(self, student_name: str, seed: int) -> Stage:
         pick(student_name, self.bench.students, "student")
         arch = self.bench.students[student_name].arch
-        config = {
-            "method": "mocov2",
-            "arch": arch,
-            "head": self.bench.methods["mocov2"].head,
-            "data": self.data(),
-            "recipe": self.pretrain_recipe(self.profile.pretrain.epochs),
-            "mocov2": self.mocov2(),
-            "seed": seed,
-            **self.numerics(),
-        }
-        return self._stage(f"pretrain-mocov2-{student_name}", "pretrain", config)
+        config = self.pretrain_config(self.base_method, arch, self.profile.pretrain.epochs, seed)
+        return self._stage(f"pretrain-{self.base_method}-{student_name}", "pretrain", config)
+
+    def method_spec(self, method: str) -> MethodSpec:
+        """The registered method as it trains over this profile's base method."""
+        try:
+            return METHODS[method].on_base(self.base_method)
+        except ValueError as exc:
+            raise UserError(
+                f"method '{method}' {exc} (profiles.{self.profile_name}.base_method); choose other --methods or another profile"
+            ) from None
+
+    def composable_methods(self) -> list[str]:
+        """The distillation methods of benchmarks.yaml that compose with this profile's base method."""
+        return [
+            name
+            for name, method in self.bench.methods.items()
+            if method.kind == "distill" and name in METHODS and composition_problem(name, self.base_method) is None
+        ]
 
     def method_sections(self, method: str) -> dict[str, dict[str, Any]]:
         """The profile's sections a method reads, as it trains with them; smoke shrinks queues and BN groups."""
-        spec = METHODS[method]
+        spec = self.method_spec(method)
         sections = {name: section_values(self.profile, name) for name in spec.sections}
         if self.smoke:
             sections = {name: values | smoke_sizes(values) for name, values in sections.items()}
@@ -220,8 +236,11 @@ class Planner:
         teacher_stage = self.teacher(teacher_name)
         arch = self.bench.students[student_name].arch
         sections = self.method_sections(method)
+        native_base = METHODS[method].base
         config = {
             "method": method,
+            # over another base than its own the method is another composition: named in its key
+            **({"base": self.base_method} if native_base not in (None, self.base_method) else {}),
             "arch": arch,
             "head": self.bench.methods[method].head,
             "teacher_arch": self.bench.teachers[teacher_name].arch,
@@ -240,12 +259,10 @@ class Planner:
             f"distill-{method}-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage}
         )
 
-    def disco(self, teacher_name: str, student_name: str, seed: int) -> Stage:
-        return self.distill("disco", teacher_name, student_name, seed)
-
     def random_init(self, student_name: str, seed: int) -> Stage:
         arch = self.bench.students[student_name].arch
-        config = {"method": "random", "arch": arch, "head": "mocov2", "data": self.data(), "seed": seed}
+        head = self.bench.methods[self.base_method].head  # the baseline's head, as it starts
+        config = {"method": "random", "arch": arch, "head": head, "data": self.data(), "seed": seed}
         return self._stage(f"init-random-{student_name}", "init", config)
 
     def evaluates(self, evaluation: str, source: Stage) -> bool:
@@ -270,7 +287,9 @@ class Planner:
     def eval_config(self, evaluation: str, seed: int) -> dict[str, Any]:
         pick(evaluation, self.bench.evaluations, "evaluation")
         if evaluation == "linear":
-            recipe = self.profile.linear.model_dump() | {"workers": self.profile.data.workers}
+            # feature_norm enters the key only when set: the official probe's keys predate it
+            unset = {"feature_norm"} if self.profile.linear.feature_norm == "none" else set()
+            recipe = self.profile.linear.model_dump(exclude=unset) | {"workers": self.profile.data.workers}
         elif evaluation in self.profile.eval_recipes:
             recipe = dict(self.profile.eval_recipes[evaluation])
         else:
@@ -293,6 +312,7 @@ class Planner:
         valid = {name: m for name, m in self.bench.methods.items() if m.kind == "distill"}
         for name in chosen:
             pick(name, valid, "distillation method")
+            self.method_spec(name)
         return chosen
 
     def cell(

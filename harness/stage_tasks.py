@@ -102,11 +102,23 @@ def _train_inputs(
                 splits.train, splits.image_size, config["recipe"]["batch_size"], config["seed"], device
             )
         }
+    views = augment_options(config)
     if speed.batched_augment and isinstance(splits.train, ImageSet):
         return TransformedImages(splits.train, None), {
-            "augment": BatchedMoCoV2Augmentation(splits.image_size).to(device)
+            "augment": BatchedMoCoV2Augmentation(splits.image_size, **views).to(device)
         }
-    return TwoViews(splits.train, mocov2_augmentation(splits.image_size)), {}
+    return TwoViews(splits.train, mocov2_augmentation(splits.image_size, **views)), {}
+
+
+def augment_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The profile's `augment:` as the stage config records it (absent: MoCo-v2's aug-plus as is)."""
+    views = config.get("augment") or {}
+    options: dict[str, Any] = {}
+    if "crop_min_scale" in views:
+        options["crop_scale"] = (float(views["crop_min_scale"]), 1.0)
+    if "flip" in views:
+        options["flip"] = bool(views["flip"])
+    return options
 
 
 def _dali_epochs(
@@ -128,20 +140,21 @@ def _dali_epochs(
 
 
 def _health_monitor(
-    splits: Splits, runtime: dict[str, Any], device: torch.device, queue_size: int, seed: int
+    splits: Splits, runtime: dict[str, Any], device: torch.device, negatives: int | None, seed: int
 ) -> HealthMonitor | None:
-    """The per-epoch health of the student (disco/health.py), as the profile's `health:` asks."""
+    """The per-epoch health of the student (disco/health.py), as the profile's `health:` asks;
+    `negatives`: K of the method's contrastive term, whose chance level is ln(K+1)."""
     settings = runtime.get("health") or {}
     if not settings.get("enabled", True):
         return None
     held_out = held_out_batch(splits.test, splits.image_size, settings.get("batch", 512), seed)
     knn_every = settings.get("knn_every", 0)
-    return HealthMonitor(held_out, queue_size, knn_monitor(splits, device) if knn_every else None, knn_every)
+    return HealthMonitor(held_out, negatives, knn_monitor(splits, device) if knn_every else None, knn_every)
 
 
 def _train(
     method: torch.nn.Module,
-    queue_size: int,
+    negatives: int | None,
     config: dict[str, Any],
     runtime: dict[str, Any],
     stage_dir: Path,
@@ -151,7 +164,7 @@ def _train(
 ) -> TrainState:
     splits = load_splits(config["data"], runtime.get("data_root"))
     dataset, views = _train_inputs(config, splits, speed, device)
-    monitor = _health_monitor(splits, runtime, device, queue_size, config["seed"])
+    monitor = _health_monitor(splits, runtime, device, negatives, config["seed"])
     return train(
         method, dataset, _recipe(config), stage_dir, config["seed"], device, progress, monitor=monitor, **views
     )
@@ -171,7 +184,7 @@ def run_training(
     if "method" not in config:
         raise InputError("the stage config names no `method`; rerun `disco-bench run` to regenerate its spec")
     try:
-        spec = method_spec(config["method"], kind)
+        spec = method_spec(config["method"], kind, config.get("base"))
     except UnknownMethod as exc:
         raise InputError(str(exc)) from None
     teacher, teacher_payload = load_encoder_artifact(inputs["teacher"]) if spec.needs_teacher else (None, {})
@@ -180,7 +193,7 @@ def run_training(
         config["arch"],
         config["head"],
         image_size=config["data"]["image_size"],
-        init=config.get("student_init", TIMM_INIT),
+        init=config.get("init", config.get("student_init", TIMM_INIT)),
     )
     method_config = _method_config(spec, config)
     speed = _speed(runtime, device, getattr(method_config, "teacher_bn", "train"), config)
@@ -191,7 +204,8 @@ def run_training(
     apply_to_modules([method], speed, device)
     if getattr(method_config, "init_queue_from_teacher", False):  # a resumed checkpoint then overwrites the queue
         _init_queue_from_teacher(method, teacher_payload)
-    state = _train(method, method_config.queue_size, config, runtime, stage_dir, speed, device, progress)
+    negatives = spec.chance_negatives(method_config, _recipe(config).batch_size)
+    state = _train(method, negatives, config, runtime, stage_dir, speed, device, progress)
     # a pretrained encoder keeps its last queue: DisCo's teacher load reuses it (docs/protocol.md 1.6)
     extra = _queue_of(method) if spec.kind == "pretrain" else {}
     artifacts = _save_encoder(stage_dir, config, method.student, extra)
@@ -224,8 +238,8 @@ def _queue_of(method: torch.nn.Module) -> dict[str, Any]:
 def _init_queue_from_teacher(method: Any, teacher_payload: dict[str, Any]) -> None:
     """The official teacher load renames `encoder`->`teacher_encoder`, so the teacher's queue and
     pointer land in the student's (docs/protocol.md 1.6); reproduced when the shapes agree."""
-    queue = teacher_payload.get("queue")
-    if queue is not None and queue.shape == method.contrast.queue.shape:
+    queue, contrast = teacher_payload.get("queue"), getattr(method, "contrast", None)
+    if queue is not None and contrast is not None and queue.shape == contrast.queue.shape:
         method.contrast.queue.copy_(queue)
         method.contrast.queue_ptr.copy_(teacher_payload["queue_ptr"])
 

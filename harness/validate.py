@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from disco.archs import ARCHS
 from disco.eval_recipes import recipe_problems
 from disco.evals import EVALUATIONS
-from disco.methods.registry import METHODS
-from harness.config import Benchmarks, pretrain_methods, section_values
+from disco.methods.registry import METHODS, SECTIONS
+from harness.config import Benchmarks, composition_problem, pretrain_methods, section_values
 from harness.errors import UserError
 
 Loc = tuple[str | int, ...]
@@ -274,6 +274,7 @@ REFERENCES: list[tuple[tuple[str, ...], str, str | None]] = [
     (("teachers", "*", "arch"), "architecture", None),
     (("students", "*", "arch"), "architecture", None),
     (("teachers", "*", "pretrain"), "pretraining method", "methods"),
+    (("profiles", "*", "base_method"), "pretraining method", "methods"),
     (("pairs", "*", "teacher"), "teacher", "teachers"),
     (("pairs", "*", "student"), "student", "students"),
     (("pairs", "*", "evals", "[]"), "evaluation", "evaluations"),
@@ -348,11 +349,16 @@ def method_config_problems(bench: Benchmarks, raw: dict[str, Any], index: NodeIn
     reported at the last section it reads, once per section. Runs on a schema-valid file."""
     problems: list[Problem] = []
     for profile_name, profile in bench.profiles.items():
-        # queue/batch/group problems of `mocov2:` are reported by batch_problems, more precisely
+        # queue/batch/group problems are reported by batch_problems, more precisely
         if batch_problems(raw["profiles"][profile_name], ("profiles", profile_name), index):
             continue
         for name in bench.methods:
             spec = METHODS[name]
+            if spec.kind == "pretrain" and name != profile.base_method:
+                continue  # a profile pretrains with its base method only
+            if composition_problem(name, profile.base_method):
+                continue  # a run over this base refuses the method with one line; nothing to check
+            spec = spec.on_base(profile.base_method)
             config = spec.build_config(spec.resolve({s: section_values(profile, s) for s in spec.sections}))
             where = ("profiles", profile_name, spec.sections[-1])
             try:
@@ -390,6 +396,29 @@ def profile_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
             problems += batch_problems(profile, ("profiles", name), index) + eval_recipe_problems(
                 profile, ("profiles", name), index
             )
+    return problems + base_method_problems(raw, index)
+
+
+def base_method_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
+    """A profile states the sections its base method reads, and every default distillation method
+    composes with it (disco/methods/registry.py `base`/`variants`)."""
+    profiles, defaults = raw.get("profiles"), raw.get("default_methods")
+    problems = []
+    for name, profile in (profiles or {}).items() if isinstance(profiles, dict) else []:
+        base = profile.get("base_method") if isinstance(profile, dict) else None
+        if not (isinstance(base, str) and base in METHODS and METHODS[base].kind == "pretrain"):
+            continue  # missing or unknown: the schema and the cross-references say so
+        where: Loc = ("profiles", name, "base_method")
+        for section in METHODS[base].sections:
+            if section not in profile:
+                message = f"the base method {base} reads `{section}:`; add profiles.{name}.{section} with its values"
+                problems.append(Problem(index.line(where), dotted(where), message))
+        for position, method in enumerate(defaults if isinstance(defaults, list) else []):
+            reason = composition_problem(method, base) if method in METHODS else None
+            if reason:
+                at: Loc = ("default_methods", position)
+                message = f"{reason} (profiles.{name}.base_method); remove it from the defaults or run it with --methods on a profile it composes with"
+                problems.append(Problem(index.line(at), dotted(at), message))
     return problems
 
 
@@ -398,32 +427,25 @@ def _positive_int(value: Any) -> TypeGuard[int]:
 
 
 def batch_problems(profile: dict[str, Any], loc: Loc, index: NodeIndex) -> list[Problem]:
-    """MoCo's queue takes whole batches of keys, and a batch splits into whole BN groups."""
-    pretrain, mocov2 = profile.get("pretrain"), profile.get("mocov2")
-    if not (isinstance(pretrain, dict) and isinstance(mocov2, dict)):
-        return []
-    batch, queue, group = pretrain.get("batch_size"), mocov2.get("queue_size"), mocov2.get("bn_group_size")
-    if not (_positive_int(batch) and _positive_int(queue) and _positive_int(group)):
+    """In every method section with a queue (MoCo's keys, SEED's teacher embeddings), the queue takes
+    whole batches, and a batch splits into whole BN groups."""
+    pretrain = profile.get("pretrain")
+    batch = pretrain.get("batch_size") if isinstance(pretrain, dict) else None
+    if not _positive_int(batch):
         return []  # missing or mistyped: the schema says so
     problems = []
-    if queue % batch:
-        where = loc + ("mocov2", "queue_size")
-        problems.append(
-            Problem(
-                index.line(where),
-                dotted(where),
-                f"queue_size {queue} must be a multiple of pretrain.batch_size {batch} (the queue takes whole batches of keys); e.g. {max(1, round(queue / batch)) * batch}",
-            )
-        )
-    if batch > group and batch % group:
-        where = loc + ("mocov2", "bn_group_size")
-        problems.append(
-            Problem(
-                index.line(where),
-                dotted(where),
-                f"pretrain.batch_size {batch} must split into whole BN groups of bn_group_size {group}; choose a divisor of {batch}",
-            )
-        )
+    for name, section in profile.items():
+        if name not in SECTIONS or not isinstance(section, dict):
+            continue
+        queue, group = section.get("queue_size"), section.get("bn_group_size")
+        if _positive_int(queue) and queue % batch:
+            where = loc + (name, "queue_size")
+            message = f"queue_size {queue} must be a multiple of pretrain.batch_size {batch} (the queue takes whole batches); e.g. {max(1, round(queue / batch)) * batch}"
+            problems.append(Problem(index.line(where), dotted(where), message))
+        if _positive_int(group) and batch > group and batch % group:
+            where = loc + (name, "bn_group_size")
+            message = f"pretrain.batch_size {batch} must split into whole BN groups of bn_group_size {group}; choose a divisor of {batch}"
+            problems.append(Problem(index.line(where), dotted(where), message))
     return problems
 
 

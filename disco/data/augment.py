@@ -28,19 +28,21 @@ def _odd_kernel(sigma: float) -> int:
     return 2 * int(3 * sigma + 0.5) + 1
 
 
-def mocov2_augmentation(image_size: int) -> v2.Compose:
+def mocov2_augmentation(
+    image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0), flip: bool = True
+) -> v2.Compose:
     """RRC(scale 0.2-1), colour jitter 0.4/0.4/0.4/0.1 p=0.8, grayscale p=0.2, blur p=0.5, flip.
 
     The blur radius range (0.1, 2.0) is defined at 224 px; it is scaled with the resolution so a
-    32-px image is not blurred away (exact at 224)."""
+    32-px image is not blurred away (exact at 224). crop_scale and flip: a profile's `augment:`."""
     scale = image_size / 224.0
     return v2.Compose(
         [
-            v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), antialias=True),
+            v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True),
             v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
             v2.RandomGrayscale(p=0.2),
             v2.RandomApply([PILGaussianBlur((0.1 * scale, 2.0 * scale))], p=0.5),
-            v2.RandomHorizontalFlip(),
+            v2.RandomHorizontalFlip(p=0.5 if flip else 0.0),
             v2.ToImage(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),

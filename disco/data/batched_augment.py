@@ -68,15 +68,15 @@ class BatchedMoCoV2Augmentation(nn.Module):
     """uint8 [B, 3, H, W] -> normalized float views, parameters drawn per image from torch's global RNG
     (seeded per epoch by the training loop, so resume stays exact)."""
 
-    def __init__(self, image_size: int):
+    def __init__(self, image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0), flip: bool = True):
         super().__init__()
         sigma_scale = image_size / 224.0  # as the per-image pipeline: the 224-px blur range, rescaled
         sigma = (0.1 * sigma_scale, 2.0 * sigma_scale)
         kernel = _odd_kernel(sigma[1])
-        self.crop = K.RandomResizedCrop((image_size, image_size), scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3))
+        self.crop = K.RandomResizedCrop((image_size, image_size), scale=crop_scale, ratio=(3 / 4, 4 / 3))
         self.grayscale = K.RandomGrayscale(p=GRAYSCALE_P)
         self.blur = K.RandomGaussianBlur((kernel, kernel), sigma, p=BLUR_P)
-        self.flip = K.RandomHorizontalFlip()
+        self.flip = K.RandomHorizontalFlip(p=0.5 if flip else 0.0)
         self.normalize = K.Normalize(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
 
     @torch.no_grad()

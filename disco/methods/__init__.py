@@ -9,10 +9,16 @@ How to add a method (e.g. `mymethod`), three files and benchmarks.yaml:
    and one METHODS line: `MethodSpec(kind, Config, "disco.methods.mymethod:MyMethod", sections)`.
    Kind "pretrain" builds `MyMethod(encoder, config, speed)`; kind "distill" builds
    `MyMethod(student, teacher, config, speed)` with the cell's teacher. `sections` names the profile
-   sections merged into the config; `overrides` fixes values per section (disco_only_mse: ce_weight 0).
+   sections merged into the config; `overrides` fixes values per section (disco_only_mse: ce_weight 0);
+   `label` names it in reports; `negatives(config, batch_size) -> K` gives the chance level ln(K+1)
+   of its contrastive term `ce` (the health monitor and the curves). A distillation method names the
+   pretraining method whose loss it extends (`base`; None if it uses none, as SEED) and, in
+   `variants`, its composition with other bases (DisCo over SimCLR). A pretraining method can be a
+   profile's `base_method`: it then trains that profile's teachers and baselines, and each
+   distillation method runs as its composition with it.
 2. disco/losses.py: the loss as a pure function of tensors (tests: hand-computed values, gradcheck).
 3. disco/methods/mymethod.py: the nn.Module: `training_step(view1, view2)` returning its loss terms
-   ("loss" is optimised), `student`, and a `queue_size` in its config (the health monitor's chance level).
+   ("loss" is optimised) and `student`.
 
 benchmarks.yaml: a `methods:` entry (kind, head, description), its section in the profiles that
 should not use the dataclass defaults, and `reference.pairs.<pair>.mymethod` for the paper's numbers.
@@ -30,9 +36,11 @@ from disco.methods.registry import METHODS, DisCoConfig, MethodSpec, MoCoV2Confi
 
 _MODULES = {
     "DisCo": "disco.methods.disco",
+    "DisCoSimCLR": "disco.methods.disco_simclr",
     "MoCoV2": "disco.methods.mocov2",
     "RKD": "disco.methods.rkd",
     "SEED": "disco.methods.seed",
+    "SimCLR": "disco.methods.simclr",
 }
 
 __all__ = [
@@ -46,6 +54,8 @@ __all__ = [
     "RKDConfig",
     "SEED",
     "SEEDConfig",
+    "SimCLR",
+    "DisCoSimCLR",
     "method_spec",
 ]
 

@@ -5,8 +5,8 @@ validating benchmarks.yaml never import torch."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Lt  # pydantic's own dependency: bounds it reads, no runtime check
@@ -126,9 +126,45 @@ class SEEDConfig:
         check_queue_and_groups(self.queue_size, self.bn_group_size, batch_size)
 
 
+@dataclass(frozen=True)
+class SimCLRConfig:
+    """The profile's `simclr:` section: NT-Xent's temperature (SimCLR's CIFAR/ImageNet range 0.1-0.5)."""
+
+    temperature: PositiveFloat = 0.2
+
+    def validate(self, batch_size: int) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if batch_size < 2:
+            raise ValueError(f"SimCLR needs in-batch negatives: batch_size must be >= 2, got {batch_size}")
+
+
+@dataclass(frozen=True)
+class DisCoSimCLRConfig(SimCLRConfig, DisCoTerms):
+    def validate(self, batch_size: int) -> None:
+        SimCLRConfig.validate(self, batch_size)
+        DisCoTerms.validate(self, batch_size)
+
+
 # profile section name -> the dataclass that types it (harness/config.py Profile)
 # (SEED's section is not `seed:`: stage configs hold the sections beside their random `seed`)
-SECTIONS: dict[str, type] = {"mocov2": MoCoV2Config, "disco": DisCoTerms, "rkd": RKDTerms, "seed_distill": SEEDConfig}
+SECTIONS: dict[str, type] = {
+    "mocov2": MoCoV2Config,
+    "simclr": SimCLRConfig,
+    "disco": DisCoTerms,
+    "rkd": RKDTerms,
+    "seed_distill": SEEDConfig,
+}
+
+
+def queue_negatives(config: Any, batch_size: int) -> int:
+    """MoCo's InfoNCE: the positive against the K queued keys."""
+    return int(config.queue_size)
+
+
+def in_batch_negatives(config: Any, batch_size: int) -> int:
+    """SimCLR's NT-Xent: the positive against the other 2N-2 views of the batch."""
+    return 2 * batch_size - 2
 
 
 @dataclass(frozen=True)
@@ -141,10 +177,30 @@ class MethodSpec:
     sections: tuple[str, ...]  # the profile sections whose values, merged in order, fill `config`
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # section -> fixed values
     description: str = ""
+    label: str = ""  # its name in reports and verdicts
+    # (config, batch_size) -> K, the negatives of its contrastive term `ce`: that term at chance is
+    # ln(K+1) (the health monitor's chance level, disco/health.py); None: it has no such term
+    negatives: Callable[[Any, int], int] | None = None
+    # distill: the pretraining method whose loss it extends (its baseline's); None: it uses none (SEED)
+    base: str | None = None
+    # other base -> the method composed with that base (`disco` over `simclr`, ...)
+    variants: Mapping[str, MethodSpec] = field(default_factory=dict)
 
     @property
     def needs_teacher(self) -> bool:
         return self.kind == "distill"
+
+    def on_base(self, base: str) -> MethodSpec:
+        """This method as it trains in a profile whose base method is `base`."""
+        if self.kind == "pretrain" or self.base is None or base == self.base:
+            return self
+        if base in self.variants:
+            return self.variants[base]
+        bases = ", ".join([self.base, *self.variants])
+        raise UnknownMethod(f"composes with the base method(s) {bases}, not {base}")
+
+    def chance_negatives(self, config: Any, batch_size: int) -> int | None:
+        return None if self.negatives is None else self.negatives(config, batch_size)
 
     def module_class(self) -> type:
         module, name = self.module.split(":")
@@ -167,9 +223,47 @@ class MethodSpec:
         return self.config(**values)
 
 
+_DISCO_OVER_SIMCLR = MethodSpec(
+    "distill",
+    DisCoSimCLRConfig,
+    "disco.methods.disco_simclr:DisCoSimCLR",
+    ("simclr", "disco"),
+    description="DisCo over SimCLR: NT-Xent + MSE to the frozen teacher's embedding on both views",
+    label="DisCo",
+    negatives=in_batch_negatives,
+    base="simclr",
+)
+
 METHODS: dict[str, MethodSpec] = {
-    "mocov2": MethodSpec("pretrain", MoCoV2Config, "disco.methods.mocov2:MoCoV2", ("mocov2",), description="MoCo-v2"),
-    "disco": MethodSpec("distill", DisCoConfig, "disco.methods.disco:DisCo", ("mocov2", "disco"), description="DisCo"),
+    "mocov2": MethodSpec(
+        "pretrain",
+        MoCoV2Config,
+        "disco.methods.mocov2:MoCoV2",
+        ("mocov2",),
+        description="MoCo-v2",
+        label="MoCo-v2",
+        negatives=queue_negatives,
+    ),
+    "simclr": MethodSpec(
+        "pretrain",
+        SimCLRConfig,
+        "disco.methods.simclr:SimCLR",
+        ("simclr",),
+        description="SimCLR: NT-Xent over in-batch negatives, both views with gradients",
+        label="SimCLR",
+        negatives=in_batch_negatives,
+    ),
+    "disco": MethodSpec(
+        "distill",
+        DisCoConfig,
+        "disco.methods.disco:DisCo",
+        ("mocov2", "disco"),
+        description="DisCo",
+        label="DisCo",
+        negatives=queue_negatives,
+        base="mocov2",
+        variants={"simclr": _DISCO_OVER_SIMCLR},
+    ),
     "disco_only_mse": MethodSpec(
         "distill",
         DisCoConfig,
@@ -177,6 +271,17 @@ METHODS: dict[str, MethodSpec] = {
         ("mocov2", "disco"),
         {"disco": {"ce_weight": 0.0}},
         "DisCo with --only-mse: CE still computed and queued, weight 0",
+        label="DisCo only-MSE",
+        negatives=queue_negatives,
+        base="mocov2",
+        variants={
+            "simclr": replace(
+                _DISCO_OVER_SIMCLR,
+                overrides={"disco": {"ce_weight": 0.0}},
+                description="DisCo over SimCLR with the NT-Xent weighted 0",
+                label="DisCo only-MSE",
+            )
+        },
     ),
     "rkd": MethodSpec(
         "distill",
@@ -185,6 +290,9 @@ METHODS: dict[str, MethodSpec] = {
         ("mocov2", "disco", "rkd"),
         {"rkd": {"use_mse": False}},
         "MoCo-v2 CE + RKD distance + RKD angle (DisCo/main_moco_distill_rkd.py)",
+        label="RKD",
+        negatives=queue_negatives,
+        base="mocov2",
     ),
     "rkd_disco": MethodSpec(
         "distill",
@@ -193,8 +301,14 @@ METHODS: dict[str, MethodSpec] = {
         ("mocov2", "disco", "rkd"),
         {"rkd": {"use_mse": True}},
         "RKD plus DisCo's MSE terms (--use-mse)",
+        label="RKD+DisCo",
+        negatives=queue_negatives,
+        base="mocov2",
     ),
-    "seed": MethodSpec("distill", SEEDConfig, "disco.methods.seed:SEED", ("seed_distill",), description="SEED"),
+    # SEED's student has no loss of its own besides the teacher's distribution: any base
+    "seed": MethodSpec(
+        "distill", SEEDConfig, "disco.methods.seed:SEED", ("seed_distill",), description="SEED", label="SEED"
+    ),
 }
 
 
@@ -202,11 +316,34 @@ class UnknownMethod(ValueError):
     pass
 
 
-def method_spec(name: str, kind: str | None = None) -> MethodSpec:
+def method_spec(name: str, kind: str | None = None, base: str | None = None) -> MethodSpec:
+    """The method by name; with `base`, as it composes with that base method."""
     valid = [n for n, spec in METHODS.items() if kind is None or spec.kind == kind]
     if name not in valid:
         what = {"pretrain": "pretraining method", "distill": "distillation method", None: "method"}[kind]
         raise UnknownMethod(
             f"{what} '{name}' is not implemented{did_you_mean(name, valid)}; implemented: {', '.join(valid)}"
         )
-    return METHODS[name]
+    if base is None:
+        return METHODS[name]
+    try:
+        return METHODS[name].on_base(base)
+    except UnknownMethod as exc:
+        raise UnknownMethod(f"method '{name}' {exc}") from None
+
+
+def stage_negatives(config: Mapping[str, Any]) -> int | None:
+    """K of a training stage's contrastive term `ce` (its chance level is ln(K+1)), from the config the
+    stage recorded: method, base, the sections it reads and the recipe's batch; None if it has none."""
+    try:
+        spec = method_spec(str(config["method"]), base=config.get("base"))
+        built = spec.build_config({name: config[name] for name in spec.sections})
+        return spec.chance_negatives(built, int(config["recipe"]["batch_size"]))
+    except (KeyError, TypeError, ValueError):  # not a training stage of a registered method
+        return None
+
+
+def method_label(name: str) -> str:
+    """A method's name in reports: its label, else its registry name."""
+    spec = METHODS.get(name)
+    return spec.label if spec is not None and spec.label else name

@@ -18,7 +18,7 @@ from disco.damaged import previous_path
 from disco.evals import EVALUATIONS
 from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
-from harness.config import Benchmarks, distill_methods, load_benchmarks
+from harness.config import Benchmarks, load_benchmarks
 from harness.matrix import CellPlan, Planner
 from harness.stages import DAMAGED, DONE, Stage, topological
 from harness.workspace import Workspace, read_json
@@ -139,7 +139,7 @@ class MatrixStages:
 
 
 def matrix_stages(bench: Benchmarks, planner: Planner, workspace: Workspace) -> MatrixStages:
-    every_method = distill_methods(bench)
+    every_method = planner.composable_methods()
     every_eval = {pair: planner.cell(pair, 0, planner.runnable_evaluations(), every_method) for pair in bench.pairs}
     teachers = {name: planner.teacher(name) for name in bench.teachers}
     baselines = {name: planner.baseline(name, 0) for name in bench.students}
@@ -185,11 +185,11 @@ def members_tables(bench: Benchmarks, m: MatrixStages) -> list[Table]:
         teachers.add_row(
             name,
             teacher.arch,
-            teacher.pretrain,
+            str(m.teachers[name].config["method"]),
             styled(m.states[m.teachers[name].key], short=True),
             teacher.description,
         )
-    students = new_table("students", ("student", "arch", "MoCo-v2 baseline", "random init", "description"))
+    students = new_table("students", ("student", "arch", "baseline", "random init", "description"))
     for name, student in bench.students.items():
         students.add_row(
             name,

@@ -15,7 +15,7 @@ from harness.report.document import document
 from harness.report.files import print_cell_reports, write_report_files
 from harness.report.model import (
     DEFAULT_TOLERANCE,
-    ROLES,
+    ENCODER_ROLES,
     ProfileReport,
     beside_metric,
     build_report,
@@ -46,7 +46,7 @@ __all__ = [
     "OPPOSITE_DIRECTION",
     "PENDING",
     "REPRODUCED",
-    "ROLES",
+    "ENCODER_ROLES",
     "SAME_DIRECTION",
     "UNHEALTHY",
     "ProfileReport",

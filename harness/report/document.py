@@ -120,7 +120,8 @@ def mode_text(report: ProfileReport) -> str:
         )
     return (
         f"Profile `{report.profile}`: the paper column is ImageNet context only. The claim tested is the paper's direction: "
-        "DisCo beats its MoCo-v2 baseline (the gain, paired by seed). One seed gives `same direction` / `opposite direction`; "
+        "the distilled student beats the baseline its profile's base method trains, with the same data and recipe "
+        "(the gain, paired by seed). One seed gives `same direction` / `opposite direction`; "
         "with several, `reproduced` when the gain's 95% interval excludes 0 on the paper's side, `contradicted` when it excludes 0 "
         "on the other, `inconclusive` otherwise. A cell built on a collapsed encoder is `unhealthy` whatever its numbers."
     )
@@ -129,7 +130,7 @@ def mode_text(report: ProfileReport) -> str:
 def overview_table(report: ProfileReport) -> TableBlock:
     evaluations = report.evaluations()
     primaries = {ev.primary for pair in report.pairs for ev in pair.evals}
-    student = method_label(primaries.pop()) if len(primaries) == 1 else "DisCo or first method"
+    student = method_label(primaries.pop()) if len(primaries) == 1 else "the verdict's method"
     headers = [
         "pair",
         "teacher",
@@ -158,7 +159,7 @@ def detail_table(report: ProfileReport, pair: PairReport, ev: EvalReport) -> Tab
     with_reference = report.reference is not None
     rows = [
         [
-            role_label(role),
+            row.label or role_label(role),
             row.status,
             fmt_measured(row),
             *([fmt_beside(row)] if ev.beside else []),
@@ -201,7 +202,7 @@ def health_table(pair: PairReport) -> TableBlock:
 
     rows = [
         [
-            role_label(entry.role),
+            entry.label or role_label(entry.role),
             entry.stage,
             entry.status,
             value(entry, "ce_chance_ratio"),

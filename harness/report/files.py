@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from disco.damaged import remove_leftover_temps
+from disco.methods.registry import stage_negatives
 from harness.config import Benchmarks
 from harness.matrix import CellPlan
 from harness.report.document import Image, document
@@ -26,11 +27,7 @@ def write_curves(report: ProfileReport, workspace: Workspace) -> tuple[list[Path
     for pair in report.pairs:
         for entry in pair.health:
             result = load_result(workspace.result_path(report.profile, entry.stage)) if entry.metrics else None
-            png = (
-                plot_curves(entry.stage, result.history, result.config.get("mocov2", {}).get("queue_size"))
-                if result
-                else None
-            )
+            png = plot_curves(entry.stage, result.history, stage_negatives(result.config)) if result else None
             if png is None:
                 continue
             relative = f"curves/{entry.stage}.png"

@@ -11,7 +11,8 @@ from typing import Any
 
 from disco.evals import EVALUATIONS
 from disco.health import COLLAPSED
-from harness.config import Benchmarks, distill_methods
+from disco.methods.registry import METHODS, method_label
+from harness.config import Benchmarks
 from harness.matrix import CellPlan, Planner
 from harness.report.paper import PaperValue, paper_gain, paper_value
 from harness.report.stats import Stat
@@ -33,56 +34,45 @@ from harness.report.verdicts import (
 from harness.stages import DONE, STALE, Stage
 from harness.workspace import Workspace
 
-# the default cell's rows in table order (the expected ordering, then the teacher); a cell with other
-# methods (run --methods) has a row per method between the baseline and the teacher, and a gain row each
-ROLES = ("random_init", "baseline", "disco", "teacher")
-TRAINED_ROLES = ("teacher", "baseline", "disco")
-METHOD_LABELS = {
-    "disco": "DisCo",
-    "seed": "SEED",
-    "rkd": "RKD",
-    "rkd_disco": "RKD+DisCo",
-    "disco_only_mse": "DisCo (only MSE)",
-}
-ROLE_LABELS = {
-    "random_init": "random-init (control)",
-    "baseline": "MoCo-v2 baseline",
-    "disco": "DisCo student",
-    "teacher": "MoCo-v2 teacher",
-    "gain": "DisCo - baseline gain",
-}
-GAIN = "gain"  # DisCo's gain row keeps its name; another method's is gain_<method>
-
-
-def method_label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+CONTROL_ROLE, BASELINE_ROLE, TEACHER_ROLE = "random_init", "baseline", "teacher"
+ENCODER_ROLES = (CONTROL_ROLE, BASELINE_ROLE, TEACHER_ROLE)  # besides a row per distillation method
+GAIN = "gain"  # a method's gain row is gain_<method>
+GAIN_LABEL_SUFFIX = " - baseline gain"
 
 
 def gain_role(method: str) -> str:
-    return GAIN if method == "disco" else f"{GAIN}_{method}"
+    return f"{GAIN}_{method}"
 
 
 def is_gain(role: str) -> bool:
-    return role == GAIN or role.startswith(f"{GAIN}_")
+    return role.startswith(f"{GAIN}_")
 
 
-def role_label(role: str) -> str:
-    if role in ROLE_LABELS:
-        return ROLE_LABELS[role]
+def role_label(role: str, cell: CellPlan | None = None) -> str:
+    """A row's name: the control; the baseline and teacher by the method that trained them (the
+    cell's stage configs: its profile's base method, or `imported`); each method's student and gain
+    by the method's label in the registry."""
+    if role == CONTROL_ROLE:
+        return "random-init (control)"
+    if role in (BASELINE_ROLE, TEACHER_ROLE):
+        method = getattr(cell, role).config.get("method") if cell is not None else None
+        trained_by = method_label(method) if method in METHODS else "imported" if method else ""
+        return f"{trained_by} {role}".strip()
     if is_gain(role):
-        return f"{method_label(role.removeprefix(GAIN + '_'))} - baseline gain"
+        return f"{method_label(role.removeprefix(GAIN + '_'))}{GAIN_LABEL_SUFFIX}"
     return f"{method_label(role)} student"
 
 
 def cell_roles(cells: list[CellPlan]) -> list[str]:
     """Table order: random-init, baseline, each method's student (as the cells list them), teacher."""
     methods = list(dict.fromkeys(method for cell in cells for method in cell.methods))
-    return ["random_init", "baseline", *methods, "teacher"]
+    return [CONTROL_ROLE, BASELINE_ROLE, *methods, TEACHER_ROLE]
 
 
-def primary_method(methods: list[str]) -> str:
-    """The method whose gain gives the cell's verdict: DisCo when it runs, else the first one."""
-    return "disco" if "disco" in methods or not methods else methods[0]
+def primary_method(methods: list[str], defaults: list[str]) -> str:
+    """The method whose gain gives the cell's verdict: the first default method (benchmarks.yaml
+    default_methods) that ran, else the first one."""
+    return next((method for method in defaults if method in methods), methods[0] if methods else defaults[0])
 
 
 ABSOLUTE_PROFILE = "paper"
@@ -152,6 +142,7 @@ class Row:
     verdict: str = NOT_AVAILABLE
     beside: Stat | None = None  # the EvalReport's beside metric (e.g. the last epoch)
     reference: Stat | None = None  # the reference run's value, where its stage has the same key
+    label: str = ""  # the row's name (role_label)
 
     @property
     def delta(self) -> float | None:
@@ -167,11 +158,11 @@ class EvalReport:
     note: str
     beside: tuple[str, str] | None = None  # (metric, column header) shown beside the headline
     discrimination: str = ""
-    primary: str = "disco"  # the method whose gain gives the verdict
+    primary: str = ""  # the method whose gain gives the verdict
 
     @property
     def methods(self) -> list[str]:
-        return [role for role in self.rows if role not in ("random_init", "baseline", "teacher") and not is_gain(role)]
+        return [role for role in self.rows if role not in ENCODER_ROLES and not is_gain(role)]
 
 
 @dataclass(frozen=True)
@@ -183,6 +174,7 @@ class StageHealth:
     status: str  # healthy | weak | collapsed | pending | stale | n/a (not trained: imported)
     metrics: dict[str, Any] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
+    label: str = ""  # the encoder's name (role_label)
 
 
 @dataclass
@@ -302,6 +294,7 @@ def evaluation_report(
             paper_value(bench, pair, role, evaluation, metric),
             beside=metric_stat(found.current[role], beside and beside[0]),
             reference=metric_stat(found.reference[role], metric),
+            label=role_label(role, cells[0]),
         )
         for role in found.current
     }
@@ -313,8 +306,9 @@ def evaluation_report(
             gain_stat(found.current[method], found.current["baseline"], metric),
             paper_gain(bench, pair, evaluation, metric, method),
             reference=gain_stat(found.reference[method], found.reference["baseline"], metric),
+            label=role_label(gain_role(method)),
         )
-    primary = primary_method(methods)
+    primary = primary_method(methods, bench.default_methods)
     higher = EVALUATIONS[evaluation].higher_is_better if evaluation in EVALUATIONS else True
     verdict, note = (
         absolute_verdicts(rows, tolerance, primary) if absolute else direction_verdicts(rows, primary, higher)
@@ -330,9 +324,30 @@ def evaluation_report(
         verdict,
         note,
         beside,
-        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows), higher),
+        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows), higher)
+        + not_above_control(rows, higher),
         primary,
     )
+
+
+def not_above_control(rows: dict[str, Row], higher_is_better: bool = True) -> str:
+    """The trained encoders (baseline, each student, teacher) whose mean does not beat the
+    random-initialised control's: a probe's number only says self-supervision helped if it does."""
+    control = rows[CONTROL_ROLE].stat
+    if control is None:
+        return ""
+    sign = 1 if higher_is_better else -1
+    behind = [
+        f"{row.label or role_label(role)} {row.stat.mean:.1f}"
+        for role, row in rows.items()
+        if role != CONTROL_ROLE
+        and not is_gain(role)
+        and row.stat is not None
+        and sign * (row.stat.mean - control.mean) <= 0
+    ]
+    if not behind:
+        return "; every trained encoder beats the random-init control"
+    return f"; NOT above the random-init control ({control.mean:.1f}): {', '.join(behind)}"
 
 
 def seed_noise(rows: dict[str, Row]) -> float | None:
@@ -345,8 +360,8 @@ def seed_noise(rows: dict[str, Row]) -> float | None:
     return max(spreads) if spreads else None
 
 
-def absolute_verdicts(rows: dict[str, Row], tolerance: float, primary: str = "disco") -> tuple[str, str]:
-    """Every row against the paper's number; the cell's verdict is the primary method's (DisCo's)."""
+def absolute_verdicts(rows: dict[str, Row], tolerance: float, primary: str) -> tuple[str, str]:
+    """Every row against the paper's number; the cell's verdict is the primary method's."""
     for row in rows.values():
         if row.stat is None:
             row.verdict = PENDING
@@ -368,9 +383,9 @@ def absolute_verdicts(rows: dict[str, Row], tolerance: float, primary: str = "di
     return NOT_AVAILABLE, f"the paper gives neither a {name} number nor a gain for this cell"
 
 
-def direction_verdicts(rows: dict[str, Row], primary: str = "disco", higher_is_better: bool = True) -> tuple[str, str]:
+def direction_verdicts(rows: dict[str, Row], primary: str, higher_is_better: bool = True) -> tuple[str, str]:
     """The paper's ordering row by row (random-init < baseline < each method's student); the cell's
-    verdict is the primary method's (DisCo's) gain."""
+    verdict is the primary method's gain."""
     rows["random_init"].verdict = CONTROL if rows["random_init"].stat else PENDING
     rows["teacher"].verdict = CONTEXT if rows["teacher"].stat else PENDING
     baseline = rows["baseline"].stat
@@ -380,8 +395,9 @@ def direction_verdicts(rows: dict[str, Row], primary: str = "disco", higher_is_b
     notes = {}
     for role, row in rows.items():
         if is_gain(role):
-            row.verdict, notes[role] = gain_verdict(row.stat, higher_is_better)
-        elif role not in ("random_init", "baseline", "teacher"):
+            method = method_label(role.removeprefix(GAIN + "_"))
+            row.verdict, notes[role] = gain_verdict(row.stat, higher_is_better, method)
+        elif role not in ENCODER_ROLES:
             row.verdict = above(baseline, row.stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE, higher_is_better)
     return rows[gain_role(primary)].verdict, notes[gain_role(primary)]
 
@@ -389,24 +405,24 @@ def direction_verdicts(rows: dict[str, Row], primary: str = "disco", higher_is_b
 # ---------------------------------------------------------------- training health
 
 
-def stage_health(role: str, stage: Stage, workspace: Workspace) -> StageHealth:
+def stage_health(role: str, stage: Stage, workspace: Workspace, cell: CellPlan | None = None) -> StageHealth:
+    label = role_label(role, cell)
     if stage.kind not in ("pretrain", "distill"):
-        return StageHealth(role, stage.name, NOT_AVAILABLE)
+        return StageHealth(role, stage.name, NOT_AVAILABLE, label=label)
     found = stage.stored(workspace)
     if found.result is None or found.state == STALE:
-        return StageHealth(role, stage.name, found.state)
+        return StageHealth(role, stage.name, found.state, label=label)
     metrics = found.result.metrics
-    return StageHealth(
-        role, stage.name, str(metrics.get("health", "unknown")), metrics, tuple(metrics.get("health_reasons") or ())
-    )
+    reasons = tuple(metrics.get("health_reasons") or ())
+    return StageHealth(role, stage.name, str(metrics.get("health", "unknown")), metrics, reasons, label)
 
 
 def pair_health(cells: list[CellPlan], workspace: Workspace) -> list[StageHealth]:
     """The teacher once, then the baseline and each method's student of every seed."""
-    entries = {cells[0].teacher.key: stage_health("teacher", cells[0].teacher, workspace)} if cells else {}
+    entries = {cells[0].teacher.key: stage_health(TEACHER_ROLE, cells[0].teacher, workspace, cells[0])} if cells else {}
     for cell in cells:
-        for role, stage in (("baseline", cell.baseline), *cell.methods.items()):
-            entries.setdefault(stage.key, stage_health(role, stage, workspace))
+        for role, stage in ((BASELINE_ROLE, cell.baseline), *cell.methods.items()):
+            entries.setdefault(stage.key, stage_health(role, stage, workspace, cell))
     return list(entries.values())
 
 
@@ -506,7 +522,7 @@ def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> Evidence
     seeds: set[int] = set()
     evaluations: list[str] = []
     methods: list[str] = []
-    for method in distill_methods(planner.bench):
+    for method in planner.composable_methods():
         student = planner.distill(method, spec.teacher, spec.student, 0)
         found = stored_seeds(workspace, student)
         for evaluation in planner.runnable_evaluations():

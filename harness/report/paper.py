@@ -53,7 +53,7 @@ def paper_value(bench: Benchmarks, pair: str, role: str, evaluation: str, metric
     return _number(paper_entry(bench, pair, role), paper_metric(metric))
 
 
-def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str, method: str = "disco") -> PaperValue | None:
+def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str, method: str) -> PaperValue | None:
     """A method's gain over the MoCo-v2 baseline: stated (gain_over_baseline) or derived within one source."""
     if evaluation != "linear":
         return None

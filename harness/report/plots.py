@@ -6,7 +6,7 @@ import io
 import math
 from typing import Any
 
-from harness.report.model import ROLE_LABELS, ProfileReport, role_label
+from harness.report.model import ProfileReport, role_label
 
 
 def _pyplot():
@@ -33,7 +33,7 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    colors = {"baseline": "#9aa5b1", "disco": "#2f6fdf"}
+    colors = {"baseline": "#9aa5b1", "student": "#2f6fdf"}
     fig, ax = plt.subplots(figsize=(1.2 * len(entries) + 4.0, 3.6))
     width = 0.38
     for x, (_teacher, ev) in enumerate(entries):
@@ -48,7 +48,7 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
                     width,
                     yerr=row.stat.std,
                     capsize=3,
-                    color=colors["baseline" if role == "baseline" else "disco"],
+                    color=colors["baseline" if role == "baseline" else "student"],
                 )
         teacher_row = ev.rows["teacher"]
         if teacher_row.stat is not None:
@@ -58,8 +58,8 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     ax.set_ylabel(f"{evaluation} {metric} (%)")
     ax.set_title(f"student {student} · profile {report.profile}")
     handles = [
-        Patch(color=colors["baseline"], label=ROLE_LABELS["baseline"]),
-        Patch(color=colors["disco"], label=", ".join(sorted({role_label(ev.primary) for _, ev in entries}))),
+        Patch(color=colors["baseline"], label="baseline"),
+        Patch(color=colors["student"], label=", ".join(sorted({role_label(ev.primary) for _, ev in entries}))),
         Line2D([], [], color="black", linewidth=2, label="teacher"),
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -80,7 +80,7 @@ def png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
-def plot_curves(stage: str, history: list[dict[str, Any]], queue_size: int | None) -> bytes | None:
+def plot_curves(stage: str, history: list[dict[str, Any]], negatives: int | None) -> bytes | None:
     """One training stage's curves by epoch: loss terms (with ln(K+1)), InfoNCE / ln(K+1), the mean
     pairwise cosines and effective ranks of the held-out batch, and the kNN monitor."""
     if not history:
@@ -97,13 +97,13 @@ def plot_curves(stage: str, history: list[dict[str, Any]], queue_size: int | Non
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
     for name in ("loss", "ce", "mse_v1", "mse_v2"):
         axes[0].plot(*series(name), marker="o", markersize=3, label=name)
-    if queue_size:
-        axes[0].axhline(math.log(queue_size + 1), color="red", linestyle="--", linewidth=1, label="ln(K+1)")
+    if negatives:  # the contrastive term's chance level, K from the method (registry `negatives`)
+        axes[0].axhline(math.log(negatives + 1), color="red", linestyle="--", linewidth=1, label="ln(K+1)")
     axes[0].set_title("loss terms")
     axes[1].plot(*series("ce_chance_ratio"), marker="o", markersize=3, color="black")
     for level, color in ((1.0, "red"), (0.85, "orange")):
         axes[1].axhline(level, color=color, linestyle="--", linewidth=1)
-    axes[1].set_title("InfoNCE / ln(K+1)")
+    axes[1].set_title("contrastive loss / ln(K+1)")
     for name in ("emb_cosine", "feat_cosine"):
         axes[2].plot(*series(name), marker="o", markersize=3, label=name)
     for level, color in ((0.9, "red"), (0.5, "orange")):

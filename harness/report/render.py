@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.report.document import Block, Heading, Image, Paragraph, TableBlock
-from harness.report.model import EvalReport, PairReport, ProfileReport, Row, role_label
+from harness.report.model import GAIN_LABEL_SUFFIX, EvalReport, PairReport, ProfileReport, Row
 from harness.report.verdicts import NOT_AVAILABLE
 
 
@@ -41,7 +41,7 @@ def terminal_table(block: TableBlock) -> Table:
             no_wrap=i == 0,
         )
     for row in block.rows:
-        table.add_row(*(escape(row[i]) for i in shown), style="bold" if row[0] == role_label("gain") else None)
+        table.add_row(*(escape(row[i]) for i in shown), style="bold" if row[0].endswith(GAIN_LABEL_SUFFIX) else None)
     return table
 
 

@@ -43,11 +43,12 @@ def compare(measured: float, reference: float, tolerance: float) -> str:
     return REPRODUCED if abs(delta) <= tolerance else (BELOW if delta < 0 else ABOVE)
 
 
-def gain_verdict(gain: Stat | None, higher_is_better: bool = True) -> tuple[str, str]:
-    """The direction verdict of a paired DisCo - baseline gain, and why; for a lower-is-better
-    metric (the evaluation registry says which) DisCo improves on the baseline with a negative gain."""
+def gain_verdict(gain: Stat | None, higher_is_better: bool = True, method: str = "the student") -> tuple[str, str]:
+    """The direction verdict of a paired student - baseline gain, and why; for a lower-is-better
+    metric (the evaluation registry says which) the student improves on the baseline with a negative
+    gain. `method`: the distillation method's label, as the texts name it."""
     if gain is None:
-        return PENDING, "DisCo and the baseline are not both stored yet"
+        return PENDING, f"{method} and the baseline are not both stored yet"
     sign = 1 if higher_is_better else -1
     if gain.n == 1:
         verdict = SAME_DIRECTION if sign * gain.mean > 0 else OPPOSITE_DIRECTION
@@ -59,10 +60,10 @@ def gain_verdict(gain: Stat | None, higher_is_better: bool = True) -> tuple[str,
     interval = f"gain {gain.mean:+.1f}, 95% CI [{low:+.1f}, {high:+.1f}] over {gain.n} seeds"
     better, worse = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
     if better:
-        return REPRODUCED, f"{interval} excludes 0: DisCo beats the MoCo-v2 baseline, as in the paper"
+        return REPRODUCED, f"{interval} excludes 0: {method} beats the baseline, as in the paper"
     if worse:
-        return CONTRADICTED, f"{interval} excludes 0 on the other side: the baseline beats DisCo here"
-    return INCONCLUSIVE, f"{interval} includes 0: the seeds do not separate DisCo from the baseline"
+        return CONTRADICTED, f"{interval} excludes 0 on the other side: the baseline beats {method} here"
+    return INCONCLUSIVE, f"{interval} includes 0: the seeds do not separate {method} from the baseline"
 
 
 def above(lower: Stat | None, upper: Stat | None, yes: str, no: str, higher_is_better: bool = True) -> str:

@@ -317,3 +317,39 @@ def test_detection_detectron2_backend_converts_and_dispatches(small_splits, tmp_
     assert calls["config"]["MODEL"]["RESNETS"]["DEPTH"] == 18 and calls["datasets_root"] == str(tmp_path)
     converted = pickle.loads(calls["weights"].read_bytes())
     assert "stem.conv1.weight" in converted["model"] and "res2.0.conv1.weight" in converted["model"]
+
+
+class ScaledPixels(PixelBackbone):
+    """PixelBackbone's features times a constant: the same information at another scale, as a
+    random-initialised network's features can be orders of magnitude off a trained one's."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return x.flatten(1) * self.scale
+
+
+@pytest.mark.parametrize("evaluation", ["linear", "semi_linear_10pct", "transfer_digits"])
+def test_standardised_probes_give_the_same_accuracy_at_any_feature_scale(small_splits, evaluation):
+    """feature_norm standardize: features scaled by 1e-3 and by 1e3 give the probe accuracy of the
+    unscaled ones within a point; the official probe (lr 3.0 on the raw features) does not."""
+    probe = get_evaluation(evaluation)
+    recipe = {"epochs": 10, "train_augment": False, "schedule": "step", "milestones": [5], "lr": 3.0}
+    fair = {
+        scale: probe(Encoder(ScaledPixels(scale), None), small_splits, {**recipe, "feature_norm": "standardize"}, CPU)
+        for scale in (1e-3, 1.0, 1e3)
+    }
+    accuracies = [metrics["top1_best"] for metrics in fair.values()]
+    assert max(accuracies) - min(accuracies) <= 1.0, fair
+    assert min(accuracies) > 60.0
+    raw = {
+        scale: probe(Encoder(ScaledPixels(scale), None), small_splits, recipe, CPU)["top1_best"] for scale in (1e-3, 1e3)
+    }
+    assert max(abs(value - accuracies[1]) for value in raw.values()) > 5.0, raw
+
+
+def test_a_probe_recipe_refuses_an_unknown_feature_norm():
+    with pytest.raises(InputError, match="feature_norm must be one of none, standardize"):
+        ProbeRecipe(feature_norm="batchnorm")

@@ -88,7 +88,7 @@ class Constant(nn.Module):
 def test_monitor_flags_a_collapsed_encoder_in_eval_mode_and_restores_train_mode():
     images = torch.randn(16, 3, 4, 4)
     encoder = Constant().train()
-    monitor = HealthMonitor(HeldOut(images, images, images.flip(0)), queue_size=64, knn=lambda e: 12.5, knn_every=2)
+    monitor = HealthMonitor(HeldOut(images, images, images.flip(0)), negatives=64, knn=lambda e: 12.5, knn_every=2)
     entry = monitor(encoder, 2, 4, {"ce": math.log(65)})
     assert entry["emb_cosine"] == pytest.approx(1.0)
     assert entry["emb_erank"] == pytest.approx(1.0)

@@ -7,8 +7,10 @@ from torch.nn import functional as F
 from disco.losses import (
     contrastive_logits,
     disco_loss,
+    disco_terms,
     info_nce,
     mse_sum,
+    nt_xent,
     pairwise_distances,
     rkd_angle,
     rkd_distance,
@@ -18,6 +20,7 @@ from disco.losses import (
     soft_cross_entropy,
     weighted_mse,
 )
+from disco.methods.registry import in_batch_negatives
 
 
 def unit(*rows):
@@ -190,10 +193,51 @@ def _random_unit(n: int, dim: int, seed: int) -> torch.Tensor:
         lambda s, t: rkd_angle(s, t),
         lambda s, t: seed_loss(s, t, _random_unit(8, 6, 3).T, 0.2, 0.01)["loss"],
         lambda s, t: rkd_loss(t @ s.T, s, s.flip(0), t, t.flip(0), 32.0, use_mse=True)["loss"],
+        lambda s, t: nt_xent(F.normalize(s, dim=1), F.normalize(s.flip(0) + t, dim=1), 0.2),
+        lambda s, t: disco_terms(nt_xent(s, s.flip(0), 0.5), s, s.flip(0), t, t.flip(0), 32.0)["loss"],
     ],
-    ids=["rkd_distance", "rkd_angle", "seed", "rkd_disco"],
+    ids=["rkd_distance", "rkd_angle", "seed", "rkd_disco", "nt_xent", "disco_over_simclr"],
 )
 def test_student_gradients_match_finite_differences_in_float64(loss):
     student = _random_unit(5, 6, 1).requires_grad_(True)
     teacher = _random_unit(5, 6, 2)
     assert torch.autograd.gradcheck(lambda s: loss(s, teacher), (student,), eps=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- SimCLR's NT-Xent
+
+
+def test_nt_xent_matches_a_hand_computed_value():
+    """Two images, two views: each of the 4 embeddings has 1 positive and 2 negatives."""
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z2 = torch.tensor([[0.6, 0.8], [0.8, -0.6]])
+    t = 0.5
+    z = torch.cat([z1, z2])
+    similarities = (z @ z.T / t).tolist()
+    positives = {0: 2, 1: 3, 2: 0, 3: 1}
+    expected = 0.0
+    for i, j in positives.items():
+        others = [similarities[i][k] for k in range(4) if k != i]
+        expected += -similarities[i][j] + math.log(sum(math.exp(v) for v in others))
+    assert nt_xent(z1, z2, t).item() == pytest.approx(expected / 4, rel=1e-6)
+
+
+def test_nt_xent_at_chance_is_ln_2n_minus_1_and_low_when_views_agree():
+    """Identical embeddings everywhere: every candidate equally likely, ln(2N-1) (the health
+    monitor's chance level for SimCLR, K = 2N-2). Views that agree and images that differ: near 0."""
+    n = 8
+    same = F.normalize(torch.ones(n, 4), dim=1)
+    assert nt_xent(same, same, 0.2).item() == pytest.approx(math.log(2 * n - 1), rel=1e-6)
+    distinct = torch.eye(n)
+    assert nt_xent(distinct, distinct, 0.05).item() < 1e-3
+    assert in_batch_negatives(None, n) == 2 * n - 2
+
+
+def test_disco_over_a_base_loss_adds_both_mse_terms_to_the_base_loss():
+    q, qk, tq, tqk = (_random_unit(4, 6, seed) for seed in (1, 2, 3, 4))
+    base = nt_xent(q, qk, 0.2)
+    terms = disco_terms(base, q, qk, tq, tqk, 32.0)
+    expected = base + 32.0 * ((q - tq).pow(2).sum() + (qk - tqk).pow(2).sum()) / 4
+    assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-9)
+    only_mse = disco_terms(base, q, qk, tq, tqk, 32.0, ce_weight=0.0)
+    assert only_mse["loss"].item() == pytest.approx((expected - base).item(), rel=1e-9)

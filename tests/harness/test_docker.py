@@ -336,8 +336,8 @@ def test_smoke_run_writes_results_on_the_host(engine: docker.DockerClient, image
     results = sorted((tmp_path / "results").glob("*/stages/*.json"))
     names = [path.stem for path in results]
     for prefix in (
-        "pretrain-mocov2-r50-",
-        "pretrain-mocov2-effb0-",
+        "pretrain-simclr-r50-",
+        "pretrain-simclr-effb0-",
         "distill-disco-r50-effb0-",
         "eval-linear-distill-disco-",
     ):

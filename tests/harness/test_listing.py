@@ -42,10 +42,10 @@ def test_stage_states(planner, workspace):
     cell = planner.cell("r50-effb0")
     write_result(workspace, cell.teacher, {})
     save_checkpoint(workspace, cell.baseline, epoch=2)
-    write_result(workspace, cell.disco, {}, key="0" * 64)
+    write_result(workspace, cell.methods["disco"], {}, key="0" * 64)
     assert stage_state(cell.teacher, workspace) == StageState("done")
     assert stage_state(cell.baseline, workspace) == StageState("partial", 2, planner.profile.pretrain.epochs)
-    assert stage_state(cell.disco, workspace).describe().startswith("pending (stored result is for another")
+    assert stage_state(cell.methods["disco"], workspace).describe().startswith("pending (stored result is for another")
     assert stage_state(cell.random_init, workspace) == StageState("pending")
 
 
@@ -86,7 +86,7 @@ def test_status_shows_done_partial_pending_and_slurm_states(planner, workspace, 
     save_checkpoint(workspace, cell.baseline, epoch=3)
     try:
         slurm = importlib.import_module("harness.executors.slurm")
-        monkeypatch.setattr(slurm, "job_states", lambda ws: {cell.disco.name: "RUNNING"})
+        monkeypatch.setattr(slurm, "job_states", lambda ws: {cell.methods["disco"].name: "RUNNING"})
     except ImportError:
         slurm = None
     code, out, err = run_cli(
@@ -98,7 +98,7 @@ def test_status_shows_done_partial_pending_and_slurm_states(planner, workspace, 
     assert f"partially trained (3/{planner.profile.pretrain.epochs} epochs)" in rows[cell.baseline.name]
     assert "pending" in rows[cell.random_init.name]
     if slurm is not None:
-        assert "RUNNING" in rows[cell.disco.name]
+        assert "RUNNING" in rows[cell.methods["disco"].name]
     real_stages = len(
         Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages()
     )  # the CLI reads the real file

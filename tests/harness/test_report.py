@@ -105,10 +105,10 @@ def test_nulls_show_na_and_a_missing_stage_shows_pending(bench, workspace):
     report = build_report(bench, [cell], workspace)
     ev = rows_of(report, "r50-effb0")
     assert ev.rows["disco"].status == PENDING and ev.rows["disco"].paper is None and ev.verdict == PENDING
-    assert ev.rows["gain"].paper.value == 19.7 and ev.rows["baseline"].paper.value == 42.2
+    assert ev.rows["gain_disco"].paper.value == 19.7 and ev.rows["baseline"].paper.value == 42.2
     markdown = render_markdown(document(report))
     assert "| DisCo student | pending | pending |  | n/a | n/a | pending |" in markdown
-    assert "| MoCo-v2 baseline | done | 50.0 |  | 42.2 | +7.8 | > control | test_source (high) |" in markdown
+    assert "| SimCLR baseline | done | 50.0 |  | 42.2 | +7.8 | > control | test_source (high) |" in markdown
     records = {r["role"]: r for r in csv.DictReader(io.StringIO(render_csv(report)))}
     assert (
         records["disco"]["paper"] == "n/a"
@@ -131,7 +131,7 @@ def test_multi_seed_mean_std_and_t_interval_match_hand_computation(bench, worksp
     for cell, baseline, disco in zip(cells, (50.0, 52.0, 57.0), (60.0, 63.0, 66.0)):
         store_cell(workspace, cell, {"random_init": 10.0, "baseline": baseline, "disco": disco, "teacher": 70.0})
     ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
-    baseline, gain = ev.rows["baseline"].stat, ev.rows["gain"].stat
+    baseline, gain = ev.rows["baseline"].stat, ev.rows["gain_disco"].stat
     # baseline 50, 52, 57: mean 53, sample sd sqrt(26/2) = 3.6056, 95% CI 53 ± 4.303 * 3.6056 / sqrt(3) = 53 ± 8.957
     assert baseline.mean == pytest.approx(53.0) and baseline.std == pytest.approx(3.605551, abs=1e-5)
     assert baseline.ci95 == pytest.approx((44.0428, 61.9572), abs=1e-3)
@@ -141,7 +141,7 @@ def test_multi_seed_mean_std_and_t_interval_match_hand_computation(bench, worksp
         and gain.std == pytest.approx(1.0)
         and gain.ci95 == pytest.approx((7.5157, 12.4843), abs=1e-3)
     )
-    assert ev.rows["gain"].delta == pytest.approx(10.0 - 19.7)
+    assert ev.rows["gain_disco"].delta == pytest.approx(10.0 - 19.7)
 
 
 def test_partial_seeds_are_counted(bench, workspace):
@@ -153,7 +153,7 @@ def test_partial_seeds_are_counted(bench, workspace):
     assert (
         ev.rows["baseline"].status == "done"
         and ev.rows["disco"].status == "1/2 seeds"
-        and ev.rows["gain"].stat.values == (10.0,)
+        and ev.rows["gain_disco"].stat.values == (10.0,)
     )
 
 
@@ -209,7 +209,7 @@ def test_several_seeds_decide_by_the_gain_interval(bench, workspace, disco, verd
     for cell, baseline, value in zip(cells, (50.0, 52.0, 52.0), disco):
         store_cell(workspace, cell, {"random_init": 10.0, "baseline": baseline, "disco": value, "teacher": 70.0})
     ev = rows_of(build_report(bench, cells, workspace), "r50-effb0")
-    assert ev.verdict == verdict and ev.rows["gain"].verdict == verdict and "95% CI" in ev.note
+    assert ev.verdict == verdict and ev.rows["gain_disco"].verdict == verdict and "95% CI" in ev.note
 
 
 def store_health(workspace, stage, status, cosine):
@@ -231,7 +231,7 @@ def test_a_collapsed_encoder_makes_the_cell_unhealthy_whatever_its_numbers(bench
     for cell, baseline, value in zip(cells, (50.0, 52.0, 52.0), (60.0, 61.0, 62.0)):
         store_cell(workspace, cell, {"random_init": 10.0, "baseline": baseline, "disco": value, "teacher": 70.0})
         store_health(workspace, cell.baseline, "healthy", 0.2)
-        store_health(workspace, cell.disco, "healthy", 0.3)
+        store_health(workspace, cell.methods["disco"], "healthy", 0.3)
     store_health(workspace, cells[0].teacher, "healthy", 0.1)
     assert rows_of(build_report(bench, cells, workspace), "r50-effb0").verdict == REPRODUCED
     store_health(workspace, cells[0].teacher, "collapsed", 0.99)
@@ -239,7 +239,7 @@ def test_a_collapsed_encoder_makes_the_cell_unhealthy_whatever_its_numbers(bench
     ev = rows_of(report, "r50-effb0")
     assert ev.verdict == UNHEALTHY and cells[0].teacher.name in ev.note and "would be `reproduced`" in ev.note
     markdown = render_markdown(document(report))
-    assert f"| MoCo-v2 teacher | {cells[0].teacher.name} | collapsed | 0.50 | 0.99 |" in markdown
+    assert f"| SimCLR teacher | {cells[0].teacher.name} | collapsed | 0.50 | 0.99 |" in markdown
 
 
 def test_discrimination_compares_teacher_and_control_with_the_seed_noise(bench, workspace):
@@ -264,7 +264,7 @@ def test_the_reference_run_is_a_column_beside_this_run(bench, workspace, tmp_pat
     assert (
         ev.rows["disco"].status == PENDING
         and ev.rows["disco"].reference.mean == 47.0
-        and ev.rows["gain"].reference.mean == 7.0
+        and ev.rows["gain_disco"].reference.mean == 7.0
     )
     markdown = render_markdown(document(report))
     assert "| encoder | status | this run | 95% CI | reference run | paper |" in markdown
@@ -286,7 +286,7 @@ def test_absolute_verdicts_at_the_paper_profile(bench, workspace):
         REPRODUCED,
         "n/a",
     )
-    assert ev.rows["gain"].paper.derived and ev.rows["gain"].paper.value == pytest.approx(60.6 - 52.5)
+    assert ev.rows["gain_disco"].paper.derived and ev.rows["gain_disco"].paper.value == pytest.approx(60.6 - 52.5)
     assert rows_of(build_report(bench, [cell], workspace, tolerance=3.0), "r50-r18").verdict == REPRODUCED
     # no paper DisCo number: the stated gain decides
     cell = Planner(bench, "paper").cell("r50-effb0")
@@ -375,9 +375,9 @@ def test_files_are_written_parseable_and_results_untouched(bench, workspace):
         "baseline",
         "disco",
         "teacher",
-        "gain",
+        "gain_disco",
     }
-    effb0_gain = next(r for r in records if r["pair"] == "r50-effb0" and r["role"] == "gain")
+    effb0_gain = next(r for r in records if r["pair"] == "r50-effb0" and r["role"] == "gain_disco")
     assert (effb0_gain["n"], effb0_gain["values"], effb0_gain["mean"], effb0_gain["std"]) == (
         "2",
         "10.0000;9.0000",
@@ -513,7 +513,7 @@ def test_each_method_has_a_row_and_a_gain_row_with_the_papers_number(bench, work
         "seed",
         "rkd",
         "teacher",
-        "gain",
+        "gain_disco",
         "gain_seed",
         "gain_rkd",
     ]

@@ -339,7 +339,7 @@ def test_failed_stage_cancels_its_dependents_and_is_named(cluster, workspace: Wo
     cell = smoke_planner().cell(PAIR)
     chosen = [
         cell.teacher,
-        cell.disco,
+        cell.methods["disco"],
         cell.evals[("teacher", "linear")],
         cell.evals[("disco", "linear")],
         cell.random_init,

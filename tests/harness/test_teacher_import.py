@@ -39,7 +39,7 @@ def test_released_teacher_is_imported_and_distilled_from(tmp_path):
     for key, value in encoder.backbone.state_dict().items():
         assert torch.equal(saved["encoder"][f"backbone.{key}"], value), key
     assert torch.equal(saved["queue"], bundle["module.queue"]) and int(saved["queue_ptr"]) == 8
-    distilled = run_stage_from_spec(cell.disco.write_spec(workspace), workspace)
+    distilled = run_stage_from_spec(cell.methods["disco"].write_spec(workspace), workspace)
     assert distilled["inputs"]["teacher"]["key"] == cell.teacher.key and distilled["metrics"]["final_loss"] > 0
 
 

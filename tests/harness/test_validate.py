@@ -68,18 +68,18 @@ def test_bad_reference_suggests_the_nearest_teacher(data, tmp_path):
 
 
 def test_wrong_type_says_what_was_expected(data, tmp_path):
-    data["profiles"]["tiny"]["pretrain"]["epochs"] = "six"
+    data["profiles"]["tiny-mocov2"]["pretrain"]["epochs"] = "six"
     path, text = dump(data, tmp_path)
     problem = only_problem(path)
-    assert (problem.line, problem.path) == (line_of(text, "epochs: six"), "profiles.tiny.pretrain.epochs")
+    assert (problem.line, problem.path) == (line_of(text, "epochs: six"), "profiles.tiny-mocov2.pretrain.epochs")
     assert "expected a valid integer" in problem.message and "got 'six'" in problem.message
 
 
 def test_dali_loader_on_an_in_memory_set_is_one_line_with_the_fix(data, tmp_path):
-    data["profiles"]["tiny"]["data"]["loader"] = "dali"
+    data["profiles"]["tiny-mocov2"]["data"]["loader"] = "dali"
     path, text = dump(data, tmp_path)
     problem = only_problem(path)
-    assert problem.path == "profiles.tiny.data"
+    assert problem.path == "profiles.tiny-mocov2.data"
     assert (
         problem.message
         == "loader: dali reads image files, so it needs source: imagenet, not embedded; use loader: torch"
@@ -117,7 +117,7 @@ def test_several_errors_reported_at_once_in_line_order(data, tmp_path):
     data["students"]["xcitt"]["arch"] = "xcit_t"
     data["pairs"]["r50-mbv3"]["teacher"] = "r05"
     data["default_pairs"] = ["r50-efb0"]
-    data["profiles"]["tiny"]["pretrain"]["epochs"] = "six"
+    data["profiles"]["tiny-mocov2"]["pretrain"]["epochs"] = "six"
     data["reference"]["baselines"]["effb0"] = {"top1": 41.5, "confidence": "high"}
     path, _ = dump(data, tmp_path)
     outcome = validate_file(path)
@@ -127,7 +127,7 @@ def test_several_errors_reported_at_once_in_line_order(data, tmp_path):
         "students.xcitt.arch",
         "pairs.r50-mbv3.teacher",
         "default_pairs[0]",
-        "profiles.tiny.pretrain.epochs",
+        "profiles.tiny-mocov2.pretrain.epochs",
         "reference.baselines.effb0.top1",
     ]
     assert [p.line for p in outcome.problems] == sorted(p.line for p in outcome.problems)
@@ -207,57 +207,57 @@ def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
     ("break_it", "fragment", "path", "expected"),
     [
         (
-            lambda d: d["profiles"]["tiny"]["mocov2"].update(queue_size=4000),
+            lambda d: d["profiles"]["tiny-mocov2"]["mocov2"].update(queue_size=4000),
             "queue_size: 4000",
-            "profiles.tiny.mocov2.queue_size",
+            "profiles.tiny-mocov2.mocov2.queue_size",
             "queue_size 4000 must be a multiple of pretrain.batch_size 64",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["mocov2"].update(bn_group_size=48),
+            lambda d: d["profiles"]["tiny-mocov2"]["mocov2"].update(bn_group_size=48),
             "bn_group_size: 48",
-            "profiles.tiny.mocov2.bn_group_size",
+            "profiles.tiny-mocov2.mocov2.bn_group_size",
             "must split into whole BN groups",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(k=-5),
+            lambda d: d["profiles"]["tiny-mocov2"]["eval_recipes"]["knn"].update(k=-5),
             "k: -5",
-            "profiles.tiny.eval_recipes.knn.k",
+            "profiles.tiny-mocov2.eval_recipes.knn.k",
             "k >= 1, temperature > 0 and chunk_size >= 1, got k=-5",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["eval_recipes"]["knn"].update(kk=200),
+            lambda d: d["profiles"]["tiny-mocov2"]["eval_recipes"]["knn"].update(kk=200),
             "kk: 200",
-            "profiles.tiny.eval_recipes.knn.kk",
+            "profiles.tiny-mocov2.eval_recipes.knn.kk",
             "unknown KnnRecipe field (did you mean 'k'?)",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["eval_recipes"].update(knnn={"k": 20}),
+            lambda d: d["profiles"]["tiny-mocov2"]["eval_recipes"].update(knnn={"k": 20}),
             "knnn:",
-            "profiles.tiny.eval_recipes.knnn",
+            "profiles.tiny-mocov2.eval_recipes.knnn",
             "no evaluation 'knnn' is implemented (did you mean 'knn'?)",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["eval_recipes"]["detection"].update(iterations="many"),
+            lambda d: d["profiles"]["tiny-mocov2"]["eval_recipes"]["detection"].update(iterations="many"),
             "iterations: many",
-            "profiles.tiny.eval_recipes.detection.iterations",
+            "profiles.tiny-mocov2.eval_recipes.detection.iterations",
             "expected a valid integer",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["eval_recipes"]["transfer_digits"].update(epochz=3),
+            lambda d: d["profiles"]["tiny-mocov2"]["eval_recipes"]["transfer_digits"].update(epochz=3),
             "epochz: 3",
-            "profiles.tiny.eval_recipes.transfer_digits.epochz",
+            "profiles.tiny-mocov2.eval_recipes.transfer_digits.epochz",
             "unknown TransferRecipe field (did you mean 'epochs'?)",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["eval_recipes"]["semi_finetune_1pct"].update(eval_every=0),
+            lambda d: d["profiles"]["tiny-mocov2"]["eval_recipes"]["semi_finetune_1pct"].update(eval_every=0),
             "eval_every: 0",
-            "profiles.tiny.eval_recipes.semi_finetune_1pct.eval_every",
+            "profiles.tiny-mocov2.eval_recipes.semi_finetune_1pct.eval_every",
             "eval_every >= 1",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["disco"].update(mse_per_sample_weight=-1.0),
+            lambda d: d["profiles"]["tiny-mocov2"]["disco"].update(mse_per_sample_weight=-1.0),
             "mse_per_sample_weight: -1.0",
-            "profiles.tiny.disco.mse_per_sample_weight",
+            "profiles.tiny-mocov2.disco.mse_per_sample_weight",
             "greater than or equal to 0",
         ),
         (
@@ -267,9 +267,9 @@ def test_a_misspelled_section_is_one_error_without_cascades(data, tmp_path):
             "no evaluation 'knnn' is implemented",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["eval_recipes"].pop("transfer_digits"),
-            "- transfer_digits",
-            "profiles.tiny.evals[4]",
+            lambda d: d["profiles"]["tiny-mocov2"]["eval_recipes"].pop("transfer_digits"),
+            ("  tiny-mocov2:", "- transfer_digits"),
+            "profiles.tiny-mocov2.evals[4]",
             "'transfer_digits' has no recipe",
         ),
     ],
@@ -291,7 +291,8 @@ def test_values_a_run_would_refuse_are_caught_with_file_and_line(data, tmp_path,
     break_it(data)
     written, text = dump(data, tmp_path)
     problem = only_problem(written)
-    assert (problem.line, problem.path) == (line_of(text, fragment), path)
+    line = line_after(text, *fragment) if isinstance(fragment, tuple) else line_of(text, fragment)
+    assert (problem.line, problem.path) == (line, path)
     assert expected in problem.message, problem.message
 
 
@@ -353,7 +354,7 @@ def test_evaluation_archs_must_be_architectures(data, tmp_path):
             lambda d: d["methods"].update(seedd={"kind": "distill", "head": "disco"}),
             "seedd:",
             "methods.seedd",
-            "no method 'seedd' is implemented; expected one of: mocov2, disco",
+            "no method 'seedd' is implemented; expected one of: mocov2, simclr, disco",
         ),
         (
             lambda d: d["methods"]["rkd_disco"].update(kind="pretrain"),
@@ -362,28 +363,28 @@ def test_evaluation_archs_must_be_architectures(data, tmp_path):
             "'rkd_disco' is a distill method (disco/methods/registry.py), not pretrain",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["seed_distill"].update(teacher_temperature=-1.0),
+            lambda d: d["profiles"]["tiny-mocov2"]["seed_distill"].update(teacher_temperature=-1.0),
             "teacher_temperature: -1.0",
-            "profiles.tiny.seed_distill.teacher_temperature",
+            "profiles.tiny-mocov2.seed_distill.teacher_temperature",
             "expected greater than 0, got -1.0",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["seed_distill"].update(teacher_bn="frozen"),
+            lambda d: d["profiles"]["tiny-mocov2"]["seed_distill"].update(teacher_bn="frozen"),
             "teacher_bn: frozen",
-            "profiles.tiny.seed_distill.teacher_bn",
+            "profiles.tiny-mocov2.seed_distill.teacher_bn",
             "expected one of: train, eval",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["rkd"].update(angle_wieght=2.0),
+            lambda d: d["profiles"]["tiny-mocov2"]["rkd"].update(angle_wieght=2.0),
             "angle_wieght: 2.0",
-            "profiles.tiny.rkd.angle_wieght",
+            "profiles.tiny-mocov2.rkd.angle_wieght",
             "did you mean 'angle_weight'",
         ),
         (
-            lambda d: d["profiles"]["tiny"]["seed_distill"].update(queue_size=4000),
-            ("  tiny:", "seed_distill:"),
-            "profiles.tiny.seed_distill",
-            "method seed: queue_size 4000 must be a multiple of batch_size 64",
+            lambda d: d["profiles"]["tiny-mocov2"]["seed_distill"].update(queue_size=4000),
+            ("  tiny-mocov2:", "queue_size: 4000"),
+            "profiles.tiny-mocov2.seed_distill.queue_size",
+            "queue_size 4000 must be a multiple of pretrain.batch_size 64",
         ),
         (
             lambda d: d.update(default_methods=["disco", "sed"]),
