@@ -207,13 +207,13 @@ class Benchmarks(Strict):
                 f"profiles.{name}.base_method",
                 "pretraining method",
             )
-            for section in METHODS[profile.base_method].sections:
-                if section not in profile.model_fields_set:
+            for needed in METHODS[profile.base_method].sections:
+                if needed not in profile.model_fields_set:
                     raise ValueError(
-                        f"profiles.{name}: the base method {profile.base_method} reads `{section}:`; state its values"
+                        f"profiles.{name}: the base method {profile.base_method} reads `{needed}:`; state its values"
                     )
-            for method in self.default_methods:
-                base_problem = composition_problem(method, profile.base_method)
+            for default in self.default_methods:
+                base_problem = composition_problem(default, profile.base_method)
                 if base_problem:
                     raise ValueError(f"default_methods: {base_problem} (profile {name})")
         return self

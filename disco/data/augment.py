@@ -28,9 +28,7 @@ def _odd_kernel(sigma: float) -> int:
     return 2 * int(3 * sigma + 0.5) + 1
 
 
-def mocov2_augmentation(
-    image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0), flip: bool = True
-) -> v2.Compose:
+def mocov2_augmentation(image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0), flip: bool = True) -> v2.Compose:
     """RRC(scale 0.2-1), colour jitter 0.4/0.4/0.4/0.1 p=0.8, grayscale p=0.2, blur p=0.5, flip.
 
     The blur radius range (0.1, 2.0) is defined at 224 px; it is scaled with the resolution so a

@@ -143,10 +143,14 @@ class Row:
     beside: Stat | None = None  # the EvalReport's beside metric (e.g. the last epoch)
     reference: Stat | None = None  # the reference run's value, where its stage has the same key
     label: str = ""  # the row's name (role_label)
+    # False where the profile's data is not the paper's (tiny): the paper's number is context only
+    comparable: bool = True
 
     @property
     def delta(self) -> float | None:
-        return None if self.stat is None or self.paper is None else self.stat.mean - self.paper.value
+        if self.stat is None or self.paper is None or not self.comparable:
+            return None
+        return self.stat.mean - self.paper.value
 
 
 @dataclass
@@ -314,6 +318,8 @@ def evaluation_report(
         absolute_verdicts(rows, tolerance, primary) if absolute else direction_verdicts(rows, primary, higher)
     )
     verdict, note = health_gate(verdict, note, collapsed)
+    for row in rows.values():
+        row.comparable = absolute
     for row in rows.values():
         if row.status == NOT_AVAILABLE:
             row.verdict = NOT_AVAILABLE

@@ -345,7 +345,8 @@ def test_standardised_probes_give_the_same_accuracy_at_any_feature_scale(small_s
     assert max(accuracies) - min(accuracies) <= 1.0, fair
     assert min(accuracies) > 60.0
     raw = {
-        scale: probe(Encoder(ScaledPixels(scale), None), small_splits, recipe, CPU)["top1_best"] for scale in (1e-3, 1e3)
+        scale: probe(Encoder(ScaledPixels(scale), None), small_splits, recipe, CPU)["top1_best"]
+        for scale in (1e-3, 1e3)
     }
     assert max(abs(value - accuracies[1]) for value in raw.values()) > 5.0, raw
 

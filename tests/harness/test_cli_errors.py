@@ -127,7 +127,7 @@ BAD_INPUTS = {  # id -> (arguments given the scratch dir, fragments of the one e
         lambda t: [
             "run",
             "--benchmarks",
-            broken_benchmarks(t, lambda d: d["profiles"]["tiny"]["mocov2"].update(queue_size=4000)),
+            broken_benchmarks(t, lambda d: d["profiles"]["tiny-mocov2"]["mocov2"].update(queue_size=4000)),
             "--dry-run",
         ],
         ["benchmarks.yaml:", "queue_size 4000 must be a multiple of pretrain.batch_size 64"],

@@ -4,7 +4,6 @@ health monitor's chance level follow it. A method registered here, beside the bu
 validates and trains in a smoke cell with no change to the harness."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch

@@ -40,7 +40,10 @@ def test_two_pairs_with_one_teacher_pretrain_it_once_and_share_the_student_basel
     assert names.count("pretrain-mocov2-r50-tiny-mocov2-s0") == 1
     assert names.count("pretrain-mocov2-effb0-tiny-mocov2-s0") == 1  # baseline shared by r50 and r101
     assert cells[0].teacher.key == cells[1].teacher.key
-    assert cells[0].baseline.key == cells[2].baseline.key and cells[0].methods["disco"].key != cells[2].methods["disco"].key
+    assert (
+        cells[0].baseline.key == cells[2].baseline.key
+        and cells[0].methods["disco"].key != cells[2].methods["disco"].key
+    )
     for index, stage in enumerate(stages):  # every stage comes after its inputs
         assert all(names.index(dep.name) < index for dep in stage.inputs.values())
 
@@ -67,9 +70,9 @@ def test_linear_probe_recipe_changes_only_the_linear_eval_stages():
 def test_teacher_bn_mode_changes_only_distillation_and_its_evals():
     before, after = plan(), plan(disco={"teacher_bn": "eval"})
     assert changed(before, after) == {name for name in before if "distill-disco-r50-effb0" in name}
-    assert "distill-disco-r50-effb0-tiny-mocov2-s0" in changed(before, after) and "pretrain-mocov2-r50-tiny-mocov2-s0" not in changed(
+    assert "distill-disco-r50-effb0-tiny-mocov2-s0" in changed(
         before, after
-    )
+    ) and "pretrain-mocov2-r50-tiny-mocov2-s0" not in changed(before, after)
 
 
 def test_seeds_vary_the_student_stages_but_not_the_teacher():
@@ -152,7 +155,10 @@ def test_speed_structure_is_not_in_the_key_but_a_changed_random_stream_is():
     }
     tiny, reference = (
         plan(),
-        {s.name: s.key for s in Planner(load_benchmarks(), "tiny-mocov2", speed="reference").cell("r50-effb0").stages()},
+        {
+            s.name: s.key
+            for s in Planner(load_benchmarks(), "tiny-mocov2", speed="reference").cell("r50-effb0").stages()
+        },
     )
     # in-memory images: the optimized mode draws views batched on the device, the reference per image
     assert changed(tiny, reference) == {name for name in tiny if "random" not in name}
@@ -164,7 +170,10 @@ def test_tiny_keys_do_not_record_the_default_fp32():
         "precision" not in stage.config and "views" not in stage.config for stage in planner.cell("r50-effb0").stages()
     )
     bf16 = Planner(load_benchmarks(), "tiny-mocov2", precision="bf16").cell("r50-effb0")
-    assert bf16.methods["disco"].config["precision"] == "bf16" and bf16.methods["disco"].key != planner.cell("r50-effb0").methods["disco"].key
+    assert (
+        bf16.methods["disco"].config["precision"] == "bf16"
+        and bf16.methods["disco"].key != planner.cell("r50-effb0").methods["disco"].key
+    )
 
 
 # ---------------------------------------------------------------- several methods in one cell

@@ -70,7 +70,9 @@ def test_the_teachers_pretraining_method_is_the_one_that_runs(tmp_path):
     from harness.stage_tasks import run_pretrain
 
     cell = Planner(load_benchmarks(), "tiny", smoke=True).cell("r50-effb0")
-    assert cell.teacher.config["method"] == load_benchmarks().teachers["r50"].pretrain == "mocov2"
+    bench = load_benchmarks()
+    assert bench.teachers["r50"].pretrain is None  # the profile's base method pretrains it
+    assert cell.teacher.config["method"] == bench.profiles["tiny"].base_method == "simclr"
     config = {**cell.teacher.config, "method": "swav"}
-    with pytest.raises(ValueError, match="pretraining method 'swav' is not implemented; implemented: mocov2"):
+    with pytest.raises(ValueError, match="pretraining method 'swav' is not implemented; implemented: mocov2, simclr"):
         run_pretrain(config, {}, tmp_path, cell.teacher.runtime, torch.device("cpu"), None)
