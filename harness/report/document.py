@@ -186,7 +186,7 @@ HEALTH_HEADERS = [
     "encoder",
     "stage",
     "health",
-    "InfoNCE / ln(K+1)",
+    "loss / ln(K+1)",
     "emb. cosine",
     "emb. eff. rank",
     "feat. cosine",
@@ -223,10 +223,11 @@ def health_table(pair: PairReport) -> TableBlock:
 
 
 HEALTH_TEXT = (
-    "Training health (disco/health.py, docs/health.md), after the last epoch: InfoNCE / ln(K+1) is 1 at chance (the positive no "
-    "likelier than a queued negative); the mean pairwise cosine and the effective rank are of the L2-normalised embeddings "
-    "(`emb.`) and pooled backbone features (`feat.`) of a fixed held-out batch. `collapsed`: cosine > 0.9 or InfoNCE >= 0.97 "
-    "ln(K+1); `weak`: cosine > 0.5 or InfoNCE > 0.85 ln(K+1). The curves show every epoch."
+    "Training health (disco/health.py, docs/health.md), after the last epoch: the contrastive loss / ln(K+1) is 1 at chance "
+    "(the positive no likelier than each of its K negatives; K is the method's own: MoCo-v2's queue, SimCLR's 2N-2 other "
+    "views of the batch); the mean pairwise cosine and the effective rank are of the L2-normalised embeddings "
+    "(`emb.`) and pooled backbone features (`feat.`) of a fixed held-out batch. `collapsed`: cosine > 0.9 or loss >= 0.97 "
+    "ln(K+1); `weak`: cosine > 0.5 or loss > 0.85 ln(K+1). The curves show every epoch."
 )
 
 
