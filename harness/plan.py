@@ -11,6 +11,7 @@ from rich.table import Table
 from harness.estimates import CALIBRATED_ON, estimate_seconds
 from harness.results import load_result
 from harness.stages import Stage
+from harness.tables import print_table
 from harness.workspace import Workspace
 
 LISTED_ROWS = 40
@@ -46,10 +47,10 @@ def print_plan(console: Console, stages: list[Stage], pending: list[Stage], work
             table.add_row(
                 stage.name, stage.kind, stage.key[:10], "[yellow]to run[/]" if todo else "[green]done[/]", cost
             )
-    console.print(table)
+    print_table(console, table)
     if len(stages) > LISTED_ROWS:
         console.print(f"... {len(stages) - LISTED_ROWS} more stage(s) not listed")
-        console.print(counts_table(stages, pending_keys))
+        print_table(console, counts_table(stages, pending_keys))
     if pending:
         notes = (
             [

@@ -78,7 +78,9 @@ def validate_text(text: str) -> Outcome:
         return Outcome([Problem(1, DOCUMENT, f"expected {expected}, got {type(raw).__name__}")], None)
     index = NodeIndex(root)
     bench, schema, model_level = schema_problems(raw, index)
-    problems = duplicate_key_problems(root) + schema + reference_problems(raw, index)
+    problems = (
+        duplicate_key_problems(root) + schema + reference_problems(raw, index) + paper_section_problems(raw, index)
+    )
     problems += reference_number_problems(raw.get("reference"), index)
     problems += evaluation_problems(raw, index) + profile_problems(raw, index) + method_problems(raw, index)
     if bench is not None:
@@ -319,6 +321,37 @@ def reference_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
                 message = f"unknown {what} '{value}'; expected {choice_list(valid, where)}{hint(value, valid)}"
                 problems.append(Problem(index.line(loc), dotted(loc), message))
     return problems
+
+
+def paper_section_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
+    """The per-student sections of `reference:` that evaluations read (disco.evals.PaperNumbers): each
+    key a student, each entry `baseline`, `teacher` or `<method>_<teacher>`; notes are free text."""
+    reference, students = raw.get("reference"), raw.get("students")
+    if not isinstance(reference, dict) or not isinstance(students, dict):
+        return []
+    methods, teachers = _mapping_items(raw.get("methods")), _mapping_items(raw.get("teachers"))
+    names = [str(spec.get("reference") or name) for name, spec in methods if isinstance(spec, dict)]
+    entries = ["baseline", "teacher"] + [f"{method}_{teacher}" for method in names for teacher, _ in teachers]
+    sections = {ev.paper.section for ev in EVALUATIONS.values() if ev.paper and ev.paper.section}
+    problems = []
+    for section in sorted(sections & set(reference)):
+        for student, found in _mapping_items(reference[section]):
+            loc: Loc = ("reference", section, student)
+            if str(student).endswith("note"):
+                continue
+            if student not in students:
+                message = f"unknown student '{student}'; expected {choice_list(list(students), 'students')}{hint(str(student), list(students))}"
+                problems.append(Problem(index.line(loc), dotted(loc), message))
+                continue
+            for entry, _ in _mapping_items(found):
+                if entry not in entries:
+                    message = f"unknown entry '{entry}'; expected baseline, teacher or <method>_<teacher> (e.g. disco_r50){hint(str(entry), entries)}"
+                    problems.append(Problem(index.line(loc + (entry,)), dotted(loc + (entry,)), message))
+    return problems
+
+
+def _mapping_items(data: Any) -> list[tuple[Any, Any]]:
+    return list(data.items()) if isinstance(data, dict) else []
 
 
 # ---------------------------------------------------------------- what a run would refuse at run time

@@ -12,7 +12,9 @@ Adding an evaluation `foo`:
      DataUnavailable for bad input and missing data (one line: what, where, how to fix).
   2. Its recipe: a frozen dataclass in disco/eval_recipes.py with defaults, `__post_init__` checks and
      a `SMOKE` dict (a couple of steps, whatever the profile asks for); or reuse one.
-  3. One `Evaluation("foo", "disco.evals.foo:foo", FooRecipe, headline=(...))` line in REGISTRY below.
+  3. One `Evaluation("foo", "disco.evals.foo:foo", FooRecipe, headline=(...))` line in REGISTRY below;
+     `paper=PaperNumbers(section, key)` where the paper reports numbers for it (benchmarks.yaml
+     `reference:`), so that the report puts them beside the measured ones.
   4. benchmarks.yaml: `evaluations: foo: {description: ...}`, `eval_recipes: foo: {...}` and `foo`
      under `evals:` in the profiles that run it; `disco-bench validate` checks every recipe field.
 """
@@ -46,6 +48,19 @@ LAST_EPOCH = ("top1", "last epoch")
 
 
 @dataclass(frozen=True)
+class PaperNumbers:
+    """Where the paper's numbers for an evaluation live in benchmarks.yaml `reference:`.
+
+    `section=None` is Table 1's layout: `teachers.<teacher>`, `baselines.<student>` and
+    `pairs.<pair>.<method>`, keyed by the report's metric name (top1, top5). Any other section is laid
+    out per student: `<section>.<student>.<entry>.<key>`, the entry `baseline`, `teacher` or
+    `<method>_<teacher>` (e.g. `semi_supervised.r18.disco_r152.pct1`). A missing entry or a null is n/a."""
+
+    section: str | None
+    key: str = "top1"
+
+
+@dataclass(frozen=True)
 class Evaluation:
     name: str
     entry: str  # "module:function", imported only when the evaluation runs
@@ -54,6 +69,7 @@ class Evaluation:
     beside: tuple[str, str] | None = None  # (metric, column header) shown beside the headline
     higher_is_better: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments bound to the function
+    paper: PaperNumbers | None = None  # where the paper's numbers live; None: the paper reports none
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.recipe) or not getattr(self.recipe, "SMOKE", None):
@@ -77,7 +93,7 @@ class Evaluation:
 
 
 REGISTRY: tuple[Evaluation, ...] = (
-    Evaluation("linear", "disco.evals.linear:linear", ProbeRecipe, BEST_EPOCH, LAST_EPOCH),
+    Evaluation("linear", "disco.evals.linear:linear", ProbeRecipe, BEST_EPOCH, LAST_EPOCH, paper=PaperNumbers(None)),
     Evaluation("knn", "disco.evals.knn:knn", KnnRecipe, ("top1",)),
     *(
         Evaluation(
@@ -87,6 +103,8 @@ REGISTRY: tuple[Evaluation, ...] = (
             BEST_EPOCH,
             LAST_EPOCH,
             options={"percent": percent},
+            # DisCo's own semi-supervised script trains a linear head on the frozen backbone
+            paper=PaperNumbers("semi_supervised", f"pct{percent}"),
         )
         for percent in (1, 10)
     ),
@@ -109,6 +127,7 @@ REGISTRY: tuple[Evaluation, ...] = (
             BEST_EPOCH,
             LAST_EPOCH,
             options={"target": target},
+            paper=PaperNumbers("cifar_transfer", target) if target.startswith("cifar") else None,
         )
         for target in ("cifar10", "cifar100", "digits")
     ),
@@ -124,6 +143,7 @@ REGISTRY: tuple[Evaluation, ...] = (
             ("AP", "AP50"),
             ("AP50", "AP50"),
             options={"benchmark": benchmark},
+            paper=PaperNumbers("detection", f"{benchmark}_AP"),
         )
         for benchmark in ("voc", "coco")
     ),

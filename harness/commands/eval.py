@@ -23,6 +23,7 @@ from harness.matrix import Planner
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
 from harness.stages import canonical_hash
+from harness.tables import print_table
 from harness.workspace import RUNS_DIR, Workspace, atomic_write_json
 
 
@@ -119,7 +120,7 @@ def evaluate(
             remove_leftover_temps(path.parent, [path.name], only_dead_writers=True)  # of a killed `eval`
         atomic_write_json(path, result.model_dump())
         table.add_row(config["evaluation"], *headline_cells(config["evaluation"], metrics), str(path))
-    console.print(table)
+    print_table(console, table)
 
 
 def override_recipes(configs: list[dict], items: tuple[str, ...]) -> None:

@@ -21,6 +21,7 @@ from harness.commands.run import plan_stages, run, selection_options, workspace_
 from harness.config import Benchmarks, load_benchmarks
 from harness.matrix import CellPlan, Planner
 from harness.stages import DAMAGED, DONE, Stage, topological
+from harness.tables import print_table
 from harness.workspace import Workspace, read_json
 
 CHECKPOINT = "checkpoint.pt"  # disco.train.CHECKPOINT_FILE, written after every epoch
@@ -240,7 +241,7 @@ def list_matrix(profile: str, smoke: bool, results_dir: Path, artifacts_dir: Pat
         *members_tables(bench, stages),
         *protocol_tables(bench, stages),
     ]:
-        console.print(table)
+        print_table(console, table)
 
 
 # ---------------------------------------------------------------- status
@@ -273,7 +274,7 @@ def status(**params) -> None:
             *([jobs.get(stage.name, "-")] if jobs else []),
         )
     console = Console()
-    console.print(table)
+    print_table(console, table)
     partial, pending = (
         counts.get("partial", 0),
         counts.get("pending", 0) + counts.get("stale", 0) + counts.get("damaged", 0),

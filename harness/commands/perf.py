@@ -14,6 +14,7 @@ from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.matrix import pick
 from harness.provenance import git_state, hardware, package_versions
+from harness.tables import print_table
 from harness.workspace import atomic_write_json
 
 
@@ -148,7 +149,7 @@ def print_report(console: Console, report: dict) -> None:
             mem,
             f"{row['achieved_tflops']:.3f}",
         )
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"speed-up optimized / reference: [bold]{report['speedup']:.2f}x[/] step alone, [bold]{report['speedup_with_data']:.2f}x[/] fed by each mode's data path (median of {c['rounds']} interleaved rounds)"
     )

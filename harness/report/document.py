@@ -6,18 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from harness.report.model import (
-    EvalReport,
-    PairReport,
-    ProfileReport,
-    Row,
-    StageHealth,
-    gain_role,
-    is_gain,
-    method_label,
-    role_label,
-)
+from disco.methods.registry import method_label
+from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth
 from harness.report.paper import PaperValue
+from harness.report.roles import gain_role, is_gain, role_label
 from harness.report.verdicts import NOT_AVAILABLE
 
 

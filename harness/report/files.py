@@ -11,8 +11,10 @@ from disco.damaged import remove_leftover_temps
 from disco.methods.registry import stage_negatives
 from harness.config import Benchmarks
 from harness.matrix import CellPlan
+from harness.report.collect import planner_for_label, profile_cells
+from harness.report.compose import build_report
 from harness.report.document import Image, document
-from harness.report.model import DEFAULT_TOLERANCE, ProfileReport, build_report, planner_for_label, profile_cells
+from harness.report.model import DEFAULT_TOLERANCE, ProfileReport
 from harness.report.plots import plot_curves, plot_student
 from harness.report.render import render_csv, render_html, render_markdown, render_terminal
 from harness.results import load_result

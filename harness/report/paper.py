@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from disco.evals import EVALUATIONS
 from harness.config import Benchmarks
 
 CONFIDENCE_RANK = {"low": 0, "medium": 1, "high": 2}
@@ -47,19 +48,40 @@ def paper_entry(bench: Benchmarks, pair: str, role: str) -> dict[str, Any]:
 
 
 def paper_value(bench: Benchmarks, pair: str, role: str, evaluation: str, metric: str) -> PaperValue | None:
-    """The reference numbers are ImageNet linear-probe numbers; other evaluations have none recorded yet."""
-    if evaluation != "linear":
+    """The paper's number for an encoder of a pair on an evaluation, where the evaluation registry says
+    it lives (disco.evals.PaperNumbers); None (n/a) for an evaluation the paper reports nothing for."""
+    known = EVALUATIONS.get(evaluation)
+    where = known.paper if known else None
+    if known is None or where is None:
         return None
-    return _number(paper_entry(bench, pair, role), paper_metric(metric))
+    if where.section is None:  # Table 1: by metric name
+        return _number(paper_entry(bench, pair, role), paper_metric(metric))
+    if metric != known.metric:  # a per-student section holds the headline number only
+        return None
+    return _number(student_entry(bench, pair, role, where.section), where.key)
+
+
+def student_entry(bench: Benchmarks, pair: str, role: str, section: str) -> dict[str, Any]:
+    """`reference.<section>.<student>.<entry>`: `baseline`, `teacher` or `<method>_<teacher>`."""
+    cell = bench.pairs[pair]
+    entries = _mapping(_mapping(bench.reference.get(section)).get(cell.student))
+    if role in ("baseline", "teacher"):
+        return _mapping(entries.get(role))
+    method = bench.methods.get(role)
+    if method is None or method.kind != "distill":
+        return {}
+    return _mapping(entries.get(f"{method.reference or role}_{cell.teacher}"))
 
 
 def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str, method: str) -> PaperValue | None:
-    """A method's gain over the MoCo-v2 baseline: stated (gain_over_baseline) or derived within one source."""
-    if evaluation != "linear":
+    """A method's gain over the MoCo-v2 baseline: stated (gain_over_baseline, Table 1 top-1) or derived
+    within one source."""
+    known = EVALUATIONS.get(evaluation)
+    if known is None or known.paper is None:
         return None
     stated = (
         _number(paper_entry(bench, pair, method), "gain_over_baseline", prefix="gain_")
-        if paper_metric(metric) == "top1"
+        if known.paper.section is None and paper_metric(metric) == "top1"
         else None
     )
     if stated:

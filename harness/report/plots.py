@@ -6,7 +6,8 @@ import io
 import math
 from typing import Any
 
-from harness.report.model import ProfileReport, role_label
+from harness.report.model import ProfileReport
+from harness.report.roles import role_label
 
 
 def _pyplot():

@@ -12,18 +12,27 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.report.document import Block, Heading, Image, Paragraph, TableBlock
-from harness.report.model import GAIN_LABEL_SUFFIX, EvalReport, PairReport, ProfileReport, Row
+from harness.report.model import EvalReport, PairReport, ProfileReport, Row
+from harness.report.roles import GAIN_LABEL_SUFFIX
 from harness.report.verdicts import NOT_AVAILABLE
+from harness.tables import print_table
 
 
 def render_terminal(console: Console, blocks: list[Block]) -> None:
+    """On a terminal, rich's tables and wrapped text; in a log (not a terminal), Markdown tables and one
+    line per paragraph, blocks separated by a blank line, so that nothing is cut or reflowed."""
+    in_log = not console.is_terminal
     for block in blocks:
         if isinstance(block, Heading):
-            console.print(f"[bold]{escape(block.text)}[/]")
+            console.print(f"[bold]{escape(block.text)}[/]", soft_wrap=in_log)
         elif isinstance(block, Paragraph):
-            console.print(escape(block.text))
+            console.print(escape(block.text), soft_wrap=in_log)
         elif isinstance(block, TableBlock):
-            console.print(terminal_table(block))
+            print_table(console, terminal_table(block))
+        else:
+            continue
+        if in_log:
+            console.print()
 
 
 def terminal_table(block: TableBlock) -> Table:

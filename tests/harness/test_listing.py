@@ -67,7 +67,7 @@ def test_list_shows_the_matrix_with_stage_counts(planner, workspace, monkeypatch
         monkeypatch, capsys, "list", "--results", str(workspace.results), "--artifacts", str(workspace.artifacts)
     )
     assert code == 0, err
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.count("|") > 3}
     real_stages = len(
         Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").cell("r50-effb0").stages()
     )  # the CLI reads the real file
@@ -93,7 +93,7 @@ def test_status_shows_done_partial_pending_and_slurm_states(planner, workspace, 
         monkeypatch, capsys, "status", "--results", str(workspace.results), "--artifacts", str(workspace.artifacts)
     )
     assert code == 0, err
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.count("|") > 3}
     assert "done" in rows[cell.teacher.name]
     assert f"partially trained (3/{planner.profile.pretrain.epochs} epochs)" in rows[cell.baseline.name]
     assert "pending" in rows[cell.random_init.name]

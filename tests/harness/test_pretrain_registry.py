@@ -13,7 +13,7 @@ from disco.health import chance_ratio
 from disco.methods import registry
 from disco.methods.registry import METHODS, stage_negatives
 from harness.matrix import Planner
-from harness.report.model import role_label
+from harness.report.roles import role_label
 from harness.runner import run_stage_from_spec
 from harness.validate import validate_text
 from harness.workspace import Workspace

@@ -416,12 +416,14 @@ def test_report_command_renders_stored_results(workspace, monkeypatch, capsys):
     where = ["--results", str(workspace.results), "--artifacts", str(workspace.artifacts)]
     code, out, err = run_cli(monkeypatch, capsys, "report", "--profile", "tiny", *where)
     assert code == 0, err
-    markdown = (workspace.results / "tiny" / "report.md").read_text()  # the terminal wraps wide tables
+    markdown = (workspace.results / "tiny" / "report.md").read_text()
     assert (
         "60.0 (+10.0) same direction" in markdown
         and (workspace.results / "tiny" / "report.html").exists()
         and "Overview" in out
     )
+    # stdout is not a terminal here (a CI or Slurm log): tables come as Markdown, no cell cut to a width
+    assert "60.0 (+10.0) same direction" in out and "…" not in out and "| encoder | status | this run |" in out
     code, _, err = run_cli(monkeypatch, capsys, "report", "--pair", "r50-efb0", *where)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean 'r50-effb0'" in err
 
@@ -577,7 +579,7 @@ def test_eval_checkpoint_table_cells_follow_the_registry():
 
 def test_one_decision_whether_a_stage_is_done_for_runner_status_and_report(workspace):
     from harness.commands.listing import stage_state
-    from harness.report.model import stored
+    from harness.report.collect import stored
     from harness.stages import DAMAGED, DONE, PENDING, STALE
 
     stage = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny").baseline("effb0", 0)
@@ -634,3 +636,36 @@ def test_gain_verdict_follows_the_metric_direction(gains, higher_is_better, verd
     from harness.report.verdicts import gain_verdict
 
     assert gain_verdict(Stat(gains), higher_is_better)[0] == verdict
+
+
+def test_semi_supervised_numbers_come_from_where_the_evaluation_registry_says(bench, workspace):
+    """semi_linear_1pct reads `reference.semi_supervised.<student>.<entry>.pct1` (disco.evals.PaperNumbers):
+    beside the measured numbers at the paper profile, as context only (no delta, no verdict) on tiny."""
+    semi = {"baseline": {"pct1": 30.9, **SOURCE}, "disco_r50": {"pct1": 39.2, **SOURCE}}
+    bench = bench.model_copy(
+        update={
+            "reference": REFERENCE | {"semi_supervised": {"protocol_note": "x", "r18": semi, "effb0": semi}},
+            "evaluations": bench.evaluations | {"semi_linear_1pct": Evaluation()},
+        }
+    )
+    cell = Planner(bench, "paper").cell("r50-r18", 0, ["semi_linear_1pct"])
+    values = {"random_init": 1.0, "baseline": 31.0, "disco": 39.0, "teacher": 50.0}
+    for role, value in values.items():
+        write_result(workspace, cell.evals[(role, "semi_linear_1pct")], {"top1": value, "top1_best": value})
+    ev = rows_of(build_report(bench, [cell], workspace, tolerance=1.0), "r50-r18", "semi_linear_1pct")
+    assert (ev.rows["baseline"].paper.value, ev.rows["disco"].paper.value) == (30.9, 39.2)
+    assert ev.rows["teacher"].paper is None and ev.rows["disco"].delta == pytest.approx(-0.2)
+    assert ev.rows["gain_disco"].paper.derived and ev.rows["gain_disco"].paper.value == pytest.approx(39.2 - 30.9)
+    assert ev.verdict == REPRODUCED and "| DisCo student | done | 39.0 |" in render_markdown(
+        document(build_report(bench, [cell], workspace))
+    )
+    # another teacher's DisCo has no number; tiny shows the paper's number as context, never a delta
+    other = Planner(bench, "paper").cell("r152-r18", 0, ["semi_linear_1pct"])
+    for role, value in values.items():
+        write_result(workspace, other.evals[(role, "semi_linear_1pct")], {"top1": value, "top1_best": value})
+    assert rows_of(build_report(bench, [other], workspace), "r152-r18", "semi_linear_1pct").rows["disco"].paper is None
+    tiny = Planner(bench, "tiny").cell("r50-effb0", 0, ["semi_linear_1pct"])
+    for role, value in values.items():
+        write_result(workspace, tiny.evals[(role, "semi_linear_1pct")], {"top1": value, "top1_best": value})
+    row = rows_of(build_report(bench, [tiny], workspace), "r50-effb0", "semi_linear_1pct").rows["disco"]
+    assert row.paper.value == 39.2 and row.delta is None

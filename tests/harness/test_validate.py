@@ -421,3 +421,20 @@ def test_every_registered_method_is_in_the_real_matrix_with_its_kind():
         name: spec.kind for name, spec in METHODS.items()
     }
     assert bench.default_methods == ["disco"]
+
+
+def test_paper_sections_read_by_evaluations_name_students_and_entries(data, tmp_path):
+    """reference.semi_supervised (read by semi_linear_*pct): a student per key, entries baseline,
+    teacher or <method>_<teacher>; a typo would silently show n/a in the report."""
+    semi = data["reference"]["semi_supervised"]
+    semi["r81"] = semi.pop("r18")
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "r81:"), "reference.semi_supervised.r81")
+    assert "unknown student 'r81'" in problem.message and problem.message.endswith("(did you mean 'r18'?)")
+    semi["r18"] = semi.pop("r81")
+    semi["r18"]["disco_r15"] = semi["r18"].pop("disco_r152")
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "disco_r15:"), "reference.semi_supervised.r18.disco_r15")
+    assert problem.message.endswith("(did you mean 'disco_r152'?)")

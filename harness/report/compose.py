@@ -1,0 +1,244 @@
+"""Composing the report: rows of this run, the reference run and the paper per role and evaluation,
+the gains over the baseline, and the verdicts (harness/report/verdicts.py) with the health gate."""
+
+from __future__ import annotations
+
+from disco.evals import EVALUATIONS
+from disco.health import COLLAPSED
+from disco.methods.registry import method_label
+from harness.config import Benchmarks
+from harness.matrix import CellPlan
+from harness.report.collect import (
+    beside_metric,
+    collect,
+    gain_stat,
+    gain_status,
+    headline_metric,
+    metric_stat,
+    planner_for_label,
+    seed_status,
+)
+from harness.report.health import pair_health
+from harness.report.model import ABSOLUTE_PROFILE, DEFAULT_TOLERANCE, EvalReport, PairReport, ProfileReport, Row
+from harness.report.paper import paper_gain, paper_value
+from harness.report.roles import (
+    CONTROL_ROLE,
+    ENCODER_ROLES,
+    GAIN,
+    cell_roles,
+    gain_role,
+    is_gain,
+    primary_method,
+    role_label,
+)
+from harness.report.verdicts import (
+    ABOVE_BASELINE,
+    ABOVE_CONTROL,
+    CONTEXT,
+    CONTROL,
+    NOT_ABOVE_BASELINE,
+    NOT_ABOVE_CONTROL,
+    NOT_AVAILABLE,
+    PENDING,
+    above,
+    compare,
+    discrimination,
+    gain_verdict,
+    health_gate,
+)
+from harness.workspace import Workspace
+
+
+def evaluation_report(
+    bench: Benchmarks,
+    pair: str,
+    cells: list[CellPlan],
+    evaluation: str,
+    workspace: Workspace,
+    reference: Workspace | None,
+    absolute: bool,
+    tolerance: float,
+    collapsed: list[str],
+) -> EvalReport:
+    found = collect(cells, evaluation, workspace, reference)
+    current = [run.metrics for role_runs in found.current.values() for run in role_runs if run.metrics]
+    # this run's metrics name the headline; the reference run's only when this run has none yet
+    metrics = current or [run.metrics for role_runs in found.reference.values() for run in role_runs]
+    metric = headline_metric(evaluation, metrics)
+    beside = beside_metric(evaluation, metric, metrics)
+    rows = {
+        role: Row(
+            role,
+            seed_status([run.status for run in found.current[role]]),
+            metric_stat(found.current[role], metric),
+            paper_value(bench, pair, role, evaluation, metric),
+            beside=metric_stat(found.current[role], beside and beside[0]),
+            reference=metric_stat(found.reference[role], metric),
+            label=role_label(role, cells[0]),
+        )
+        for role in found.current
+    }
+    methods = cell_roles(cells)[2:-1]
+    for method in methods:
+        rows[gain_role(method)] = Row(
+            gain_role(method),
+            gain_status(found.current[method], found.current["baseline"]),
+            gain_stat(found.current[method], found.current["baseline"], metric),
+            paper_gain(bench, pair, evaluation, metric, method),
+            reference=gain_stat(found.reference[method], found.reference["baseline"], metric),
+            label=role_label(gain_role(method)),
+        )
+    primary = primary_method(methods, bench.default_methods)
+    higher = EVALUATIONS[evaluation].higher_is_better if evaluation in EVALUATIONS else True
+    verdict, note = (
+        absolute_verdicts(rows, tolerance, primary) if absolute else direction_verdicts(rows, primary, higher)
+    )
+    verdict, note = health_gate(verdict, note, collapsed)
+    for row in rows.values():
+        row.comparable = absolute
+    for row in rows.values():
+        if row.status == NOT_AVAILABLE:
+            row.verdict = NOT_AVAILABLE
+    return EvalReport(
+        evaluation,
+        metric,
+        rows,
+        verdict,
+        note,
+        beside,
+        discrimination(rows["teacher"].stat, rows["random_init"].stat, seed_noise(rows), higher)
+        + not_above_control(rows, higher),
+        primary,
+    )
+
+
+def not_above_control(rows: dict[str, Row], higher_is_better: bool = True) -> str:
+    """The trained encoders (baseline, each student, teacher) whose mean does not beat the
+    random-initialised control's: a probe's number only says self-supervision helped if it does."""
+    control = rows[CONTROL_ROLE].stat
+    if control is None:
+        return ""
+    sign = 1 if higher_is_better else -1
+    behind = [
+        f"{row.label or role_label(role)} {row.stat.mean:.1f}"
+        for role, row in rows.items()
+        if role != CONTROL_ROLE
+        and not is_gain(role)
+        and row.stat is not None
+        and sign * (row.stat.mean - control.mean) <= 0
+    ]
+    if not behind:
+        return "; every trained encoder beats the random-init control"
+    return f"; NOT above the random-init control ({control.mean:.1f}): {', '.join(behind)}"
+
+
+def seed_noise(rows: dict[str, Row]) -> float | None:
+    """The largest seed standard deviation among the rows measured over several seeds."""
+    spreads = [
+        row.stat.std
+        for row in rows.values()
+        if not is_gain(row.role) and row.stat is not None and row.stat.std is not None
+    ]
+    return max(spreads) if spreads else None
+
+
+def absolute_verdicts(rows: dict[str, Row], tolerance: float, primary: str) -> tuple[str, str]:
+    """Every row against the paper's number; the cell's verdict is the primary method's."""
+    for row in rows.values():
+        if row.stat is None:
+            row.verdict = PENDING
+        elif row.paper is not None:
+            row.verdict = compare(row.stat.mean, row.paper.value, tolerance)
+    student, gain, name = rows[primary], rows[gain_role(primary)], method_label(primary)
+    if student.stat is None:
+        return PENDING, f"the {name} student's evaluation has no stored result yet"
+    if student.paper is not None:
+        return (
+            student.verdict,
+            f"{name} {student.stat.mean:.1f} vs the paper's {student.paper.value:.1f} (tolerance ±{tolerance:g})",
+        )
+    if gain.stat is not None and gain.paper is not None:
+        return (
+            gain.verdict,
+            f"the paper gives no {name} number; gain {gain.stat.mean:+.1f} vs the paper's {gain.paper.value:+.1f} (tolerance ±{tolerance:g})",
+        )
+    return NOT_AVAILABLE, f"the paper gives neither a {name} number nor a gain for this cell"
+
+
+def direction_verdicts(rows: dict[str, Row], primary: str, higher_is_better: bool = True) -> tuple[str, str]:
+    """The paper's ordering row by row (random-init < baseline < each method's student); the cell's
+    verdict is the primary method's gain."""
+    rows["random_init"].verdict = CONTROL if rows["random_init"].stat else PENDING
+    rows["teacher"].verdict = CONTEXT if rows["teacher"].stat else PENDING
+    baseline = rows["baseline"].stat
+    rows["baseline"].verdict = above(
+        rows["random_init"].stat, baseline, ABOVE_CONTROL, NOT_ABOVE_CONTROL, higher_is_better
+    )
+    notes = {}
+    for role, row in rows.items():
+        if is_gain(role):
+            method = method_label(role.removeprefix(GAIN + "_"))
+            row.verdict, notes[role] = gain_verdict(row.stat, higher_is_better, method)
+        elif role not in ENCODER_ROLES:
+            row.verdict = above(baseline, row.stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE, higher_is_better)
+    return rows[gain_role(primary)].verdict, notes[gain_role(primary)]
+
+
+def build_report(
+    bench: Benchmarks,
+    cells: list[CellPlan],
+    workspace: Workspace,
+    tolerance: float = DEFAULT_TOLERANCE,
+    reference: Workspace | None = None,
+    reference_label: str | None = None,
+) -> ProfileReport:
+    """One entry per pair (its cells are its seeds), evaluations in the order the cells list them."""
+    by_pair: dict[str, list[CellPlan]] = {}
+    for cell in cells:
+        by_pair.setdefault(cell.pair, []).append(cell)
+    label = cells[0].profile if cells else ABSOLUTE_PROFILE
+    absolute = label == ABSOLUTE_PROFILE
+    pairs = []
+    for pair, pair_cells in by_pair.items():
+        pair_cells.sort(key=lambda cell: cell.seed)
+        health = pair_health(pair_cells, workspace)
+        collapsed = [entry.stage for entry in health if entry.status == COLLAPSED]
+        evaluations = list(dict.fromkeys(evaluation for cell in pair_cells for _, evaluation in cell.evals))
+        reports = [
+            evaluation_report(bench, pair, pair_cells, ev, workspace, reference, absolute, tolerance, collapsed)
+            for ev in evaluations
+        ]
+        spec = bench.pairs[pair]
+        pairs.append(
+            PairReport(
+                pair,
+                spec.teacher,
+                spec.student,
+                [cell.seed for cell in pair_cells],
+                reports,
+                deviations(pair_cells),
+                health,
+            )
+        )
+    profile = planner_for_label(bench, label).profile if cells else None
+    excluded = dict(profile.excluded_evals) if profile is not None else {}
+    return ProfileReport(
+        label, absolute, tolerance, pairs, reference_label if reference is not None else None, excluded
+    )
+
+
+def deviations(cells: list[CellPlan]) -> list[str]:
+    """Chosen departures from the official computation that the stage configs record."""
+    bf16 = list(
+        dict.fromkeys(
+            stage.name
+            for cell in cells
+            for stage in (cell.teacher, cell.baseline, *cell.methods.values())
+            if stage.config.get("precision") == "bf16"
+        )
+    )
+    if not bf16:
+        return []
+    return [
+        f"bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for {', '.join(bf16)}"
+    ]
