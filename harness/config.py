@@ -57,6 +57,18 @@ class Pair(Strict):
     evals: list[str] | None = None  # None: the profile's default evaluations
 
 
+class PaperTable(Strict):
+    """One of the paper's tables as the report lays it out: a row per student and method (its
+    baseline first), a column per teacher, one table per evaluation."""
+
+    title: str
+    evaluations: list[str] = Field(min_length=1)
+    students: list[str] = Field(min_length=1)
+    teachers: list[str] = Field(min_length=1)
+    # the distillation methods with a row (null: every method with stored results, default ones first)
+    methods: list[str] | None = None
+
+
 class DataSpec(Strict):
     source: Literal["embedded", "imagenet"]
     dataset: str | None = None
@@ -171,6 +183,8 @@ class Benchmarks(Strict):
     default_methods: list[str]
     profiles: dict[str, Profile]
     reference: dict[str, Any] = {}
+    # the paper's tables the report renders (which pairs, evaluations and methods each covers)
+    paper_tables: dict[str, PaperTable] = {}
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Benchmarks:
@@ -196,6 +210,15 @@ class Benchmarks(Strict):
                 _require(evaluation_name, list(self.evaluations), f"pairs.{name}.evals", "evaluation")
         for name in self.default_pairs:
             _require(name, list(self.pairs), "default_pairs", "pair")
+        for name, table in self.paper_tables.items():
+            for evaluation_name in table.evaluations:
+                _require(evaluation_name, list(self.evaluations), f"paper_tables.{name}.evaluations", "evaluation")
+            for student in table.students:
+                _require(student, list(self.students), f"paper_tables.{name}.students", "student")
+            for teacher_name in table.teachers:
+                _require(teacher_name, list(self.teachers), f"paper_tables.{name}.teachers", "teacher")
+            for method_name in table.methods or []:
+                _require(method_name, distill_methods(self), f"paper_tables.{name}.methods", "distillation method")
         for name in self.default_methods:
             _require(name, distill_methods(self), "default_methods", "distillation method")
         for name, profile in self.profiles.items():

@@ -46,9 +46,20 @@ Below: the reference run's report (the "this run" column is the reference run it
     show_default=True,
     help="Where the reference's report goes ('' for nowhere).",
 )
+@click.option(
+    "--rerender",
+    is_flag=True,
+    help="Copy nothing: render the reference run's report again (after a change to the report).",
+)
 @workspace_options
 def promote_command(
-    profile: str, reference_dir: Path, readme: Path, results_dir: Path, artifacts_dir: Path, benchmarks_file: Path
+    profile: str,
+    reference_dir: Path,
+    readme: Path,
+    rerender: bool,
+    results_dir: Path,
+    artifacts_dir: Path,
+    benchmarks_file: Path,
 ) -> None:
     """Copy this run's stage results of PROFILE to the reference folder with a manifest, and render its report."""
     from harness.report import build_report, profile_cells
@@ -58,14 +69,18 @@ def promote_command(
 
     console = Console()
     planner = Planner(load_benchmarks(benchmarks_file), profile)
-    target, manifest = promote(Workspace(artifacts_dir, results_dir), reference_dir, planner.label)
+    if not rerender:
+        target, manifest = promote(Workspace(artifacts_dir, results_dir), reference_dir, planner.label)
     reference = Workspace(reference_dir / "artifacts", reference_dir)
     label = reference_workspace(reference_dir, planner.label)[1]
     report = build_report(planner.bench, profile_cells(planner, reference), reference, reference_label=None)
     written = write_report_files(report, reference)
-    console.print(
-        f"promoted {manifest['stages']} stage result(s) to {target} ({label}); report: {len(written)} file(s) under {target}"
-    )
+    if rerender:
+        console.print(f"rendered the reference run's report ({label}): {len(written)} file(s) under {reference_dir}")
+    else:
+        console.print(
+            f"promoted {manifest['stages']} stage result(s) to {target} ({label}); report: {len(written)} file(s) under {target}"
+        )
     if str(readme) not in ("", "."):
         blocks = document(report, curves=None)
         prefix = Path(profile).as_posix() + "/"

@@ -21,6 +21,7 @@ from harness.report.collect import (
 from harness.report.health import pair_health
 from harness.report.model import ABSOLUTE_PROFILE, DEFAULT_TOLERANCE, EvalReport, PairReport, ProfileReport, Row
 from harness.report.paper import paper_gain, paper_value
+from harness.report.paper_tables import paper_tables
 from harness.report.roles import (
     CONTROL_ROLE,
     ENCODER_ROLES,
@@ -222,9 +223,11 @@ def build_report(
         )
     profile = planner_for_label(bench, label).profile if cells else None
     excluded = dict(profile.excluded_evals) if profile is not None else {}
-    return ProfileReport(
+    report = ProfileReport(
         label, absolute, tolerance, pairs, reference_label if reference is not None else None, excluded
     )
+    report.tables = paper_tables(bench, report)
+    return report
 
 
 def deviations(cells: list[CellPlan]) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from disco.methods.registry import method_label
-from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth
+from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth, TableCell
 from harness.report.paper import PaperValue
 from harness.report.roles import gain_role, is_gain, role_label
 from harness.report.verdicts import NOT_AVAILABLE
@@ -264,6 +264,38 @@ def notes(report: ProfileReport) -> list[Block]:
     ]
 
 
+PAPER_TABLES_TEXT = (
+    "The paper's tables (benchmarks.yaml `paper_tables:`), laid out as the paper lays them out: a row per student and "
+    "method, a column per teacher. Each cell: this run's mean with its 95% interval over seeds, `ref` the reference run, "
+    "`paper` the paper's number (n/a: none recovered), and the verdict; a cell not run names the command that fills it; "
+    "- : the matrix has no such pair."
+)
+
+
+def table_cell_text(cell: TableCell, signed: bool = False) -> str:
+    if cell.pair is None:
+        return "-"
+    paper = "n/a" if cell.paper is None else fmt(cell.paper.value, signed=signed) + ("*" if cell.paper.derived else "")
+    row = cell.row
+    if row is None or row.stat is None:
+        status = row.status if row is not None and row.status != NOT_AVAILABLE else "not run"
+        return f"{status} · paper {paper} · `{cell.command}`"
+    interval = row.stat.ci95
+    text = fmt(row.stat.mean, signed=signed) + (f" [{fmt(interval[0])}, {fmt(interval[1])}]" if interval else "")
+    text += f" · ref {fmt(row.reference.mean)}" if row.reference is not None else ""
+    text += f" · paper {paper}"
+    return text + (f" · {row.verdict}" if row.verdict not in (NOT_AVAILABLE, "") else "")
+
+
+def paper_table_blocks(report: ProfileReport) -> list[Block]:
+    blocks: list[Block] = [Heading("The paper's tables", 2), Paragraph(PAPER_TABLES_TEXT)]
+    for table in report.tables:
+        headers = ["student", "encoder", *table.teachers]
+        rows = [[row.student, row.label, *(table_cell_text(cell) for cell in row.cells)] for row in table.rows]
+        blocks.append(TableBlock(f"{table.title} · {table.evaluation} {table.metric} (%)", headers, rows))
+    return blocks
+
+
 def document(
     report: ProfileReport,
     images: list[Image] | None = None,
@@ -285,6 +317,8 @@ def document(
             blocks.append(Paragraph(f"Reference run: {report.reference}."))
     if overview:
         blocks += [Heading("Overview", 2), overview_table(report)]
+    if overview and report.tables:
+        blocks += paper_table_blocks(report)
     for pair in report.pairs:
         if extras:
             blocks.append(Heading(f"{pair.pair} (teacher {pair.teacher}, student {pair.student})", 2))

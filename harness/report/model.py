@@ -81,6 +81,41 @@ class PairReport:
 
 
 @dataclass
+class TableCell:
+    """One teacher's cell of a paper table's row: this run's row of the pair (None: not in this
+    report), the paper's number, and the command that would fill it."""
+
+    pair: str | None  # None: the matrix has no pair of this teacher and student
+    row: Row | None = None
+    paper: PaperValue | None = None
+    command: str = ""
+
+
+@dataclass
+class TableRow:
+    student: str  # "" for the teachers' own row
+    role: str
+    label: str
+    cells: list[TableCell]  # one per teacher, in the table's order
+
+
+@dataclass
+class PaperTableReport:
+    """One evaluation of one of the paper's tables (benchmarks.yaml `paper_tables:`)."""
+
+    name: str
+    title: str
+    evaluation: str
+    metric: str
+    teachers: list[str]
+    rows: list[TableRow]
+
+    @property
+    def measured(self) -> bool:
+        return any(cell.row is not None and cell.row.stat is not None for row in self.rows for cell in row.cells)
+
+
+@dataclass
 class ProfileReport:
     profile: str  # the results label, e.g. "tiny" or "tiny-smoke"
     absolute: bool
@@ -88,6 +123,7 @@ class ProfileReport:
     pairs: list[PairReport]
     reference: str | None = None  # where the reference run comes from (commit, hardware), if one was read
     excluded: dict[str, str] = field(default_factory=dict)  # evaluation -> why it is not in this profile's default
+    tables: list[PaperTableReport] = field(default_factory=list)  # the paper's tables, laid out as the paper does
 
     def evaluations(self) -> list[tuple[str, str]]:
         seen: dict[str, str] = {}

@@ -388,8 +388,8 @@ def test_files_are_written_parseable_and_results_untouched(bench, workspace):
     parser = _Tags()
     parser.feed((folder / "report.html").read_text())
     assert (
-        parser.tags.count("table") == 5 and parser.tags.count("img") == 2
-    )  # overview, a health and a linear table per pair
+        parser.tags.count("table") == 7 and parser.tags.count("img") == 2
+    )  # overview, the paper's Table 1 and transformer table (linear), a health and a linear table per pair
     assert all(
         (folder / "plots" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
         for name in ("effb0-linear.png", "r18-linear.png")
@@ -669,3 +669,48 @@ def test_semi_supervised_numbers_come_from_where_the_evaluation_registry_says(be
         write_result(workspace, tiny.evals[(role, "semi_linear_1pct")], {"top1": value, "top1_best": value})
     row = rows_of(build_report(bench, [tiny], workspace), "r50-effb0", "semi_linear_1pct").rows["disco"]
     assert row.paper.value == 39.2 and row.delta is None
+
+
+def test_paper_tables_lay_out_students_by_teachers_from_stored_results(bench, workspace):
+    """Table 1 at the paper profile from constructed results of two pairs (two teachers), one of them
+    over two seeds, with DisCo and SEED: each cell is this run, its interval and the paper; a cell not
+    run names the command that fills it; a pair the matrix lacks is '-'."""
+    bench = with_seed_reference(bench)
+    planner = Planner(bench, "paper")
+    cells = [planner.cell("r50-r18", seed, ["linear"], ["disco", "seed"]) for seed in (0, 1)]
+    cells.append(planner.cell("r152-r18", 0, ["linear"], ["disco", "seed"]))
+    for cell, disco in zip(cells, (60.0, 61.0, 65.0)):
+        store_cell(
+            workspace, cell, {"random_init": 1.0, "baseline": 52.0, "disco": disco, "seed": 57.0, "teacher": 67.0}
+        )
+    report = build_report(bench, cells, workspace, tolerance=1.0)
+    table = next(t for t in report.tables if t.name == "table1_linear")
+    assert table.teachers == ["r50", "r101", "r152", "r50w2"] and table.measured
+    rows = {(row.student, row.role): row for row in table.rows}
+    assert [role for student, role in rows if student == "r18"] == ["baseline", "disco", "seed"]
+    disco_r50, disco_r101, disco_r152, _ = rows[("r18", "disco")].cells
+    assert disco_r50.row.stat.mean == pytest.approx(60.5) and disco_r50.row.stat.n == 2
+    assert disco_r50.paper.value == 60.6 and disco_r50.row.verdict == REPRODUCED and disco_r50.command == ""
+    assert disco_r152.row.stat.mean == 65.0 and disco_r152.paper is None
+    assert disco_r101.row is None and disco_r101.command == "disco-bench run --pair r101-r18 --profile paper"
+    assert rows[("r18", "seed")].cells[1].command.endswith("--methods seed")
+    assert rows[("effb0", "baseline")].cells[0].paper.value == 42.2  # not run: the paper's number all the same
+    markdown = render_markdown(document(report))
+    assert "**Table 1 · ImageNet linear evaluation (top-1), students x teachers · linear top1 (%)**" in markdown
+    line = next(line for line in markdown.splitlines() if line.startswith("| r18 | DisCo student |"))
+    assert line.split(" | ")[2].startswith("60.5 [") and "paper 60.6 · reproduced" in line
+    assert "not run · paper n/a · `disco-bench run --pair r101-r18 --profile paper`" in line
+    assert [t.name for t in report.tables if t.evaluation == "linear"] == ["table1_linear", "transformers"]
+    vit = next(t for t in report.tables if t.name == "transformers")
+    assert [cell.pair for cell in vit.rows[1].cells] == ["vits-vitt", None]  # no pair xcits -> vitt in the matrix
+    assert (
+        "| vitt | baseline | not run · paper n/a · `disco-bench run --pair vits-vitt --profile paper` | - |" in markdown
+    )
+
+
+def test_paper_tables_of_a_smoke_run_name_the_smoke_command(bench, workspace):
+    cell = Planner(bench, "tiny", smoke=True).cell("r50-effb0")
+    store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0, "disco": 60.0, "teacher": 70.0})
+    table = build_report(bench, [cell], workspace).tables[0]
+    assert table.rows[1].cells[0].row.stat.mean == 50.0
+    assert table.rows[1].cells[1].command == "disco-bench run --pair r101-effb0 --profile tiny --smoke"
