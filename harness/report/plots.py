@@ -1,4 +1,4 @@
-"""Plots: per student, baseline and DisCo bars per teacher; per training stage, its health curves."""
+"""Plots: per student and evaluation, a dot and interval per encoder; per training stage, its health curves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import math
 from typing import Any
 
 from harness.report.model import ProfileReport
-from harness.report.roles import role_label
+from harness.report.roles import is_gain, role_label
+
+
+def _line2d():
+    from matplotlib.lines import Line2D
+
+    return Line2D
 
 
 def _pyplot():
@@ -20,7 +26,8 @@ def _pyplot():
 
 
 def plot_student(report: ProfileReport, student: str, evaluation: str, metric: str) -> bytes | None:
-    """Baseline and DisCo bars per teacher (± sd over seeds), the teacher's own accuracy as a marker."""
+    """Dot and interval per encoder of the student's pairs (the control, the baseline, each method's
+    student, the teacher): this run's mean with its 95% interval over seeds (one seed: a dot), the reference run as a hollow diamond, the paper's number as a red cross."""
     entries = [
         (pair.teacher, ev)
         for pair in report.pairs
@@ -30,47 +37,41 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     ]
     if not entries:
         return None
-    plt = _pyplot()
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    colors = {"baseline": "#9aa5b1", "student": "#2f6fdf"}
-    fig, ax = plt.subplots(figsize=(1.2 * len(entries) + 4.0, 3.6))
-    width = 0.38
-    for x, (_teacher, ev) in enumerate(entries):
-        for offset, role in ((-width / 2, "baseline"), (width / 2, ev.primary)):
-            row = ev.rows[role]
-            if row.stat is None:
-                ax.text(x + offset, 0, row.status, rotation=90, ha="center", va="bottom", fontsize=7)
+    plt, Line2D = _pyplot(), _line2d()
+    labels: list[tuple[float, str]] = []
+    positions = 0.0
+    lines = sum(len([r for r in ev.rows if not is_gain(r)]) for _, ev in entries)
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * lines + 1.4))
+    for teacher, ev in entries:
+        for role, row in ev.rows.items():
+            if is_gain(role):
+                continue
+            y = -positions
+            labels.append((y, f"{row.label or role_label(role)} · teacher {teacher}"))
+            positions += 1
+            if row.stat is not None:
+                interval = row.stat.ci95
+                if interval is not None:
+                    ax.plot(interval, [y, y], color="#2f6fdf", linewidth=2)
+                ax.plot(row.stat.mean, y, "o", color="#2f6fdf", markersize=5)
             else:
-                ax.bar(
-                    x + offset,
-                    row.stat.mean,
-                    width,
-                    yerr=row.stat.std,
-                    capsize=3,
-                    color=colors["baseline" if role == "baseline" else "student"],
-                )
-        teacher_row = ev.rows["teacher"]
-        if teacher_row.stat is not None:
-            ax.plot([x - width, x + width], [teacher_row.stat.mean] * 2, color="black", linewidth=2)
-    ax.set_xticks(range(len(entries)), [f"teacher {teacher}" for teacher, _ in entries])
-    ax.set_xlim(-0.7, len(entries) - 0.3)
-    ax.set_ylabel(f"{evaluation} {metric} (%)")
-    ax.set_title(f"student {student} · profile {report.profile}")
+                ax.text(0, y, row.status, va="center", fontsize=7, color="#777")
+            if row.reference is not None:
+                ax.plot(row.reference.mean, y, "D", markerfacecolor="none", color="#333", markersize=6)
+            if row.paper is not None:
+                ax.plot(row.paper.value, y, "x", color="#d62728", markersize=7, markeredgewidth=2)
+        positions += 0.5  # a gap between teachers
+    ax.set_yticks([y for y, _ in labels], [text for _, text in labels], fontsize=7)
+    ax.set_xlabel(f"{evaluation} {metric} (%)")
+    ax.grid(axis="x", color="#ddd", linewidth=0.6)
+    ax.set_title(f"student {student} · profile {report.profile}", fontsize=9)
+    paper_label = "paper" if report.absolute else "paper (ImageNet: context only)"
     handles = [
-        Patch(color=colors["baseline"], label="baseline"),
-        Patch(color=colors["student"], label=", ".join(sorted({role_label(ev.primary) for _, ev in entries}))),
-        Line2D([], [], color="black", linewidth=2, label="teacher"),
+        Line2D([], [], marker="o", color="#2f6fdf", label="this run: mean, 95% interval"),
+        Line2D([], [], marker="D", markerfacecolor="none", color="#333", linestyle="none", label="reference run"),
+        Line2D([], [], marker="x", color="#d62728", linestyle="none", markeredgewidth=2, label=paper_label),
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    heights = [
-        stat.mean
-        for _, ev in entries
-        for role in ("baseline", ev.primary, "teacher")
-        if (stat := ev.rows[role].stat) is not None
-    ]
-    ax.set_ylim(0, max(max(heights, default=100.0), 1.0) * 1.1)
     return png_bytes(fig)
 
 

@@ -714,3 +714,16 @@ def test_paper_tables_of_a_smoke_run_name_the_smoke_command(bench, workspace):
     table = build_report(bench, [cell], workspace).tables[0]
     assert table.rows[1].cells[0].row.stat.mean == 50.0
     assert table.rows[1].cells[1].command == "disco-bench run --pair r101-effb0 --profile tiny --smoke"
+
+
+def test_a_run_with_only_seed_has_verdicts_that_name_seed(bench, workspace):
+    cells = [Planner(bench, "tiny").cell("r50-effb0", seed, ["linear"], ["seed"]) for seed in (0, 1, 2)]
+    for cell, seed_top1 in zip(cells, (58.0, 60.0, 59.0)):
+        store_cell(workspace, cell, {"random_init": 10.0, "baseline": 50.0, "seed": seed_top1, "teacher": 70.0})
+    report = build_report(bench, cells, workspace)
+    ev = rows_of(report, "r50-effb0")
+    assert ev.primary == "seed" and ev.verdict == REPRODUCED and list(ev.rows)[-1] == "gain_seed"
+    assert "SEED" in ev.note and "DisCo" not in ev.note
+    markdown = render_markdown(document(report))
+    verdicts = [line for line in markdown.splitlines() if line.startswith("Verdict (") or "gain) verdict" in line]
+    assert verdicts and all("DisCo" not in line for line in verdicts) and "SEED (gain) verdict" in markdown
