@@ -85,7 +85,7 @@ def _html_text(text: str) -> str:
 HTML_STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:.5em 0 1em}"
     "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}td:first-child,th:first-child{text-align:left}"
-    "caption{font-weight:bold;text-align:left;padding:.3em 0}img{max-width:100%}"
+    "caption{font-weight:bold;text-align:left;padding:.3em 0}img{max-width:100%}code{overflow-wrap:anywhere}"
 )
 
 
@@ -101,7 +101,7 @@ def render_html(blocks: list[Block], title: str) -> str:
         elif isinstance(block, TableBlock):
             head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
             body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in block.rows
+                "<tr>" + "".join(f"<td>{_html_text(cell)}</td>" for cell in row) + "</tr>" for row in block.rows
             )
             parts.append(
                 f"<table><caption>{html.escape(block.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
