@@ -19,13 +19,23 @@ LISTED_ROWS = 40
 
 def estimated_seconds(stage: Stage, workspace: Workspace) -> tuple[float | None, bool]:
     """(seconds, measured): the wall time of the last result stored under this stage's name (any
-    key), else the calibrated throughput model's estimate (harness/estimates.py)."""
+    key; scaled by the epochs when the config changed them), else the calibrated throughput model's
+    estimate (harness/estimates.py)."""
     previous = load_result(workspace.result_path(stage.profile, stage.name))
     if previous:
-        return previous.provenance.wall_time_s, True
+        epochs, before = stage_epochs(stage.config), stage_epochs(previous.config)
+        scale = epochs / before if isinstance(epochs, int) and isinstance(before, int) and before > 0 else 1.0
+        return previous.provenance.wall_time_s * scale, True
     encoder = stage.inputs.get("encoder")
     arch = encoder.config.get("arch") if encoder is not None else None
     return estimate_seconds(stage.kind, stage.config, str(stage.runtime.get("device", "cpu")), arch), False
+
+
+def stage_epochs(config: dict) -> int | None:
+    """A training stage's epochs (its recipe's); None for the others."""
+    recipe = config.get("recipe")
+    epochs = recipe.get("epochs") if isinstance(recipe, dict) else None
+    return epochs if isinstance(epochs, int) else None
 
 
 def print_plan(console: Console, stages: list[Stage], pending: list[Stage], workspace: Workspace) -> None:

@@ -78,3 +78,21 @@ def test_promote_without_results_is_one_line(tmp_path):
         and "no finished stage results" in proc.stderr
     )
     assert not (tmp_path / "ref").exists()
+
+
+def test_the_dry_run_scales_a_measured_stage_time_by_its_epochs(tmp_path):
+    """The reference run's teacher took T s for its epochs; planned with more epochs (a changed
+    profile), the estimate is T scaled by the ratio, still marked as measured."""
+    from harness.plan import estimated_seconds
+    from harness.results import load_result
+
+    bench = load_benchmarks(REPO / "benchmarks.yaml")
+    teacher = Planner(bench, "tiny").cell("r50-effb0").teacher
+    reference = Workspace(tmp_path, REPO / "results" / "reference")
+    measured = load_result(reference.result_path("tiny", teacher.name))
+    assert estimated_seconds(teacher, reference) == (measured.provenance.wall_time_s, True)
+    recipe = teacher.config["recipe"]
+    config = {**teacher.config, "recipe": {**recipe, "epochs": 2 * recipe["epochs"]}}
+    longer = teacher.__class__(teacher.name, teacher.kind, teacher.profile, config, teacher.inputs, teacher.runtime)
+    seconds, is_measured = estimated_seconds(longer, reference)
+    assert is_measured and seconds == measured.provenance.wall_time_s * 2
