@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
+
+from disco.names import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,6 @@ TORCHVISION_INIT = "torchvision"
 TIMM_INIT = "timm"
 INITS = (TIMM_INIT, TORCHVISION_INIT)
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")  # SwAV's ResNet-50x2 is not one
-
-
-def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def arch_spec(name: str) -> ArchSpec:

@@ -8,7 +8,6 @@ and refuses one without SMOKE settings."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from disco.errors import InputError
+from disco.names import did_you_mean
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -249,7 +249,7 @@ def _validated(recipe_type: type[RecipeT], recipe: Any) -> tuple[RecipeT | None,
         return None, [(None, f"expected a mapping of {recipe_type.__name__} fields, got {type(recipe).__name__}")]
     valid = [field.name for field in dataclasses.fields(recipe_type)]
     unknown: list[tuple[str | None, str]] = [
-        (str(name), f"unknown {recipe_type.__name__} field{_nearest(str(name), valid)}; valid: {', '.join(valid)}")
+        (str(name), f"unknown {recipe_type.__name__} field{did_you_mean(name, valid)}; valid: {', '.join(valid)}")
         for name in recipe
         if name not in valid
     ]
@@ -276,11 +276,6 @@ def _culprit(recipe_type: type, recipe: Mapping[str, Any]) -> str | None:
 
     failing = [str(name) for name in recipe if fails_alone(name)]
     return failing[0] if len(failing) == 1 else None
-
-
-def _nearest(name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _message(error: Mapping[str, Any]) -> str:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from disco.archs import ARCHS, did_you_mean
+from disco.archs import ARCHS
 from disco.methods.registry import METHODS, SECTIONS
+from disco.names import did_you_mean
 from harness.errors import UserError
 
 

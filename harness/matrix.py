@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from disco.archs import did_you_mean, disco_student_init
+from disco.archs import disco_student_init
 from disco.evals import smoke_recipe
 from disco.methods.registry import METHODS, MethodSpec
+from disco.names import did_you_mean
 from harness.config import PRECISIONS, Benchmarks, Profile, composition_problem, section_values
 from harness.errors import UserError
 from harness.stages import Stage

@@ -6,7 +6,6 @@ reference number. Each problem is one line, `FILE:LINE: KEY.PATH: what was expec
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from disco.archs import ARCHS
 from disco.eval_recipes import recipe_problems
 from disco.evals import EVALUATIONS
 from disco.methods.registry import METHODS, SECTIONS
+from disco.names import did_you_mean, nearest
 from harness.config import Benchmarks, composition_problem, pretrain_methods, section_values
 from harness.errors import UserError
 
@@ -101,14 +101,8 @@ def yaml_problem(exc: yaml.YAMLError) -> Problem:
 # ---------------------------------------------------------------- names and positions
 
 
-def nearest(name: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
-    return close[0] if close else None
-
-
 def hint(name: str, choices: list[str]) -> str:
-    match = nearest(name, choices)
-    return f" (did you mean '{match}'?)" if match else ""
+    return did_you_mean(name, choices)
 
 
 def choice_list(choices: list[str], where: str) -> str:

@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from disco.archs import did_you_mean
 from disco.errors import InputError
 from disco.eval_recipes import (
     DetectionRecipe,
@@ -38,6 +37,7 @@ from disco.eval_recipes import (
     SemiLinearRecipe,
     TransferRecipe,
 )
+from disco.names import did_you_mean
 
 EvalFn = Callable[..., dict[str, Any]]
 # Probes trained over epochs report the best epoch, as the official scripts do (main_lincls.py,

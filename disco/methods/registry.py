@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Lt  # pydantic's own dependency: bounds it reads, no runtime check
 
-from disco.archs import did_you_mean
+from disco.names import did_you_mean
 
 TEACHER_BN_MODES = ("train", "eval")
 KINDS = ("pretrain", "distill")

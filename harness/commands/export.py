@@ -20,7 +20,7 @@ def find_result(results_dir: Path, stage: str) -> tuple[Path, StageResult]:
     loaded = [(path, load_result(path)) for path in found]
     results = [(path, result) for path, result in loaded if result is not None]
     if not results:
-        from disco.archs import did_you_mean
+        from disco.names import did_you_mean
 
         names = [path.stem for path in results_dir.glob("*/stages/*.json")]
         raise UserError(

@@ -218,7 +218,7 @@ def _forced(stages: list[Stage], names: tuple[str, ...]) -> set[str]:
     for name in names:
         matches = [stage for stage in stages if stage.name == name or stage.name.startswith(name)]
         if not matches:
-            from disco.archs import did_you_mean
+            from disco.names import did_you_mean
 
             raise UserError(f"--force {name}: no such stage in this plan{did_you_mean(name, [s.name for s in stages])}")
         keys |= {stage.key for stage in matches}

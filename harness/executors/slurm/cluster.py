@@ -3,11 +3,11 @@ on a missing binary or a silent controller."""
 
 from __future__ import annotations
 
-import difflib
 import shutil
 import subprocess
 from pathlib import Path
 
+from disco.names import did_you_mean
 from harness.errors import UserError
 from harness.executors.slurm.states import parse_states, pickle_state
 
@@ -49,8 +49,7 @@ def require_cluster(partition: str | None) -> None:
         raise UserError(f"cannot reach the Slurm controller (sinfo: {first_line(info.stderr)})")
     partitions = [name.rstrip("*") for name in info.stdout.split()]
     if partition and partition not in partitions:
-        close = difflib.get_close_matches(partition, partitions, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(partition, partitions)
         raise UserError(f"unknown Slurm partition '{partition}'{hint}; available: {', '.join(partitions) or 'none'}")
 
 
