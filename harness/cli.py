@@ -23,7 +23,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main() -> None:
+    from disco.plugins import load_plugins, problems
+
+    load_plugins()  # before the commands build the profile schema from the registries
     from harness import commands  # noqa: F401  (registers the subcommands)
+
+    for problem in problems():  # a broken plug-in: one line each; every other method still works
+        click.echo(f"warning: {problem}", err=True)
 
     try:
         cli.main(standalone_mode=False)

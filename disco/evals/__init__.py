@@ -38,6 +38,7 @@ from disco.eval_recipes import (
     TransferRecipe,
 )
 from disco.names import did_you_mean
+from disco.plugins import BUILTIN, named, register
 
 EvalFn = Callable[..., dict[str, Any]]
 # Probes trained over epochs report the best epoch, as the official scripts do (main_lincls.py,
@@ -148,7 +149,27 @@ REGISTRY: tuple[Evaluation, ...] = (
         for benchmark in ("voc", "coco")
     ),
 )
-EVALUATIONS: dict[str, Evaluation] = {evaluation.name: evaluation for evaluation in REGISTRY}
+EVALUATIONS: dict[str, Evaluation] = {}
+
+
+def evaluation_problem(entry: Any) -> str | None:
+    """Why `entry` cannot be registered as an evaluation, or None (its own checks ran when it was built)."""
+    if not isinstance(entry, Evaluation):
+        return f"is a {type(entry).__name__}, not a disco.evals.Evaluation"
+    return None
+
+
+def register_evaluations(package: str, entries: Any) -> None:
+    register(
+        EVALUATIONS,
+        "evaluation",
+        package,
+        named(entries, lambda entry: getattr(entry, "name", "?")),
+        evaluation_problem,
+    )
+
+
+register_evaluations(BUILTIN, REGISTRY)  # plug-ins: disco.plugins.load_plugins()
 
 
 def evaluation(name: str) -> Evaluation:

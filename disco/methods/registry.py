@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Gt, Lt  # pydantic's own dependency: bounds it reads, no runtime check
 
 from disco.names import did_you_mean
+from disco.plugins import BUILTIN, register
 
 TEACHER_BN_MODES = ("train", "eval")
 KINDS = ("pretrain", "distill")
@@ -148,7 +149,7 @@ class DisCoSimCLRConfig(SimCLRConfig, DisCoTerms):
 
 # profile section name -> the dataclass that types it (harness/config.py Profile)
 # (SEED's section is not `seed:`: stage configs hold the sections beside their random `seed`)
-SECTIONS: dict[str, type] = {
+BUILTIN_SECTIONS: dict[str, type] = {
     "mocov2": MoCoV2Config,
     "simclr": SimCLRConfig,
     "disco": DisCoTerms,
@@ -185,6 +186,8 @@ class MethodSpec:
     base: str | None = None
     # other base -> the method composed with that base (`disco` over `simclr`, ...)
     variants: Mapping[str, MethodSpec] = field(default_factory=dict)
+    # profile sections this method brings (name -> the dataclass typing it), for a plug-in's own
+    section_types: Mapping[str, type] = field(default_factory=dict)
 
     @property
     def needs_teacher(self) -> bool:
@@ -234,7 +237,7 @@ _DISCO_OVER_SIMCLR = MethodSpec(
     base="simclr",
 )
 
-METHODS: dict[str, MethodSpec] = {
+BUILTIN_METHODS: dict[str, MethodSpec] = {
     "mocov2": MethodSpec(
         "pretrain",
         MoCoV2Config,
@@ -314,6 +317,47 @@ METHODS: dict[str, MethodSpec] = {
 
 class UnknownMethod(ValueError):
     pass
+
+
+# ---------------------------------------------------------------- the registry: built-ins, then plug-ins
+
+METHODS: dict[str, MethodSpec] = {}
+SECTIONS: dict[str, type] = dict(BUILTIN_SECTIONS)
+
+
+def method_problem(spec: Any) -> str | None:
+    """Why `spec` cannot be registered as a method, or None."""
+    if not isinstance(spec, MethodSpec):
+        return f"is a {type(spec).__name__}, not a disco.methods.registry.MethodSpec"
+    if spec.kind not in KINDS:
+        return f"has kind '{spec.kind}'; expected one of {', '.join(KINDS)}"
+    if ":" not in spec.module:
+        return f"names its module '{spec.module}'; expected 'package.module:Class'"
+    for section in spec.sections:
+        declared = spec.section_types.get(section)
+        if declared is None and section not in SECTIONS:
+            return f"reads the profile section '{section}', which no method declares; add it to section_types"
+        if declared is not None and section in SECTIONS and SECTIONS[section] is not declared:
+            return f"declares the profile section '{section}', which another method types differently; rename it"
+    for base in (spec.base, *spec.variants):
+        if base is not None and base not in METHODS and base not in BUILTIN_METHODS:
+            return f"composes with the base method '{base}', which is not registered"
+    return None
+
+
+def register_methods(package: str, entries: Any) -> None:
+    """A package's methods: a mapping name -> MethodSpec."""
+    if not isinstance(entries, Mapping):
+        entries = {
+            "(entry point)": f"a {type(entries).__name__}; a methods entry point names a dict of name -> MethodSpec"
+        }
+    before = set(METHODS)
+    register(METHODS, "method", package, entries, method_problem)
+    for name in set(METHODS) - before:
+        SECTIONS.update(METHODS[name].section_types)
+
+
+register_methods(BUILTIN, BUILTIN_METHODS)  # plug-ins: disco.plugins.load_plugins()
 
 
 def method_spec(name: str, kind: str | None = None, base: str | None = None) -> MethodSpec:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
+from disco.plugins import BUILTIN, entry_points, register
 from harness.cli import cli
 from harness.config import DEFAULT_FILE, load_benchmarks
 from harness.errors import UserError
@@ -16,11 +18,42 @@ from harness.reference import DEFAULT_REFERENCE
 from harness.stages import Stage, topological
 from harness.workspace import RUNS_DIR, Workspace
 
-EXECUTORS = ("local", "docker", "slurm")
+# name -> its module: a dotted path (the built-ins, imported when used) or a plug-in's loaded module
+EXECUTOR_MODULES: dict[str, Any] = {}
+
+
+def executor_problem(module: Any) -> str | None:
+    """Why a plug-in module is not an executor (harness/executors/__init__.py states the contract)."""
+    if isinstance(module, str):
+        return None
+    if not callable(getattr(module, "make_executor", None)):
+        return "has no make_executor(params) -> Executor"
+    if not isinstance(getattr(module, "OPTIONS", []), list):
+        return "has OPTIONS that is not a list of click options"
+    return None
+
+
+register(
+    EXECUTOR_MODULES,
+    "executor",
+    BUILTIN,
+    {name: f"harness.executors.{name}" for name in ("local", "docker", "slurm")},
+    executor_problem,
+)
+for _package, _module in entry_points("executors"):
+    register(
+        EXECUTOR_MODULES,
+        "executor",
+        _package,
+        {getattr(_module, "NAME", _module.__name__.rsplit(".", 1)[-1]): _module},
+        executor_problem,
+    )
+EXECUTORS = tuple(EXECUTOR_MODULES)
 
 
 def executor_module(name: str):
-    return importlib.import_module(f"harness.executors.{name}")
+    module = EXECUTOR_MODULES[name]
+    return importlib.import_module(module) if isinstance(module, str) else module
 
 
 def executor_options(func):
