@@ -2,6 +2,7 @@
 method, evaluation and executor are listed, validated, planned, run in a --smoke cell and reported
 like the built-ins; a broken or clashing plug-in is one warning line and the rest still works."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,10 @@ def fake_plugin(target: Path, name: str, entry_points: str, module: str = "", co
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
+    source = tmp_path_factory.mktemp("source") / "plugin"  # pip builds in its source folder: not in the repo
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = tmp_path_factory.mktemp("site")
-    pip_install(EXAMPLE, target)
+    pip_install(source, target)
     return target
 
 

@@ -32,7 +32,9 @@ class FeatureRankRecipe:
 
     def __post_init__(self) -> None:
         if self.images < 2 or self.batch_size < 1:
-            raise ValueError(f"feature_rank needs images >= 2 and batch_size >= 1, got {self.images}, {self.batch_size}")
+            raise ValueError(
+                f"feature_rank needs images >= 2 and batch_size >= 1, got {self.images}, {self.batch_size}"
+            )
 
 
 EVALUATIONS = [
