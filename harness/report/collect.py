@@ -3,8 +3,11 @@ every role and seed, and which pairs, seeds, evaluations and methods have any.""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from disco.evals import EVALUATIONS
@@ -17,7 +20,7 @@ from harness.report.verdicts import (
     PENDING,
 )
 from harness.stages import DONE, STALE, Stage
-from harness.workspace import Workspace
+from harness.workspace import Workspace, read_json
 
 # The headline of an evaluation the registry does not know (a result from another version)
 FALLBACK_METRICS = ("top1", "AP", "map", "ap", "accuracy")
@@ -134,16 +137,30 @@ def collect(cells: list[CellPlan], evaluation: str, workspace: Workspace, refere
     return Runs(runs(workspace), runs(reference))
 
 
-def stored_seeds(workspace: Workspace, stage: Stage) -> set[int]:
-    """Seeds with a stored result under this stage's name (stages are named ...-s<seed>)."""
-    stem = stage.name.removesuffix(f"-s{stage.config['seed']}")
-    folder = workspace.result_path(stage.profile, stage.name).parent
-    seeds = set()
-    for path in folder.glob(f"{stem}-s*.json"):
-        suffix = path.stem[len(stem) + 2 :]
-        if suffix.isdigit():
-            seeds.add(int(suffix))
-    return seeds
+def stored_index(workspace: Workspace, profile: str) -> dict[str, int]:
+    """Stage name -> seed of every stored result of a profile, as the results record them."""
+    folder = workspace.result_path(profile, "-").parent
+    if not folder.is_dir():
+        return {}
+    return _index(folder, folder.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _index(folder: Path, _mtime_ns: int) -> dict[str, int]:  # re-read when a result is added or replaced
+    index = {}
+    for path in folder.iterdir():
+        raw = read_json(path) if path.suffix == ".json" else None
+        stage, provenance = (raw.get("stage"), raw.get("provenance")) if isinstance(raw, dict) else (None, None)
+        if isinstance(stage, dict) and isinstance(provenance, dict) and isinstance(provenance.get("seed"), int):
+            index[str(stage.get("name"))] = provenance["seed"]
+    return index
+
+
+def stored_seeds(workspace: Workspace, plan_at: Callable[[int], Stage]) -> set[int]:
+    """The seeds at which the stage graph's stage (`plan_at(seed)`) has a stored result: each seed a
+    stored result records, kept where the stage planned at that seed is the one stored."""
+    index = stored_index(workspace, plan_at(0).profile)
+    return {seed for seed in set(index.values()) if plan_at(seed).name in index}
 
 
 @dataclass(frozen=True)
@@ -168,10 +185,17 @@ def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> Evidence
     evaluations: list[str] = []
     methods: list[str] = []
     for method in planner.composable_methods():
-        student = planner.distill(method, spec.teacher, spec.student, 0)
+
+        def student(seed: int, method: str = method) -> Stage:
+            return planner.distill(method, spec.teacher, spec.student, seed)
+
         found = stored_seeds(workspace, student)
         for evaluation in planner.runnable_evaluations():
-            evaluated = stored_seeds(workspace, planner.evaluation(evaluation, student, 0))
+
+            def evaluated_at(seed: int, evaluation: str = evaluation) -> Stage:
+                return planner.evaluation(evaluation, student(seed), seed)
+
+            evaluated = stored_seeds(workspace, evaluated_at)
             if evaluated:
                 found |= evaluated
                 evaluations.append(evaluation)

@@ -727,3 +727,16 @@ def test_a_run_with_only_seed_has_verdicts_that_name_seed(bench, workspace):
     markdown = render_markdown(document(report))
     verdicts = [line for line in markdown.splitlines() if line.startswith("Verdict (") or "gain) verdict" in line]
     assert verdicts and all("DisCo" not in line for line in verdicts) and "SEED (gain) verdict" in markdown
+
+
+def test_seeds_are_found_through_the_stage_graph_not_file_names(bench, workspace):
+    """A result copied under another seed's name (it records seed 0) adds no seed; neither does a
+    damaged file; a stage planned at a stored seed whose name matches does."""
+    planner = Planner(bench, "tiny")
+    for seed in (0, 2):
+        store_cell(workspace, planner.cell("r50-effb0", seed), {"random_init": 1.0, "baseline": 5.0, "disco": 6.0})
+    folder = workspace.results / "tiny" / "stages"
+    evaluated = planner.cell("r50-effb0", 0).evals[("disco", "linear")].name
+    (folder / f"{evaluated.removesuffix('-s0')}-s7.json").write_text((folder / f"{evaluated}.json").read_text())
+    (folder / f"{evaluated.removesuffix('-s0')}-s9.json").write_text("{torn")
+    assert sorted({cell.seed for cell in profile_cells(planner, workspace) if cell.pair == "r50-effb0"}) == [0, 2]
