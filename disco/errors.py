@@ -9,6 +9,7 @@ README); anything else is an internal error, exit 1.
     DataUnavailable     4  a dataset missing or not laid out as expected
     CheckpointError     5  a checkpoint unreadable, of no known format, or not fitting the model
     BackendUnavailable  6  an optional package or device this run needs is not installed here
+    TrainingDiverged    7  a training step's loss was NaN or infinite: the stage stopped, no result
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class BackendUnavailable(DiscoError):
     """An optional package (DALI, detectron2) or device this run needs is not available here."""
 
     exit_code = 6
+
+
+class TrainingDiverged(DiscoError):
+    """A training step's loss is NaN or infinite: the stage stops before that step updates anything,
+    keeps its last good checkpoint and stores no result (nothing is ever evaluated on it)."""
+
+    exit_code = 7
 
 
 def first_line(exc: BaseException, limit: int = 160) -> str:

@@ -10,6 +10,7 @@ that code runs, so a seeded single-process run is unchanged.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from disco import distributed
 from disco.atomic import atomic_write_bytes
 from disco.checkpoint_io import load_newest_good, save_keeping_previous, training_checkpoint_problem
+from disco.errors import TrainingDiverged
 from disco.schedules import lr_at
 
 
@@ -175,6 +177,22 @@ def two_views(inputs, device: torch.device, augment: BatchAugment | None) -> tup
     return augment(images), augment(images)
 
 
+def stop_if_diverged(losses: dict[str, torch.Tensor], epoch: int, step: int, device: torch.device) -> None:
+    """TrainingDiverged before a non-finite loss updates anything (every rank stops together: a NaN
+    on one rank would reach the others through the gradient all-reduce)."""
+    diverged = not math.isfinite(float(losses["loss"].detach()))
+    if distributed.world_size() > 1:
+        flag = torch.tensor([float(diverged)], device=device)
+        torch.distributed.all_reduce(flag)
+        diverged = bool(flag.item() > 0)
+    if diverged:
+        terms = ", ".join(f"{name} {float(value.detach()):.4g}" for name, value in losses.items())
+        raise TrainingDiverged(
+            f"epoch {epoch}, step {step}: the loss is not finite ({terms}); training stopped before this step, "
+            "the last epoch's checkpoint is kept and no result is stored: lower the learning rate (or train in fp32) and run again"
+        )
+
+
 def train_one_epoch(
     method: nn.Module,
     loader: Batches,
@@ -184,6 +202,7 @@ def train_one_epoch(
     progress: ProgressFn | None,
     step: StepFn | None = None,
     augment: BatchAugment | None = None,
+    epoch: int = 1,
 ) -> dict[str, float]:
     method.train()
     step = step or training_step_of(method)
@@ -192,6 +211,7 @@ def train_one_epoch(
     steps = 0
     for steps, (inputs, _) in enumerate(loader, start=1):
         losses = step(*two_views(inputs, device, augment))
+        stop_if_diverged(losses, epoch, steps, device)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -254,7 +274,7 @@ def train(
                 else make_loader(dataset, recipe, seed, epoch)
             )
         metrics = distributed.mean_over_ranks(
-            train_one_epoch(method, loader, optimizer, device, recipe, progress, step, augment), device
+            train_one_epoch(method, loader, optimizer, device, recipe, progress, step, augment, epoch + 1), device
         )
         metrics.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
         if monitor is not None and rank == 0:

@@ -9,6 +9,7 @@ Exit codes of `disco-bench`, one per class (harness/cli.py maps them; README, "E
     4    disco.errors.DataUnavailable, preflight.PreflightFailed: a dataset missing or not laid out as expected
     5    disco.errors.CheckpointError: a checkpoint unreadable, unknown or not fitting the model
     6    disco.errors.BackendUnavailable: an optional package or device missing here
+    7    disco.errors.TrainingDiverged: a training step's loss was NaN or infinite (the stage stopped, no result)
     130  interrupted (Ctrl-C) or aborted
 """
 

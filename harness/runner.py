@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from disco import distributed
 from disco.damaged import move_aside, remove_leftover_temps
-from disco.errors import DiscoError
+from disco.errors import DiscoError, TrainingDiverged
 from disco.health import COLLAPSED, WEAK
 from disco.pause_points import with_pause_points
 from harness.errors import UserError
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
-from harness.stages import StageSpec, canonical_hash, stored_result
+from harness.stages import DIVERGED_FILE, StageSpec, canonical_hash, stored_result
 from harness.workspace import Workspace, atomic_write_json, ensure_directory, read_json
 
 LOCK_POLL_S = 5.0
@@ -163,6 +163,7 @@ def _clean_leftovers(stage_dir: Path, result_path: Path) -> None:
     """Temp files of atomic writes killed mid-way: only this stage's lock holder writes these names."""
     remove_leftover_temps(stage_dir, WRITTEN_UNDER_LOCK)
     remove_leftover_temps(result_path.parent, [result_path.name])  # any writer's: they too hold this lock
+    (stage_dir / DIVERGED_FILE).unlink(missing_ok=True)  # an earlier attempt's: this one decides anew
 
 
 def _input_dirs(spec: dict[str, Any], workspace: Workspace) -> dict[str, Path]:
@@ -200,6 +201,8 @@ def _execute(
             )
             machine = hardware(str(device))  # with the stage's thread count
     except DiscoError as exc:  # a value, dataset or checkpoint disco was given: the user's to fix
+        if write and isinstance(exc, TrainingDiverged):  # `status` shows why the stage stopped
+            atomic_write_json(stage_dir / DIVERGED_FILE, {"reason": str(exc), "at": _now()})
         raise exc.within(f"stage {spec['name']}") from None
     result = StageResult(
         stage=StageRef(name=spec["name"], kind=spec["kind"], key=spec["key"], profile=spec["profile"]),

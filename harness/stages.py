@@ -29,6 +29,7 @@ def canonical_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+DIVERGED_FILE = "diverged.json"  # in a stage dir: its training stopped on a non-finite loss (why)
 DONE, DAMAGED, STALE, PENDING = "done", "damaged", "stale", "pending"
 
 

@@ -20,7 +20,7 @@ from harness.cli import cli
 from harness.commands.run import plan_stages, run, selection_options, workspace_options
 from harness.config import Benchmarks, load_benchmarks
 from harness.matrix import CellPlan, Planner
-from harness.stages import DAMAGED, DONE, Stage, topological
+from harness.stages import DAMAGED, DIVERGED_FILE, DONE, Stage, topological
 from harness.tables import print_table
 from harness.workspace import Workspace, read_json
 
@@ -28,7 +28,14 @@ CHECKPOINT = "checkpoint.pt"  # disco.train.CHECKPOINT_FILE, written after every
 PROGRESS_SIDECAR = (
     "checkpoint.json"  # disco.train.PROGRESS_FILE: {"epoch": n, "epochs": total}, read instead of the checkpoint
 )
-STYLES = {"done": "green", "partial": "yellow", "stale": "magenta", "damaged": "magenta", "pending": "red"}
+STYLES = {
+    "done": "green",
+    "partial": "yellow",
+    "stale": "magenta",
+    "damaged": "magenta",
+    "pending": "red",
+    "diverged": "bold red",
+}
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,11 @@ class StageState:
     epochs_done: int | None = None
     epochs_total: int | None = None
     health: str | None = None  # a finished training stage's final health (disco/health.py)
+    reason: str = ""  # why it stopped ("diverged": its loss was not finite)
 
     def describe(self) -> str:
+        if self.state == "diverged":
+            return f"diverged: {self.reason}"
         if self.state == "partial":
             return "partially trained" + (
                 f" ({self.epochs_done}/{self.epochs_total} epochs)" if self.epochs_done is not None else ""
@@ -72,6 +82,9 @@ def stage_state(stage: Stage, workspace: Workspace, read_epochs: bool = True) ->
     if stored.state in (DONE, DAMAGED) and stored.result:
         return StageState(stored.state, health=stored.result.metrics.get("health"))
     stage_dir = workspace.stage_dir(stage.name, stage.key)
+    diverged = read_json(stage_dir / DIVERGED_FILE)
+    if isinstance(diverged, dict):
+        return StageState("diverged", reason=str(diverged.get("reason", "")))
     if (stage_dir / CHECKPOINT).exists() or previous_path(stage_dir / CHECKPOINT).exists():
         total = stage.config.get("recipe", {}).get("epochs")
         return StageState("partial", checkpoint_epoch(stage_dir) if read_epochs else None, total)

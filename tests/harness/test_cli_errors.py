@@ -362,3 +362,27 @@ def test_the_evaluation_registry_and_the_error_classes_do_not_import_torch():
     )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
+def test_a_diverging_loss_stops_the_stage_in_one_line_and_status_says_why(tmp_path):
+    """The tiny profile's pretraining lr set to 1e30 in a copy of benchmarks.yaml: the teacher's first
+    step has a non-finite loss. One line naming the stage, epoch, step and loss terms, exit 7; no result
+    stored and nothing evaluated; `status` shows the stage as diverged with the reason."""
+    data = yaml.safe_load((REPO / "benchmarks.yaml").read_text())
+    data["profiles"]["tiny"]["pretrain"]["lr"] = 1.0e30
+    matrix = tmp_path / "benchmarks.yaml"
+    matrix.write_text(yaml.safe_dump(data, sort_keys=False))
+    where = ["--benchmarks", str(matrix), "--artifacts", str(tmp_path / "a"), "--results", str(tmp_path / "r")]
+    run = disco_bench("run", "--pair", "r50-effb0", "--smoke", "--reference", "", *where)
+    assert run.returncode == 7, run.stderr
+    error = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in run.stderr
+    assert "stage pretrain-simclr-r50-tiny-smoke-s0: epoch" in error[0] and "the loss is not finite (loss " in error[0]
+    assert "step 2" in error[0] or "step 1" in error[0]
+    stages = tmp_path / "r" / "tiny-smoke" / "stages"
+    assert not stages.exists() or not any(stages.glob("pretrain-simclr-r50-*.json"))
+    assert not stages.exists() or not any(stages.glob("eval-*.json"))
+    status = disco_bench("status", "--pair", "r50-effb0", "--smoke", *where)
+    assert status.returncode == 0, status.stderr
+    row = next(line for line in status.stdout.splitlines() if "pretrain-simclr-r50-tiny-smoke-s0" in line)
+    assert "diverged: epoch" in row and "not finite" in row
