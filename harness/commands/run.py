@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +287,10 @@ def run_stage(spec: Path, artifacts_dir: Path, results_dir: Path, executor_name:
     lines = EpochLines(load_spec(spec)["name"], lambda line: click.echo(line, err=True))  # container and job logs
     result = run_stage_from_spec(spec, workspace, lines, executor=executor_name)
     click.echo(f"{result['stage']['name']}: done ({result['provenance']['wall_time_s']:.1f} s)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun rank, its group destroyed and the result written: leave without interpreter
+        # finalization, where gloo's worker threads can still release tensors and abort the process
+        # ("terminate called without an active exception", SIGABRT; pytorch/pytorch#179291).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

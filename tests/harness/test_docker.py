@@ -473,7 +473,17 @@ def test_interrupt_stops_and_removes_the_container(
         "--docker-env", "DISCO_TEST_MARKER=hello", "--artifacts", str(tmp_path / "artifacts"), "--results", str(tmp_path / "results"),
     ]  # fmt: skip
     env = {**os.environ, "DISCO_EPOCH_SLEEP": "300"}  # passes through (DISCO_*): the stage outlasts the test
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal: a CI job started in the background inherits SIGINT ignored, and Python
+        # then installs no Ctrl-C handler at all
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     owned = f"{LABEL_OWNER_PID}={proc.pid}"
     try:
         container = wait_for(
