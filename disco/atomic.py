@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from disco.errors import DiskFull, disk_full, is_no_space
 from disco.pause_points import pause_point
 
 
@@ -31,6 +32,8 @@ def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_no_space(exc) and not isinstance(exc, DiskFull):
+            raise disk_full(path, len(data)) from None
         raise

@@ -10,7 +10,7 @@ import click
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler used by `perf` is chatty on stderr
 
-from disco.errors import DiscoError
+from disco.errors import DiscoError, disk_full, is_no_space
 from harness.errors import INTERNAL_ERROR, INTERRUPTED, UserError
 
 
@@ -49,6 +49,10 @@ def main() -> None:
         click.echo("interrupted", err=True)
         sys.exit(INTERRUPTED)
     except Exception as exc:  # an internal error still gets one line unless --debug
+        if is_no_space(exc):  # a write outside the atomic ones (a log line, a directory): still the user's to fix
+            full = disk_full(getattr(exc, "filename", None))
+            click.echo(f"error: {full}", err=True)
+            sys.exit(full.exit_code)
         if "--debug" in sys.argv:
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)

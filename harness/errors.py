@@ -10,6 +10,7 @@ Exit codes of `disco-bench`, one per class (harness/cli.py maps them; README, "E
     5    disco.errors.CheckpointError: a checkpoint unreadable, unknown or not fitting the model
     6    disco.errors.BackendUnavailable: an optional package or device missing here
     7    disco.errors.TrainingDiverged: a training step's loss was NaN or infinite (the stage stopped, no result)
+    8    disco.errors.DiskFull: a write found no space left (that file's previous version and every result intact)
     130  interrupted (Ctrl-C) or aborted
 """
 

@@ -71,6 +71,7 @@ SMOKE_CELL = ("run", "--pair", "r50-effb0", "--profile", "tiny", "--smoke")
 class SmokeCell:
     root: Path  # artifacts under a/, results under r/
     stdout: str
+    seconds: float = 0.0  # how long the run took (only to spread kill moments over it, never asserted)
 
     def args(self) -> list[str]:
         return [*SMOKE_CELL, "--artifacts", str(self.root / "a"), "--results", str(self.root / "r")]
@@ -81,9 +82,10 @@ def clean_smoke_cell(tmp_path_factory) -> SmokeCell:
     """One uninterrupted smoke run of the default cell, every evaluation included; the tests that
     compare against it or rerun it share it (a cell is the costliest thing the fast suite runs)."""
     cell = SmokeCell(tmp_path_factory.mktemp("clean-smoke-cell"), "")
+    started = time.monotonic()
     proc = disco_bench(*cell.args(), env={"OMP_NUM_THREADS": "2"})  # the harness pins its own count
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return SmokeCell(cell.root, proc.stdout)
+    return SmokeCell(cell.root, proc.stdout, time.monotonic() - started)
 
 
 def cell_results(root: Path) -> dict[str, dict]:

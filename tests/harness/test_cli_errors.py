@@ -1,3 +1,4 @@
+import errno
 import json
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import click
 import pytest
 import yaml
 
-from disco.errors import BackendUnavailable, CheckpointError, DataUnavailable, InputError
+from disco.errors import BackendUnavailable, CheckpointError, DataUnavailable, DiskFull, InputError, TrainingDiverged
 from harness.cli import cli
 from harness.errors import StageFailed, UserError
 from tests.conftest import REPO, disco_bench, run_cli
@@ -332,6 +333,8 @@ EXIT_CODE_TABLE = [  # harness/errors.py and the README's table
     (DataUnavailable, 4),
     (CheckpointError, 5),
     (BackendUnavailable, 6),
+    (TrainingDiverged, 7),
+    (DiskFull, 8),
     (RuntimeError, 1),
 ]
 
@@ -347,6 +350,20 @@ def test_each_error_class_has_its_own_exit_code_and_one_line(error, code, monkey
     prefix = "internal error: RuntimeError: " if code == 1 else "error: "
     lines = err.strip().splitlines()
     assert exit_code == code and len(lines) == 1 and lines[0].startswith(f"{prefix}what went wrong, where"), err
+
+
+def test_no_space_left_anywhere_is_the_disk_full_line_not_an_internal_error(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "stage.log"
+
+    @click.command("fill")
+    def fill() -> None:  # a write outside the atomic ones: the OSError itself reaches the CLI
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setitem(cli.commands, "fill", fill)
+    exit_code, _, err = run_cli(monkeypatch, capsys, "fill")
+    lines = err.strip().splitlines()
+    assert exit_code == DiskFull.exit_code and len(lines) == 1, err
+    assert lines[0].startswith(f"error: no space left on the device writing {target}; ") and "free there" in lines[0]
 
 
 def test_an_error_inside_a_stage_keeps_its_class_and_names_the_stage():

@@ -2,16 +2,22 @@
 mid-checkpoint-write, mid-evaluation, mid-result-write) and rerun; concurrent runs of one stage; torn
 files are never taken as done. No test here depends on how fast the machine is."""
 
+import errno
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from disco.atomic import atomic_write_bytes
+from disco.errors import DiskFull
 from harness.config import load_benchmarks
 from harness.matrix import Planner
 from harness.results import load_result
@@ -171,3 +177,108 @@ def test_a_cell_killed_at_every_kind_of_point_finishes_with_every_result_valid(c
 
 def temp_files(root: Path) -> list[Path]:
     return [path for top in ("a", "r") for path in (root / top).rglob("*.tmp")]
+
+
+def test_a_write_that_finds_no_space_is_disk_full_and_leaves_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "checkpoint.pt"
+    atomic_write_bytes(target, b"epoch 1")
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(
+        DiskFull, match=rf"no space left on the device writing {target}, needing 7\.0 KiB; .* free there"
+    ):
+        atomic_write_bytes(target, b"x" * 7168)
+    assert target.read_bytes() == b"epoch 1"
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp file left
+
+
+@pytest.fixture
+def small_filesystem(tmp_path) -> Iterator[Path]:
+    """A tmpfs mounted for the test, resized by `mount -o remount,size=...` (root: CI runs as root)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but not root: the disk-full test mounts a tmpfs")
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "disco-bench-test", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+def resize(mount: Path, size_bytes: int) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size_bytes}", str(mount)], check=True)
+
+
+def test_a_full_disk_stops_the_stage_in_one_line_and_the_rerun_resumes_after_space_is_freed(small_filesystem, tmp_path):
+    clean = Workspace(tmp_path / "clean-artifacts", tmp_path / "clean-results")
+    stage = multi_epoch_stage(clean)
+    assert start_stage(stage.write_spec(clean), clean).wait() == 0
+    checkpoint_bytes = (clean.stage_dir(stage.name, stage.key) / "checkpoint.pt").stat().st_size
+    # room for epoch 1's checkpoint, not for epoch 2's beside it (the previous one is kept): full at epoch 2
+    resize(small_filesystem, int(checkpoint_bytes * 1.5))
+    full = Workspace(small_filesystem / "artifacts", small_filesystem / "results")
+    spec = stage.write_spec(full)
+    stage_dir = full.stage_dir(stage.name, stage.key)
+
+    proc = start_stage(spec, full)
+    _, stderr = proc.communicate()
+    assert proc.returncode == DiskFull.exit_code, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        f"error: stage {stage.name}: no space left on the device writing {stage_dir / 'checkpoint.pt'}, needing "
+    ), line
+    assert "free there" in line and "Traceback" not in stderr
+    assert checkpoint_epoch(stage_dir / "checkpoint.prev.pt") == 1  # the last good checkpoint, intact
+    assert not list(stage_dir.glob(".*.tmp")) and not stage.is_done(full)
+
+    resize(small_filesystem, checkpoint_bytes * 4)  # space freed
+    rerun = start_stage(spec, full)
+    _, stderr = rerun.communicate()
+    assert rerun.returncode == 0, stderr
+    assert load_result(full.result_path(stage.profile, stage.name)).metrics["resumed_from_epoch"] == 1
+    resumed = torch.load(stage_dir / "final.pt", weights_only=True)["encoder"]
+    straight = torch.load(clean.stage_dir(stage.name, stage.key) / "final.pt", weights_only=True)["encoder"]
+    assert all(torch.equal(resumed[key], straight[key]) for key in straight)
+
+
+def every_file(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for top in ("a", "r") for path in (root / top).rglob("*") if path.is_file()}
+
+
+
+
+@pytest.mark.slow
+def test_a_cell_killed_at_twenty_random_moments_finishes_as_a_clean_run(clean_smoke_cell, tmp_path):
+    """SIGKILL (the whole process group) at 20 moments drawn from a seeded generator over the clean
+    run's length, a rerun after each resuming where the last left off. Whatever the moments hit (a
+    checkpoint write, an evaluation, the report, start-up), the final run leaves every result and
+    every final encoder as the uninterrupted run did, bit for bit, and no temp, torn or orphan file.
+    Where the moments land depends on the machine's speed; what must hold does not."""
+    cell = SmokeCell(tmp_path, "")
+    moments = random.Random(20).sample(range(1, 1000), 20)
+    log = (tmp_path / "stderr.log").open("w")
+    for moment in moments:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *cell.args()],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=moment / 1000 * 0.5 * clean_smoke_cell.seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    last = subprocess.run([sys.executable, "-m", "harness", *cell.args()], cwd=REPO, capture_output=True, text=True)
+    assert last.returncode == 0, last.stderr[-2000:]
+    assert cell_results(tmp_path) == cell_results(clean_smoke_cell.root)
+    assert cell_tensors(tmp_path) == cell_tensors(clean_smoke_cell.root)
+    left = every_file(tmp_path) - every_file(clean_smoke_cell.root)
+    assert not left, f"files a clean run does not leave: {sorted(left)}"

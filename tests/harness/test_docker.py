@@ -46,7 +46,7 @@ from harness.executors.docker import (
 )  # fmt: skip
 from harness.stages import Stage
 from harness.workspace import Workspace
-from tests.conftest import disco_bench
+from tests.conftest import disco_bench, without_timings
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks.yaml"
@@ -316,22 +316,33 @@ def git_head() -> str:
     ).stdout.strip()
 
 
-@pytest.mark.docker
-def test_smoke_run_writes_results_on_the_host(engine: docker.DockerClient, image: str, tmp_path: Path) -> None:
+def docker_run_args(image: str, root: Path) -> list[str]:
+    return [*SMOKE_RUN, "--gpus", "none", "--docker-image", image, "--artifacts", str(root / "artifacts"), "--results", str(root / "results")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clean_docker_run(
+    image: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess, str]:
+    """One uninterrupted smoke run in containers, shared by the tests that check or compare against it."""
+    root = tmp_path_factory.mktemp("clean-docker-run")
     head_before = git_head()
-    proc = disco_bench(
-        *SMOKE_RUN,
-        "--gpus",
-        "none",
-        "--docker-image",
-        image,
-        "--artifacts",
-        str(tmp_path / "artifacts"),
-        "--results",
-        str(tmp_path / "results"),
-        cwd=tmp_path,
-        timeout=1200,
-    )
+    return root, disco_bench(*docker_run_args(image, root), cwd=root, timeout=1200), head_before
+
+
+def stored_results(results: Path) -> dict[str, Any]:
+    """Every stage result's config, metrics and history, without wall times and resume counts."""
+    return {
+        path.name: without_timings({key: json.loads(path.read_text())[key] for key in ("config", "metrics", "history")})
+        for path in sorted(results.glob("*/stages/*.json"))
+    }
+
+
+@pytest.mark.docker
+def test_smoke_run_writes_results_on_the_host(
+    engine: docker.DockerClient, clean_docker_run: tuple[Path, subprocess.CompletedProcess, str]
+) -> None:
+    tmp_path, proc, head_before = clean_docker_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = sorted((tmp_path / "results").glob("*/stages/*.json"))
     names = [path.stem for path in results]
@@ -352,6 +363,55 @@ def test_smoke_run_writes_results_on_the_host(engine: docker.DockerClient, image
     if head_before:  # passed in (no .git in the image); either head if someone committed meanwhile
         assert json.loads(results[0].read_text())["provenance"]["git"]["commit"] in {head_before, git_head()}
     assert not engine.containers.list(all=True, filters={"label": LABEL_RUN, "status": "running"})
+
+
+@pytest.mark.docker
+def test_a_killed_container_resumes_from_its_last_checkpoint_and_ends_as_a_clean_run(
+    engine: docker.DockerClient,
+    image: str,
+    clean_docker_run: tuple[Path, subprocess.CompletedProcess, str],
+    tmp_path: Path,
+) -> None:
+    """`docker kill` (SIGKILL, as the OOM killer or a node going down) of the first stage's container
+    once its first epoch's checkpoint is on the host; `run` again resumes that stage from it and the
+    cell ends with the uninterrupted run's results, bit for bit, and no temp file."""
+    args = docker_run_args(image, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=tmp_path,
+        env={**os.environ, "DISCO_EPOCH_SLEEP": "300"},  # after each epoch's checkpoint: killed while it sleeps
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        checkpoint = wait_for(
+            lambda: next(iter((tmp_path / "artifacts").rglob("checkpoint.pt")), None), 900, "the first checkpoint"
+        )
+        owned = f"{LABEL_OWNER_PID}={proc.pid}"
+        container = next(iter(engine.containers.list(filters={"label": owned, "status": "running"})))
+        container.kill()
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    killed_stage = checkpoint.parent.name.rsplit("-", 1)[0]  # <stage>-<key[:10]>
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == StageFailed.exit_code and len(errors) == 1, stderr
+    assert (
+        errors[0].startswith(f"error: stage {killed_stage} failed in container") and "with exit code 137" in errors[0]
+    )
+    assert "Traceback" not in stderr
+
+    rerun = disco_bench(*args, cwd=tmp_path, timeout=1200)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    killed = json.loads(next((tmp_path / "results").glob(f"*/stages/{killed_stage}.json")).read_text())
+    assert killed["metrics"]["resumed_from_epoch"] >= 1  # from the checkpoint, not from scratch
+    clean_root, clean, _ = clean_docker_run
+    assert clean.returncode == 0
+    assert stored_results(tmp_path / "results") == stored_results(clean_root / "results")
+    assert not [path for path in tmp_path.rglob("*.tmp")]
 
 
 @pytest.mark.docker

@@ -36,6 +36,7 @@ from harness.matrix import Planner
 from harness.results import load_result
 from harness.stages import Stage, topological
 from harness.workspace import Workspace
+from tests.conftest import disco_bench
 
 REPO = Path(__file__).resolve().parents[2]
 PAIR = "r50-effb0"
@@ -318,6 +319,19 @@ def test_preempted_job_requeues_itself_and_resumes(
     assert result.history[: len(before_signal)] == before_signal  # epochs done before the signal were not retrained
     if ranks == 1:
         assert epochs_logged(workspace, job.job_id) == [1, 2, 3, 4, 5]  # every epoch trained exactly once
+        # and the requeued stage ends as an uninterrupted one, bit for bit (the same spec, run here)
+        clean = Workspace(
+            workspace.artifacts.parent / "uninterrupted-a", workspace.artifacts.parent / "uninterrupted-r"
+        )
+        straight_run = disco_bench(
+            "run-stage", str(stage.write_spec(clean)), "--artifacts", str(clean.artifacts), "--results", str(clean.results),
+            env={"DISCO_EPOCH_SLEEP": "0"},
+        )  # fmt: skip
+        assert straight_run.returncode == 0, straight_run.stderr[-2000:]
+        final = "final.pt"
+        requeued = torch.load(workspace.stage_dir(stage.name, stage.key) / final, weights_only=True)["encoder"]
+        straight = torch.load(clean.stage_dir(stage.name, stage.key) / final, weights_only=True)["encoder"]
+        assert requeued.keys() == straight.keys() and all(torch.equal(requeued[k], straight[k]) for k in straight)
     else:
         assert out.count("--nproc-per-node=2") == 2  # torchrun started on each run
         assert len(re.findall(rf"^{re.escape(stage.name)}: done \(", out, flags=re.MULTILINE)) == 2  # by both ranks
