@@ -22,6 +22,7 @@ from disco.methods.registry import METHODS, SECTIONS
 from disco.names import did_you_mean, nearest
 from harness.config import Benchmarks, composition_problem, pretrain_methods, section_values
 from harness.errors import UserError
+from harness.extends import EXTENDS, ExtendsProblem, Layer, base_layers, depth_in, loc_of, merged_data, where
 
 Loc = tuple[str | int, ...]
 CONFIDENCES = ("high", "medium", "low")
@@ -34,9 +35,10 @@ class Problem:
     line: int  # 1-based
     path: str
     message: str
+    file: str | None = None  # in a matrix that extends another (`extends:`): the file of this line
 
     def render(self, file: str | Path) -> str:
-        return f"{file}:{self.line}: {self.path}: {self.message}"
+        return f"{self.file or file}:{self.line}: {self.path}: {self.message}"
 
 
 @dataclass
@@ -64,10 +66,10 @@ def validate_file(path: Path) -> Outcome:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the file ({exc})") from None
-    return validate_text(text)
+    return validate_text(text, path)
 
 
-def validate_text(text: str) -> Outcome:
+def validate_text(text: str, source: Path = Path("benchmarks.yaml")) -> Outcome:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
@@ -76,17 +78,29 @@ def validate_text(text: str) -> Outcome:
     if not isinstance(raw, dict):
         expected = "a mapping of the sections " + ", ".join(Benchmarks.model_fields)
         return Outcome([Problem(1, DOCUMENT, f"expected {expected}, got {type(raw).__name__}")], None)
-    index = NodeIndex(root)
+    index: NodeIndex = NodeIndex(root)
+    duplicates = duplicate_key_problems(root)
+    if EXTENDS in raw:
+        here = Layer(source, root, {key: value for key, value in raw.items() if key != EXTENDS})
+        try:
+            layers = [here, *base_layers(raw[EXTENDS], source, (source.resolve(),))]
+        except ExtendsProblem as exc:
+            return Outcome([Problem(index.line(exc.loc), dotted(exc.loc), str(exc))], None)
+        raw, index = merged_data(layers), LayeredIndex(layers)
+        duplicates = [
+            dataclasses.replace(p, file=str(layer.file)) for layer in layers for p in duplicate_key_problems(layer.root)
+        ]
     bench, schema, model_level = schema_problems(raw, index)
-    problems = (
-        duplicate_key_problems(root) + schema + reference_problems(raw, index) + paper_section_problems(raw, index)
-    )
+    problems = duplicates + schema + reference_problems(raw, index) + paper_section_problems(raw, index)
     problems += reference_number_problems(raw.get("reference"), index)
     problems += evaluation_problems(raw, index) + profile_problems(raw, index) + method_problems(raw, index)
     if bench is not None:
         problems += method_config_problems(bench, raw, index)
     if bench is None and not problems:
         problems = model_level  # a model-level check that reference_problems() does not mirror
+    if isinstance(index, LayeredIndex):
+        layered = [p if p.file else index.located(p) for p in problems]
+        return Outcome(sorted(dict.fromkeys(layered), key=index.order), bench if not layered else None)
     problems = sorted(dict.fromkeys(problems), key=lambda p: p.line)
     return Outcome(problems, bench if not problems else None)
 
@@ -130,24 +144,25 @@ class NodeIndex:
 
     def line(self, loc: Loc) -> int:
         """The line of the deepest node of `loc` that exists (a mapping entry: its key's line)."""
-        node, line = self.root, (self.root.start_mark.line + 1 if self.root else 1)
-        for part in loc:
-            found = child(node, part)
-            if found is None:
-                break
-            line, node = found
-        return line
+        return depth_in(self.root, loc)[1] if self.root else 1
 
 
-def child(node: yaml.Node | None, part: str | int) -> tuple[int, yaml.Node] | None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                return key.start_mark.line + 1, value
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-        item = node.value[part]
-        return item.start_mark.line + 1, item
-    return None
+class LayeredIndex(NodeIndex):
+    """Positions in a matrix that extends others: each in the file where the entry was written."""
+
+    def __init__(self, layers: list[Layer]):
+        super().__init__(layers[0].root)
+        self.layers = layers
+
+    def line(self, loc: Loc) -> int:
+        return where(self.layers, loc)[1]
+
+    def located(self, problem: Problem) -> Problem:
+        return dataclasses.replace(problem, file=str(where(self.layers, loc_of(problem.path))[0]))
+
+    def order(self, problem: Problem) -> tuple[int, int]:
+        files = [str(layer.file) for layer in self.layers]
+        return (files.index(problem.file) if problem.file in files else 0), problem.line
 
 
 def duplicate_key_problems(node: yaml.Node | None, loc: Loc = ()) -> list[Problem]:

@@ -438,3 +438,76 @@ def test_paper_sections_read_by_evaluations_name_students_and_entries(data, tmp_
     problem = only_problem(path)
     assert (problem.line, problem.path) == (line_of(text, "disco_r15:"), "reference.semi_supervised.r18.disco_r15")
     assert problem.message.endswith("(did you mean 'disco_r152'?)")
+
+
+# ---------------------------------------------------------------- a matrix that extends another
+
+MINE = """# a researcher's own matrix: ours, plus a pair, with the tiny students trained longer
+extends: default
+pairs:
+  r152-mbv3: {teacher: r152, student: mbv3}
+profiles:
+  tiny:
+    pretrain: {epochs: 9}
+"""
+
+
+def test_a_matrix_that_extends_ours_adds_and_overrides_key_by_key(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(MINE)
+    ours, theirs = load_benchmarks(REAL_FILE), load_benchmarks(mine)
+    assert set(theirs.pairs) == set(ours.pairs) | {"r152-mbv3"}
+    assert theirs.profiles["tiny"].pretrain.epochs == 9  # overridden
+    unchanged = {"epochs"}
+    assert theirs.profiles["tiny"].pretrain.model_dump(exclude=unchanged) == ours.profiles["tiny"].pretrain.model_dump(
+        exclude=unchanged
+    )  # the rest of the section kept
+    assert theirs.profiles["paper"] == ours.profiles["paper"] and theirs.reference == ours.reference
+
+
+def test_each_problem_of_an_extending_matrix_is_at_the_file_and_line_it_was_written(tmp_path):
+    base_text = REAL_FILE.read_text().replace(
+        "    evals: [linear, knn, semi_linear_1pct,", "    evals: [linear, knnn, semi_linear_1pct,", 1
+    )
+    assert base_text != REAL_FILE.read_text()
+    (tmp_path / "base.yaml").write_text(base_text)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(MINE.replace("extends: default", "extends: base.yaml").replace("epochs: 9", "epochs: -9"))
+    rendered = [problem.render(mine) for problem in validate_file(mine).problems]
+    base_line = line_of(base_text, "evals: [linear, knnn, semi_linear_1pct,")
+    assert rendered[0].startswith(f"{mine}:7: profiles.tiny.pretrain.epochs: ")  # the override, in mine
+    assert (
+        rendered[1].startswith(f"{tmp_path / 'base.yaml'}:{base_line}: profiles.")
+        and "did you mean 'knn'" in rendered[1]
+    )
+    assert len(rendered) == 2, rendered
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"mine.yaml": "extends: nope.yaml\n"},
+            "mine.yaml:1: extends: nope.yaml: no such file (looked at {tmp}/nope.yaml)",
+        ),
+        (
+            {"mine.yaml": "extends: other.yaml\n", "other.yaml": "extends: mine.yaml\n"},
+            "mine.yaml:1: extends: the files extend each other in a loop ({tmp}/mine.yaml -> {tmp}/other.yaml -> {tmp}/mine.yaml)",
+        ),
+        (
+            {"mine.yaml": "extends: [default]\n"},
+            "mine.yaml:1: extends: expected 'default' or the path of another matrix file",
+        ),
+        (
+            {"mine.yaml": "extends: other.yaml\n", "other.yaml": "- a list\n"},
+            "mine.yaml:1: extends: {tmp}/other.yaml is not a matrix file",
+        ),
+    ],
+    ids=["missing", "loop", "not-a-path", "not-a-matrix"],
+)
+def test_an_extends_that_cannot_be_followed_is_one_line_and_exit_2(files, expected, tmp_path, monkeypatch, capsys):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(monkeypatch, capsys, "validate", "mine.yaml")
+    assert code == 2 and err.splitlines()[0].startswith(expected.format(tmp=tmp_path)), err
