@@ -19,13 +19,17 @@ optimized: what measurably helps on the device (see `disco-bench perf`), in fp32
                  (the tiny profile). On 2 CPU cores a loader worker also steals a core from the step.
   teacher_batched both views in one teacher call: exact only with an eval-mode teacher BN; with the
                  faithful train-mode BN it changes the statistics, so it is refused there.
+fp32 is fp32: on Ampere and newer GPUs PyTorch runs fp32 convolutions in TF32 by default
+(torch.backends.cudnn.allow_tf32), which the official code predates; every stage runs with TF32 off
+(`strict_fp32`), and its result records the flags it ran under (provenance.hardware.tf32).
 The teacher runs under no_grad, not inference_mode: its embeddings are the MSE targets, which
 autograd saves for the backward pass, and inference tensors cannot be saved.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -82,6 +86,21 @@ class SpeedOptions:
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last_input and x.dim() == 4 else x
+
+
+def tf32_flags() -> dict[str, bool]:
+    return {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}
+
+
+@contextmanager
+def strict_fp32() -> Iterator[None]:
+    """TF32 off for convolutions and matmuls (fp32 as the official code computed it), restored after."""
+    before = tf32_flags()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before["cudnn"], before["matmul"]
 
 
 def has_depthwise_conv(module: nn.Module) -> bool:

@@ -19,6 +19,7 @@ from disco.damaged import move_aside, remove_leftover_temps
 from disco.errors import DiscoError, TrainingDiverged
 from disco.health import COLLAPSED, WEAK
 from disco.pause_points import with_pause_points
+from disco.speed import strict_fp32, tf32_flags
 from harness.errors import UserError
 from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
@@ -195,11 +196,11 @@ def _execute(
     inputs = _input_dirs(spec, workspace)
     started_at, started = _now(), time.perf_counter()
     try:
-        with threads(runtime.get("threads")):
+        with threads(runtime.get("threads")), strict_fp32():
             metrics, history, artifacts = TASKS[spec["kind"]](
                 spec["config"], inputs, stage_dir, runtime, device, with_pause_points(spec["kind"], progress)
             )
-            machine = hardware(str(device))  # with the stage's thread count
+            machine = hardware(str(device)) | {"tf32": tf32_flags()}  # with the stage's threads and numerics
     except DiscoError as exc:  # a value, dataset or checkpoint disco was given: the user's to fix
         if write and isinstance(exc, TrainingDiverged):  # `status` shows why the stage stopped
             atomic_write_json(stage_dir / DIVERGED_FILE, {"reason": str(exc), "at": _now()})

@@ -10,7 +10,7 @@ from disco.grouped_bn import bn_groups, enable_grouped_bn
 from disco.methods import DisCo, DisCoConfig
 from disco.models import build_encoder
 from disco.shuffle_bn import encode_in_groups
-from disco.speed import SpeedOptions, apply_to_modules, wants_channels_last
+from disco.speed import SpeedOptions, apply_to_modules, strict_fp32, tf32_flags, wants_channels_last
 
 
 @pytest.mark.parametrize("arch", ["r18", "mbv3"])
@@ -148,3 +148,13 @@ def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
         and not _speed({"speed": "optimized"}, cuda).bf16
     )
     assert not _speed({"speed": "reference"}, cpu, config={"views": "per_image"}).batched_augment
+
+
+def test_strict_fp32_turns_tf32_off_for_the_stage_and_restores_the_flags():
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # the GPU defaults at their loosest
+    try:
+        with strict_fp32():
+            assert tf32_flags() == {"cudnn": False, "matmul": False}
+        assert tf32_flags() == {"cudnn": True, "matmul": True}
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False  # torch's defaults

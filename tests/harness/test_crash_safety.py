@@ -251,8 +251,6 @@ def every_file(root: Path) -> set[str]:
     return {str(path.relative_to(root)) for top in ("a", "r") for path in (root / top).rglob("*") if path.is_file()}
 
 
-
-
 @pytest.mark.slow
 def test_a_cell_killed_at_twenty_random_moments_finishes_as_a_clean_run(clean_smoke_cell, tmp_path):
     """SIGKILL (the whole process group) at 20 moments drawn from a seeded generator over the clean

@@ -21,6 +21,7 @@ def test_tiny_smoke_pipeline_runs_every_stage_writes_provenance_and_reuses_on_re
         assert provenance["packages"]["torch"] and provenance["hardware"]["cpu_count"] >= 1
         assert provenance["wall_time_s"] >= 0 and "commit" in provenance["git"]
         assert provenance["seed"] == payload["config"]["seed"]
+        assert provenance["hardware"]["tf32"] == {"cudnn": False, "matmul": False}  # fp32 is fp32
     linear = [p for p in payloads if p["stage"]["kind"] == "eval" and p["config"]["evaluation"] == "linear"]
     assert len(linear) == 4 and all(
         0.0 <= p["metrics"]["top1"] <= 100.0 and p["metrics"]["num_test"] > 0 for p in linear
