@@ -137,6 +137,7 @@ CSV_FIELDS = [
     "beside_mean",
     "reference_mean",
     "reference_n",
+    "paper_tables",  # the paper's tables this cell appears in (benchmarks.yaml paper_tables), ';'-joined
 ]
 
 
@@ -144,7 +145,9 @@ def _num(value: float | None) -> str:
     return NOT_AVAILABLE if value is None else f"{value:.4f}"
 
 
-def csv_record(report: ProfileReport, pair: PairReport, ev: EvalReport, row: Row) -> dict[str, str]:
+def csv_record(
+    report: ProfileReport, pair: PairReport, ev: EvalReport, row: Row, tables: tuple[str, ...] = ()
+) -> dict[str, str]:
     stat, paper, interval = row.stat, row.paper, row.stat.ci95 if row.stat else None
     return {
         "profile": report.profile,
@@ -172,6 +175,7 @@ def csv_record(report: ProfileReport, pair: PairReport, ev: EvalReport, row: Row
         "beside_mean": _num(row.beside.mean) if row.beside else "",
         "reference_mean": _num(row.reference.mean if row.reference else None),
         "reference_n": str(row.reference.n if row.reference else 0),
+        "paper_tables": ";".join(tables),
     }
 
 
@@ -179,8 +183,12 @@ def render_csv(report: ProfileReport) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
+    tables_of: dict[int, tuple[str, ...]] = {}  # a row object -> the paper tables that show it
+    for table in report.tables:
+        for cell in (cell for table_row in table.rows for cell in table_row.cells if cell.row is not None):
+            tables_of[id(cell.row)] = (*tables_of.get(id(cell.row), ()), table.name)
     for pair in report.pairs:
         for ev in pair.evals:
             for row in ev.rows.values():
-                writer.writerow(csv_record(report, pair, ev, row))
+                writer.writerow(csv_record(report, pair, ev, row, tables_of.get(id(row), ())))
     return buffer.getvalue()

@@ -385,6 +385,8 @@ def test_files_are_written_parseable_and_results_untouched(bench, workspace):
         "9.5000",
         "0.7071",
     )
+    disco_cell = next(r for r in records if r["pair"] == "r50-effb0" and r["role"] == "disco")
+    assert disco_cell["paper_tables"] == "table1_linear"  # the CSV holds the paper tables' cells in long form
     parser = _Tags()
     parser.feed((folder / "report.html").read_text())
     assert (
