@@ -31,6 +31,13 @@ def epoch_summary(info: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+# what a run says about a stage that another run (another terminal, another Slurm array) holds
+LOCK_NEWS = {
+    "waiting": "waiting: another run holds this stage's lock (it trains it; this run then reuses its result)",
+    "reused": "reused the result the other run stored: not trained again",
+}
+
+
 class EpochLines:
     """A reporter printing one line per training epoch: `[stage] epoch 3/12 · loss ... | 0:42 elapsed, ETA 2:48`."""
 
@@ -40,8 +47,8 @@ class EpochLines:
         self.started = time.monotonic()
 
     def __call__(self, phase: str, done: int, total: int, info: dict[str, Any] | None = None) -> None:
-        if phase == "waiting":
-            self.echo(f"[{self.stage}] waiting for another run's lock")
+        if phase in LOCK_NEWS:
+            self.echo(f"[{self.stage}] {LOCK_NEWS[phase]}")
         if phase != "epoch" or info is None:  # evaluation epochs and steps: too many for a log
             return
         elapsed = time.monotonic() - self.started
@@ -60,7 +67,7 @@ def bar_reporter(progress: Progress, task) -> Reporter:
             progress.update(task, completed=done, total=total, detail=detail)
         elif phase == "step":
             progress.update(task, detail=f"step {done}/{total}")
-        elif phase == "waiting":
-            progress.update(task, detail="waiting for another run's lock")
+        elif phase in LOCK_NEWS:
+            progress.update(task, detail=LOCK_NEWS[phase])
 
     return report

@@ -83,13 +83,16 @@ def run_stage_from_spec(
     if distributed.env_world_size() > 1:
         return _run_ranked(spec, stage_dir, result_path, workspace, progress, executor, wait_for_lock)
     lock = FileLock(str(stage_dir / ".lock"))
+    waited = False
     while not _try_lock(lock, wait_for_lock, spec, stage_dir):
-        if progress:
+        if progress and not waited:
             progress("waiting", 0, 0)
+        waited = True
     try:
-        return _existing(spec, result_path, workspace) or _execute(
-            spec, stage_dir, result_path, workspace, progress, executor
-        )
+        existing = _existing(spec, result_path, workspace)
+        if existing and waited and progress:
+            progress("reused", 0, 0)  # the run that held the lock stored it meanwhile
+        return existing or _execute(spec, stage_dir, result_path, workspace, progress, executor)
     finally:
         lock.release()
 
@@ -111,14 +114,18 @@ def _run_ranked(
         lock = FileLock(str(stage_dir / ".lock")) if main else None
         # Poll in rounds that every rank joins, so a long wait never hits a collective timeout and
         # a busy stage fails on every rank, not on rank 0 alone.
+        waited = False
         while (status := distributed.broadcast_object(_lock_status(lock, wait_for_lock) if lock else None)) != "held":
             if status == "busy":
                 raise _busy(spec, stage_dir)
-            if progress and main:
+            if progress and main and not waited:
                 progress("waiting", 0, 0)
+            waited = True
         try:
             existing = distributed.broadcast_object(_existing(spec, result_path, workspace) if main else None)
             if existing:
+                if waited and progress and main:
+                    progress("reused", 0, 0)
                 return existing
             payload = _execute(
                 spec, stage_dir, result_path, workspace, progress if main else None, executor, device=device, write=main

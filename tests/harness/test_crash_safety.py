@@ -6,9 +6,11 @@ import errno
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +24,7 @@ from harness.config import load_benchmarks
 from harness.matrix import Planner
 from harness.results import load_result
 from harness.workspace import Workspace, atomic_write_json
-from tests.conftest import REPO, SmokeCell, cell_results, cell_tensors, paused_env, wait_until_paused
+from tests.conftest import REPO, SMOKE_CELL, SmokeCell, cell_results, cell_tensors, paused_env, wait_until_paused
 
 EPOCHS = 4
 
@@ -280,3 +282,36 @@ def test_a_cell_killed_at_twenty_random_moments_finishes_as_a_clean_run(clean_sm
     assert cell_tensors(tmp_path) == cell_tensors(clean_smoke_cell.root)
     left = every_file(tmp_path) - every_file(clean_smoke_cell.root)
     assert not left, f"files a clean run does not leave: {sorted(left)}"
+
+
+def test_two_runs_on_overlapping_cells_train_every_stage_once_and_the_second_says_it_reused(tmp_path):
+    """Two `disco-bench run` processes on one artifacts/results folder (two terminals, two Slurm
+    arrays on a shared filesystem): the second starts while the first trains the shared teacher."""
+    where = ["--artifacts", str(tmp_path / "a"), "--results", str(tmp_path / "r"), "--reference", ""]
+    cell = [*SMOKE_CELL[1:], "--evals", "linear"]  # SMOKE_CELL without its leading "run"
+    env = {**os.environ, "DISCO_EPOCH_SLEEP": "3"}  # each epoch outlasts the second run's start-up
+    command = [sys.executable, "-m", "harness", "run", *cell, *where]
+
+    def start(extra: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            command + extra, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    first = start([])
+    while not list((tmp_path / "a" / "stages").glob("pretrain-*/.lock")):  # the first run holds a stage
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        time.sleep(0.1)
+    second = start(["--methods", "disco,disco_only_mse"])  # overlaps: the same teacher, baseline and DisCo
+    outputs = [proc.communicate() for proc in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, [err[-2000:] for _, err in outputs]
+    log = "\n".join(out + err for out, err in outputs)
+    assert "waiting: another run holds this stage's lock" in log and "reused the result the other run stored" in log
+
+    results = [load_result(path) for path in (tmp_path / "r" / "tiny-smoke" / "stages").glob("*.json")]
+    trained = [result for result in results if result.stage.kind in ("pretrain", "distill")]
+    assert {result.stage.name.split("-")[1] for result in trained} >= {"simclr", "disco", "disco_only_mse"}
+    for result in trained:  # each epoch of each training stage ran once, in one of the two runs
+        epochs = len(result.history)
+        lines = re.findall(rf"^\[{re.escape(result.stage.name)}\] epoch \d+/{epochs} ", log, flags=re.MULTILINE)
+        assert len(lines) == epochs and result.metrics["resumed_from_epoch"] == 0, (result.stage.name, lines)
+    assert not [path for path in tmp_path.rglob("*.tmp")]
