@@ -57,6 +57,9 @@ class ProbeRecipe:
         "limit_batches": SMOKE_STEPS,
         "workers": 0,
     }
+    # as the profile's `linear:` section (disco.train_recipe.keyed_fields): fields in a stage key only
+    # when set, so that the keys made before they existed stay as they were
+    KEYED_WHEN_SET: ClassVar[tuple[str, ...]] = ("momentum", "weight_decay", "limit_batches", "feature_norm")
 
     def __post_init__(self) -> None:
         _require(

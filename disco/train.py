@@ -28,25 +28,7 @@ from disco.atomic import atomic_write_bytes
 from disco.checkpoint_io import load_newest_good, save_keeping_previous, training_checkpoint_problem
 from disco.errors import TrainingDiverged
 from disco.schedules import lr_at
-
-
-@dataclass(frozen=True)
-class TrainRecipe:
-    epochs: int
-    batch_size: int
-    lr: float = 0.03
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    milestones: tuple[int, ...] = ()
-    workers: int = 0
-    limit_batches: int | None = None  # smoke runs: a couple of steps per epoch
-    # DDP only: SyncBN in the student's query encoder. The paper: off (per-GPU BN statistics).
-    sync_bn: bool = False
-
-    def validate(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+from disco.train_recipe import TrainRecipe
 
 
 @dataclass

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from disco.archs import ARCHS
+from disco.eval_recipes import ProbeRecipe
 from disco.methods.registry import METHODS, SECTIONS
 from disco.names import did_you_mean
+from disco.train_recipe import TrainRecipe
 from harness.errors import UserError
 
 
@@ -90,27 +92,6 @@ class DataSpec(Strict):
         return self
 
 
-class PretrainSpec(Strict):
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    lr: float = Field(gt=0)
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-
-
-class LinearSpec(Strict):
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    lr: float = Field(gt=0)
-    schedule: Literal["cosine", "step", "constant"] = "step"
-    milestones: list[int] = []
-    gamma: float = 0.5
-    train_augment: bool = True
-    # "standardize": the probe's fixed per-dimension standardisation (disco/eval_recipes.py ProbeRecipe)
-    feature_norm: Literal["none", "standardize"] = "none"
-
-
 class AugmentSpec(Strict):
     """How the self-supervised views depart from MoCo-v2's aug-plus (RandomResizedCrop 0.2-1, jitter,
     grayscale, blur, flip), for every training stage of a profile alike (both arms of a comparison)."""
@@ -143,9 +124,9 @@ class ProfileFields(Strict):
     # departures from MoCo-v2's aug-plus views (None: the official views; part of the stage keys when set)
     augment: AugmentSpec | None = None
     data: DataSpec
-    pretrain: PretrainSpec
+    pretrain: TrainRecipe  # the dataclass the training loop runs (disco/train_recipe.py)
     teacher_epochs: int | None = None
-    linear: LinearSpec
+    linear: ProbeRecipe  # the dataclass the linear probe runs (disco/eval_recipes.py)
     evals: list[str] = ["linear"]
     # evaluation -> its recipe (each evaluation validates its own fields); `linear` uses `linear:`
     eval_recipes: dict[str, dict[str, Any]] = {}

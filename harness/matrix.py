@@ -12,6 +12,7 @@ from disco.archs import disco_student_init
 from disco.evals import smoke_recipe
 from disco.methods.registry import METHODS, MethodSpec
 from disco.names import did_you_mean
+from disco.train_recipe import keyed_fields
 from harness.config import PRECISIONS, Benchmarks, Profile, composition_problem, section_values
 from harness.errors import UserError
 from harness.stages import Stage
@@ -119,7 +120,7 @@ class Planner:
         return data | {"smoke": True} if self.smoke else data
 
     def pretrain_recipe(self, epochs: int) -> dict[str, Any]:
-        recipe = self.profile.pretrain.model_dump() | {"epochs": epochs, "workers": self.profile.data.workers}
+        recipe = keyed_fields(self.profile.pretrain) | {"epochs": epochs, "workers": self.profile.data.workers}
         if self.smoke:
             recipe |= {
                 "epochs": SMOKE["epochs"],
@@ -288,9 +289,8 @@ class Planner:
     def eval_config(self, evaluation: str, seed: int) -> dict[str, Any]:
         pick(evaluation, self.bench.evaluations, "evaluation")
         if evaluation == "linear":
-            # feature_norm enters the key only when set: the official probe's keys predate it
-            unset = {"feature_norm"} if self.profile.linear.feature_norm == "none" else set()
-            recipe = self.profile.linear.model_dump(exclude=unset) | {"workers": self.profile.data.workers}
+            # feature_norm and the rest of KEYED_WHEN_SET enter the key only when set: the official probe's keys predate them
+            recipe = keyed_fields(self.profile.linear) | {"workers": self.profile.data.workers}
         elif evaluation in self.profile.eval_recipes:
             recipe = dict(self.profile.eval_recipes[evaluation])
         else:
