@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,7 +22,9 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 ProgressFn = Callable[[str, int, int], None]
 
 
-def tensor_batches(dataset: TensorDataset, batch_size: int, generator: torch.Generator | None = None):
+def tensor_batches(
+    dataset: TensorDataset, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, ...]]:
     """DataLoader(dataset, batch_size, shuffle=generator is not None, generator=generator)'s batches,
     sliced from the tensors instead of collated item by item, and the same ones: the loader's
     iterator first draws its workers' base seed from the generator, then RandomSampler draws
@@ -36,7 +38,9 @@ def tensor_batches(dataset: TensorDataset, batch_size: int, generator: torch.Gen
         yield tuple(tensor[indices] for tensor in dataset.tensors)
 
 
-def batches(dataset: Dataset, batch_size: int, workers: int = 0, generator: torch.Generator | None = None):
+def batches(
+    dataset: Dataset, batch_size: int, workers: int = 0, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, ...]] | DataLoader:
     if isinstance(dataset, TensorDataset):
         return tensor_batches(dataset, batch_size, generator)
     return DataLoader(

@@ -14,6 +14,7 @@ also normalises with 32-image statistics.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -27,7 +28,7 @@ def current_groups() -> int:
 
 
 @contextmanager
-def bn_groups(groups: int):
+def bn_groups(groups: int) -> Iterator[None]:
     previous = current_groups()
     _state.groups = groups
     try:

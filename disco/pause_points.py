@@ -9,6 +9,7 @@ import fnmatch
 import os
 import signal
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 _reached: Counter[str] = Counter()
@@ -30,12 +31,12 @@ def pause_point(name: str) -> None:
     os.kill(os.getpid(), signal.SIGSTOP)
 
 
-def with_pause_points(prefix: str, progress):
+def with_pause_points(prefix: str, progress: Callable[..., None] | None) -> Callable[..., None] | None:
     """`progress` (phase, done, total[, info]), with a pause point `<prefix>:<phase>:<done>` at each report."""
     if not os.environ.get("DISCO_PAUSE_AT"):
         return progress
 
-    def report(phase: str, done: int, total: int, *info) -> None:
+    def report(phase: str, done: int, total: int, *info: object) -> None:
         pause_point(f"{prefix}:{phase}:{done}")
         if progress:
             progress(phase, done, total, *info)

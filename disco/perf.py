@@ -127,7 +127,7 @@ def time_data(feed: Iterator[Views], batches: int, device: torch.device) -> floa
     return (time.perf_counter() - started) / batches
 
 
-def breakdown_ms(bench: Bench, views, steps: int, device: torch.device) -> dict[str, float]:
+def breakdown_ms(bench: Bench, views: Views, steps: int, device: torch.device) -> dict[str, float]:
     activities = [torch.profiler.ProfilerActivity.CPU] + (
         [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []
     )
@@ -143,14 +143,14 @@ def breakdown_ms(bench: Bench, views, steps: int, device: torch.device) -> dict[
     return totals
 
 
-def step_flops(bench: Bench, views) -> float:
+def step_flops(bench: Bench, views: Views) -> float:
     counter = FlopCounterMode(display=False)
     with counter:
         step(bench, views)
     return float(counter.get_total_flops())
 
 
-def peak_memory_mb(bench: Bench, views, device: torch.device) -> float | None:
+def peak_memory_mb(bench: Bench, views: Views, device: torch.device) -> float | None:
     if device.type != "cuda":
         return None  # CPU peak RSS is per process: see the perf command's child-process figure
     torch.cuda.reset_peak_memory_stats(device)

@@ -29,7 +29,7 @@ autograd saves for the backward pass, and inference tensors cannot be saved.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -81,7 +81,7 @@ class SpeedOptions:
     def describe(self) -> dict[str, bool]:
         return asdict(self)
 
-    def autocast(self, device: torch.device):
+    def autocast(self, device: torch.device) -> AbstractContextManager[None]:
         return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -150,12 +150,14 @@ def convert_student_sync_bn(method: nn.Module) -> None:
     contrast.encoder_q = nn.SyncBatchNorm.convert_sync_batchnorm(cast(nn.Module, contrast.encoder_q))
 
 
-def two_views(inputs, device: torch.device, augment: BatchAugment | None) -> tuple[torch.Tensor, torch.Tensor]:
+def two_views(
+    inputs: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, device: torch.device, augment: BatchAugment | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The loader's (view1, view2), or two views augmented here on the device from its uint8 batch."""
     if augment is None:
         view1, view2 = inputs
         return view1.to(device, non_blocking=True), view2.to(device, non_blocking=True)
-    images = inputs.to(device, non_blocking=True)
+    images = cast(torch.Tensor, inputs).to(device, non_blocking=True)  # a uint8 batch when augmenting here
     return augment(images), augment(images)
 
 

@@ -16,6 +16,8 @@ Exit codes of `disco-bench`, one per class (harness/cli.py maps them; README, "E
 
 from __future__ import annotations
 
+from typing import IO, Any
+
 import click
 
 from disco.errors import InputError
@@ -30,7 +32,7 @@ class UserError(click.ClickException):
 
     exit_code = InputError.exit_code
 
-    def show(self, file=None) -> None:  # one line, no "Usage:" block
+    def show(self, file: IO[Any] | None = None) -> None:  # one line, no "Usage:" block
         click.echo(f"error: {self.format_message()}", err=True, file=file)
 
 

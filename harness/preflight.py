@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from disco.errors import DataUnavailable
 from harness.errors import UserError
@@ -32,7 +32,7 @@ class PreflightFailed(UserError):
         super().__init__(" | ".join(lines))
         self.lines = lines
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         import click
 
         for line in self.lines:

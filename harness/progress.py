@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 Reporter = Callable[..., None]  # (phase, done, total[, info])
 LOSS_TERMS = ("loss", "ce", "mse_v1", "mse_v2", "rkd_distance", "rkd_angle")  # the methods' loss terms
@@ -58,7 +58,7 @@ class EpochLines:
         )
 
 
-def bar_reporter(progress: Progress, task) -> Reporter:
+def bar_reporter(progress: Progress, task: TaskID) -> Reporter:
     """A reporter driving one rich task: epochs as the bar, the last epoch's summary beside it."""
 
     def report(phase: str, done: int, total: int, info: dict[str, Any] | None = None) -> None:

@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import torch
@@ -25,6 +25,11 @@ from harness.provenance import git_state, hardware, package_versions
 from harness.results import Provenance, StageRef, StageResult
 from harness.stages import DIVERGED_FILE, StageSpec, canonical_hash, stored_result
 from harness.workspace import Workspace, atomic_write_json, ensure_directory, read_json
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from harness.progress import Reporter
 
 LOCK_POLL_S = 5.0
 WRITTEN_UNDER_LOCK = [
@@ -71,7 +76,11 @@ def load_spec(spec_path: Path) -> dict[str, Any]:
 
 
 def run_stage_from_spec(
-    spec_path: Path, workspace: Workspace, progress=None, executor: str = "local", wait_for_lock: bool = True
+    spec_path: Path,
+    workspace: Workspace,
+    progress: Reporter | None = None,
+    executor: str = "local",
+    wait_for_lock: bool = True,
 ) -> dict[str, Any]:
     """Run the stage described by `spec_path` unless a result with its key exists. Concurrent
     invocations of the same stage serialise on a lock file: the second waits, then reuses.
@@ -102,7 +111,7 @@ def _run_ranked(
     stage_dir: Path,
     result_path: Path,
     workspace: Workspace,
-    progress,
+    progress: Reporter | None,
     executor: str,
     wait_for_lock: bool,
 ) -> dict[str, Any]:
@@ -189,7 +198,7 @@ def _execute(
     stage_dir: Path,
     result_path: Path,
     workspace: Workspace,
-    progress,
+    progress: Reporter | None,
     executor: str,
     device: torch.device | None = None,
     write: bool = True,
@@ -240,7 +249,7 @@ def _execute(
 
 
 @contextmanager
-def threads(count: int | None):
+def threads(count: int | None) -> Iterator[None]:
     """Intra-op CPU threads for one stage: their number sets the summation order of CPU kernels, so a
     pinned count makes a run repeat bit for bit (README, "Repeatability"); restored afterwards."""
     previous = torch.get_num_threads()

@@ -29,7 +29,7 @@ from disco.methods.registry import MethodSpec, UnknownMethod, method_spec
 from disco.models import Encoder, build_encoder
 from disco.monitor import HealthMonitor
 from disco.speed import SpeedOptions, apply_to_modules, to_channels_last_where_it_pays
-from disco.train import LoaderFactory, TrainRecipe, TrainState, per_rank_batch, rank_seed, train
+from disco.train import LoaderFactory, ProgressFn, TrainRecipe, TrainState, per_rank_batch, rank_seed, train
 
 TaskOutput = tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]
 FINAL = "final.pt"
@@ -160,7 +160,7 @@ def _train(
     stage_dir: Path,
     speed: SpeedOptions,
     device: torch.device,
-    progress,
+    progress: ProgressFn | None,
 ) -> TrainState:
     splits = load_splits(config["data"], runtime.get("data_root"))
     dataset, views = _train_inputs(config, splits, speed, device)
@@ -177,7 +177,7 @@ def run_training(
     stage_dir: Path,
     runtime: dict[str, Any],
     device: torch.device,
-    progress,
+    progress: ProgressFn | None,
 ) -> TaskOutput:
     """Any registered method (disco/methods/registry.py): a pretraining method trains an encoder
     alone, a distillation method a student against the teacher stage's encoder."""
@@ -250,7 +250,7 @@ def run_init(
     stage_dir: Path,
     runtime: dict[str, Any],
     device: torch.device,
-    progress,
+    progress: ProgressFn | None,
 ) -> TaskOutput:
     torch.manual_seed(config["seed"])
     encoder = build_encoder(config["arch"], config["head"], image_size=config["data"]["image_size"])
@@ -263,7 +263,7 @@ def run_import(
     stage_dir: Path,
     runtime: dict[str, Any],
     device: torch.device,
-    progress,
+    progress: ProgressFn | None,
 ) -> TaskOutput:
     """A released teacher loaded strictly with its projection head; a MoCo-v2 file's last queue is
     kept, since the official DisCo load puts it into the student's queue (docs/protocol.md 1.6)."""
@@ -290,14 +290,18 @@ def run_eval(
     stage_dir: Path,
     runtime: dict[str, Any],
     device: torch.device,
-    progress,
+    progress: ProgressFn | None,
 ) -> TaskOutput:
     encoder, _ = load_encoder_artifact(inputs["encoder"])
     return evaluate_encoder(encoder, config, runtime, device, progress), [], {}
 
 
 def evaluate_encoder(
-    encoder: Encoder, config: dict[str, Any], runtime: dict[str, Any], device: torch.device, progress=None
+    encoder: Encoder,
+    config: dict[str, Any],
+    runtime: dict[str, Any],
+    device: torch.device,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """One evaluation of a frozen/fine-tuned encoder: shared by eval stages and `disco-bench eval`."""
     splits = load_splits(config["data"], runtime.get("data_root"))

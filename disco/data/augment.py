@@ -17,7 +17,7 @@ class PILGaussianBlur:
     def __init__(self, sigma: tuple[float, float] = (0.1, 2.0)):
         self.sigma = sigma
 
-    def __call__(self, image):
+    def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         radius = float(torch.empty(()).uniform_(*self.sigma))  # torch RNG: seeded per epoch/worker
         if not isinstance(image, Image.Image):
             return v2.functional.gaussian_blur(image, kernel_size=_odd_kernel(self.sigma[1]), sigma=radius)

@@ -14,6 +14,7 @@ DALI's CPU operators, which is how it is tested here. Install: `pip install nvid
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ class DaliUnavailable(BackendUnavailable):
     """data.loader: dali without DALI installed: one line saying how to get it or turn it off."""
 
 
-def _dali():
+def _dali() -> tuple[Any, Any, Any, Any, Any]:  # DALI's fn, pipeline_def, types, iterator, policy: untyped
     try:
         from nvidia import dali  # noqa: F401
         from nvidia.dali import fn, pipeline_def, types
@@ -39,7 +40,7 @@ def _dali():
     return fn, pipeline_def, types, DALIGenericIterator, LastBatchPolicy
 
 
-def _aug_plus(fn, types, images, image_size: int):
+def _aug_plus(fn: Any, types: Any, images: Any, image_size: int) -> Any:  # DALI DataNodes (untyped)
     """One MoCo-v2 view of every image in the batch, parameters drawn per image."""
     scale = image_size / 224.0
     views = fn.random_resized_crop(
@@ -74,7 +75,7 @@ def _aug_plus(fn, types, images, image_size: int):
     )
 
 
-def _select(fn, types, condition, if_true, if_false):
+def _select(fn: Any, types: Any, condition: Any, if_true: Any, if_false: Any) -> Any:
     """Per-sample choice between two images (DALI's arithmetic; no conditional-execution graph)."""
     keep = fn.cast(condition, dtype=types.UINT8)
     return fn.cast(if_true * keep + if_false * (1 - keep), dtype=types.UINT8)
@@ -90,12 +91,12 @@ def build_pipeline(
     num_shards: int = 1,
     device_id: int | None = None,
     threads: int = 4,
-):
+) -> Any:  # a built nvidia.dali Pipeline
     fn, pipeline_def, types, _, _ = _dali()
     on_gpu = device_id is not None
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed)
-    def two_views():
+    def two_views() -> tuple[Any, Any, Any]:
         jpegs, targets = fn.readers.file(
             files=list(files),
             labels=list(labels),

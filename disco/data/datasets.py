@@ -22,12 +22,12 @@ class TransformedImages(Dataset):
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]  # every dataset here is sized
 
-    def _raw(self, index: int):
+    def _raw(self, index: int) -> tuple[Any, int]:
         if isinstance(self.source, ImageSet):
             return self.source.images[index], int(self.source.labels[index])
         return self.source[index]
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self._raw(index)
         return (self.transform(image) if self.transform else image), label
 
@@ -35,7 +35,7 @@ class TransformedImages(Dataset):
 class TwoViews(TransformedImages):
     """Two independently augmented views of each image (MoCo's TwoCropsTransform)."""
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[tuple[Any, Any], int]:
         image, label = self._raw(index)
         assert self.transform is not None, "TwoViews draws two views: it needs a transform"
         return (self.transform(image), self.transform(image)), label

@@ -4,6 +4,8 @@ MoCo-v2 views drawn once from a fixed seed."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.data import Dataset
 
@@ -11,12 +13,15 @@ from disco.data.augment import mocov2_augmentation, probe_test_transform
 from disco.data.embedded import ImageSet
 from disco.monitor import HeldOut
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 def evenly_spaced(count: int, available: int) -> torch.Tensor:
     return torch.linspace(0, available - 1, min(count, available)).round().long().unique()
 
 
-def _raw(dataset: ImageSet | Dataset, index: int):
+def _raw(dataset: ImageSet | Dataset, index: int) -> Image.Image | torch.Tensor:
     return dataset.images[index] if isinstance(dataset, ImageSet) else dataset[index][0]
 
 

@@ -21,7 +21,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -40,11 +40,19 @@ from disco.errors import InputError
 from disco.eval_recipes import DetectionRecipe, coerce_recipe
 from disco.models import Encoder
 
+if TYPE_CHECKING:
+    from disco.evaluate import ProgressFn
+
 DETECTRON2_BENCHMARKS = ("voc", "coco")
 
 
 def detection(
-    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None
+    encoder: Encoder,
+    splits: Splits,
+    recipe: Any,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     config = coerce_recipe(DetectionRecipe, recipe)
     if config.backend == "detectron2":
@@ -55,7 +63,14 @@ def detection(
 
 
 def benchmark_detection(
-    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, benchmark: str
+    encoder: Encoder,
+    splits: Splits,
+    recipe: Any,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    *,
+    benchmark: str,
 ) -> dict[str, Any]:
     """detection_voc / detection_coco: the detectron2 back end on one benchmark (the paper's Tab. 3)."""
     config = coerce_recipe(
@@ -311,7 +326,12 @@ def _feature_map(
 
 
 def train_detector(
-    model: FasterRCNN, data: DetectionSet, config: DetectionRecipe, device: torch.device, seed: int, progress=None
+    model: FasterRCNN,
+    data: DetectionSet,
+    config: DetectionRecipe,
+    device: torch.device,
+    seed: int,
+    progress: ProgressFn | None = None,
 ) -> float:
     """SGD over `iterations` batches of shuffled canvases; returns the last iteration's total loss."""
     generator = torch.Generator().manual_seed(seed)
@@ -373,7 +393,12 @@ def predict(
 
 
 def embedded_detection(
-    encoder: Encoder, splits: Splits, config: DetectionRecipe, device: torch.device, seed: int, progress=None
+    encoder: Encoder,
+    splits: Splits,
+    config: DetectionRecipe,
+    device: torch.device,
+    seed: int,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     train_set, test_set = _detection_sets(splits, config)

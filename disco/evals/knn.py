@@ -4,7 +4,7 @@ train features votes for its class with weight exp(cosine / T); top-1/top-5 over
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch.nn import functional as F
@@ -13,8 +13,13 @@ from disco.data.augment import probe_test_transform
 from disco.data.datasets import fixed_view
 from disco.data.sources import Splits
 from disco.eval_recipes import KnnRecipe, coerce_recipe
-from disco.evaluate import extract_features, topk_correct
+from disco.evaluate import ProgressFn, extract_features, topk_correct
 from disco.models import Encoder
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from disco.monitor import KnnFn
 
 
 def knn_votes(
@@ -40,7 +45,7 @@ def knn_votes(
 
 
 def knn_accuracy(
-    encoder: Encoder, splits: Splits, config: KnnRecipe, device: torch.device, progress=None
+    encoder: Encoder, splits: Splits, config: KnnRecipe, device: torch.device, progress: ProgressFn | None = None
 ) -> tuple[dict[int, int], int, int, int]:
     """(top-1/top-5 correct counts, k used, train size, test size) of the weighted kNN on eval-mode pooled features."""
     transform = probe_test_transform(splits.image_size)
@@ -71,19 +76,24 @@ def knn_accuracy(
     return topk_correct(votes, test_labels), k, len(train_labels), len(test_labels)
 
 
-def knn_monitor(splits: Splits, device: torch.device, config: KnnRecipe | None = None):
+def knn_monitor(splits: Splits, device: torch.device, config: KnnRecipe | None = None) -> KnnFn:
     """encoder -> kNN top-1 (%): the cheap learning monitor of the training stages (disco/health.py)."""
     config = config or KnnRecipe()
 
-    def top1(encoder: Encoder) -> float:
-        correct, _, _, total = knn_accuracy(encoder, splits, config, device)
+    def top1(encoder: nn.Module) -> float:  # the monitor's student: an Encoder
+        correct, _, _, total = knn_accuracy(cast(Encoder, encoder), splits, config, device)
         return 100.0 * correct[1] / total
 
     return top1
 
 
 def knn(
-    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None
+    encoder: Encoder,
+    splits: Splits,
+    recipe: Any,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     config = coerce_recipe(KnnRecipe, recipe)
     encoder.eval().to(device)

@@ -10,12 +10,17 @@ from disco.data.augment import probe_test_transform, probe_train_transform
 from disco.data.datasets import TransformedImages, fixed_view
 from disco.data.sources import Splits
 from disco.eval_recipes import ProbeRecipe, coerce_recipe
-from disco.evaluate import linear_probe
+from disco.evaluate import ProgressFn, linear_probe
 from disco.models import Encoder, feature_dim
 
 
 def linear(
-    encoder: Encoder, splits: Splits, recipe: ProbeRecipe | dict, device: torch.device, seed: int = 0, progress=None
+    encoder: Encoder,
+    splits: Splits,
+    recipe: ProbeRecipe | dict,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     recipe = coerce_recipe(ProbeRecipe, recipe)
     encoder.eval().to(device)

@@ -29,7 +29,7 @@ from disco.data.sources import Splits
 from disco.errors import InputError
 from disco.eval_recipes import SemiFinetuneRecipe, SemiLinearRecipe, SubsetChoice, coerce_recipe
 from disco.evals.linear import linear
-from disco.evaluate import extract_features, topk_correct
+from disco.evaluate import FeatureFn, ProgressFn, extract_features, topk_correct
 from disco.models import Encoder, feature_dim
 from disco.schedules import step_lr
 
@@ -64,7 +64,14 @@ def imagenet_fraction(train: Dataset, percent: int, choice: SubsetChoice) -> Sub
 
 
 def semi_linear(
-    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, percent: int
+    encoder: Encoder,
+    splits: Splits,
+    recipe: Any,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    *,
+    percent: int,
 ) -> dict[str, Any]:
     config = coerce_recipe(SemiLinearRecipe, recipe)
     subset, source = labelled_subset(splits.train, percent, config)
@@ -74,7 +81,14 @@ def semi_linear(
 
 
 def semi_finetune(
-    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, percent: int
+    encoder: Encoder,
+    splits: Splits,
+    recipe: Any,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    *,
+    percent: int,
 ) -> dict[str, Any]:
     config = coerce_recipe(SemiFinetuneRecipe, recipe)
     subset, source = labelled_subset(splits.train, percent, config)
@@ -125,7 +139,7 @@ def semi_finetune(
 
 def _finetune_epoch(
     model: Encoder,
-    classify,
+    classify: FeatureFn,
     train: Dataset,
     optimizer: torch.optim.Optimizer,
     config: SemiFinetuneRecipe,

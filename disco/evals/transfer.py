@@ -24,7 +24,7 @@ from disco.data.embedded import ImageSet, load_embedded, stratified_split
 from disco.data.sources import Splits
 from disco.errors import InputError
 from disco.eval_recipes import TransferRecipe, coerce_recipe
-from disco.evaluate import linear_probe
+from disco.evaluate import ProgressFn, linear_probe
 from disco.models import Encoder, feature_dim
 
 TARGETS = ("cifar10", "cifar100", "digits")
@@ -69,7 +69,14 @@ def transfer_sets(target: str, config: TransferRecipe) -> tuple[ImageSet | Datas
 
 
 def transfer(
-    encoder: Encoder, splits: Splits, recipe: Any, device: torch.device, seed: int = 0, progress=None, *, target: str
+    encoder: Encoder,
+    splits: Splits,
+    recipe: Any,
+    device: torch.device,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    *,
+    target: str,
 ) -> dict[str, Any]:
     config = coerce_recipe(TransferRecipe, recipe)
     if splits.synthetic and target != "digits":  # --smoke: the code path on synthetic images, no CIFAR needed

@@ -263,7 +263,7 @@ def list_matrix(profile: str, smoke: bool, results_dir: Path, artifacts_dir: Pat
 @cli.command("status")
 @selection_options
 @workspace_options
-def status(**params) -> None:
+def status(**params: Any) -> None:
     """Per stage of the chosen cells: done, partially trained (epochs from its checkpoint), or pending;
     plus the Slurm job state of its latest submission, if any."""
     _, _, stages = plan_stages(run_defaults() | params)

@@ -55,19 +55,19 @@ from harness.workspace import atomic_write_json
 )
 @click.option("--benchmarks", "benchmarks_file", type=click.Path(path_type=Path), default=DEFAULT_FILE)
 def perf(
-    pair,
-    device,
-    resolution,
-    batch,
-    steps,
-    rounds,
-    warmup,
-    teacher_bn,
-    precision,
-    compile_models,
-    workers,
-    save,
-    benchmarks_file,
+    pair: str,
+    device: str,
+    resolution: int,
+    batch: int,
+    steps: int,
+    rounds: int,
+    warmup: int,
+    teacher_bn: str,
+    precision: str,
+    compile_models: bool,
+    workers: int,
+    save: Path | None,
+    benchmarks_file: Path,
 ) -> None:
     """Measure steady-state images/s, the step breakdown and peak memory of reference vs optimized."""
     from disco.perf import compare, data_pipeline_pairs_per_s

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -22,6 +24,7 @@ from harness.workspace import RUNS_DIR, Workspace
 
 # name -> its module: a dotted path (the built-ins, imported when used) or a plug-in's loaded module
 EXECUTOR_MODULES: dict[str, Any] = {}
+F = TypeVar("F", bound=Callable[..., Any])  # a command function, under its click option decorators
 
 
 def executor_problem(module: Any) -> str | None:
@@ -53,12 +56,12 @@ for _package, _module in entry_points("executors"):
 EXECUTORS = tuple(EXECUTOR_MODULES)
 
 
-def executor_module(name: str):
+def executor_module(name: str) -> ModuleType:
     module = EXECUTOR_MODULES[name]
     return importlib.import_module(module) if isinstance(module, str) else module
 
 
-def executor_options(func):
+def executor_options(func: F) -> F:
     for name in EXECUTORS:
         try:
             options = executor_module(name).OPTIONS
@@ -69,7 +72,7 @@ def executor_options(func):
     return func
 
 
-def workspace_options(func):
+def workspace_options(func: F) -> F:
     func = click.option(
         "--results",
         "results_dir",
@@ -100,7 +103,7 @@ MAX_SEEDS = 100
 MAX_PLAN_STAGES = 20_000  # beyond this a plan takes minutes to build and is unreadable; split the run
 
 
-def reference_option(func):
+def reference_option(func: F) -> F:
     return click.option(
         "--reference",
         "reference_dir",
@@ -155,7 +158,7 @@ def _check_plan_size(planner: Planner, pairs: list[str], evals: list[str] | None
         )
 
 
-def selection_options(func):
+def selection_options(func: F) -> F:
     """Which cells: shared by `run` and `status`."""
     for option in reversed(
         [
@@ -218,7 +221,7 @@ def selection_options(func):
 @workspace_options
 @reference_option
 @executor_options
-def run(**params) -> None:
+def run(**params: Any) -> None:
     """Run one or more cells: teacher pretraining, student baseline, DisCo, evaluations; then report."""
     console = Console()
     workspace = Workspace(params["artifacts_dir"], params["results_dir"])

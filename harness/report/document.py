@@ -10,6 +10,7 @@ from disco.methods.registry import method_label
 from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth, TableCell
 from harness.report.paper import PaperValue
 from harness.report.roles import gain_role, is_gain, role_label
+from harness.report.stats import Stat
 from harness.report.verdicts import NOT_AVAILABLE
 
 
@@ -82,7 +83,7 @@ class Image:
 Block: TypeAlias = Heading | Paragraph | TableBlock | Image
 
 
-def fmt_stat(stat, signed: bool = False, fallback: str = NOT_AVAILABLE) -> str:
+def fmt_stat(stat: Stat | None, signed: bool = False, fallback: str = NOT_AVAILABLE) -> str:
     if stat is None:
         return fallback
     text = fmt(stat.mean, signed=signed)

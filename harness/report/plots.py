@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.report.model import ProfileReport
 from harness.report.roles import is_gain, role_label
 
+if TYPE_CHECKING:
+    from types import ModuleType
 
-def _line2d():
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+
+def _line2d() -> type[Line2D]:
     from matplotlib.lines import Line2D
 
     return Line2D
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:  # matplotlib.pyplot
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,7 +81,7 @@ def plot_student(report: ProfileReport, student: str, evaluation: str, metric: s
     return png_bytes(fig)
 
 
-def png_bytes(fig) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     _pyplot().close(fig)
