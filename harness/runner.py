@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -29,6 +30,7 @@ from harness.workspace import Workspace, atomic_write_json, ensure_directory, re
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from disco.tasks.context import TaskOutput
     from harness.progress import Reporter
 
 LOCK_POLL_S = 5.0
@@ -203,7 +205,7 @@ def _execute(
     device: torch.device | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
-    from harness.stage_tasks import TASKS  # torch, timm, the evaluations: only when a stage runs
+    from disco.tasks import run_task  # torch, timm, the evaluations: only when a stage runs
 
     runtime = spec.get("runtime", {})
     device = device or resolve_device(runtime.get("device", "cpu"))
@@ -213,15 +215,44 @@ def _execute(
     started_at, started = _now(), time.perf_counter()
     try:
         with threads(runtime.get("threads")), strict_fp32():
-            metrics, history, artifacts = TASKS[spec["kind"]](
-                spec["config"], inputs, stage_dir, runtime, device, with_pause_points(spec["kind"], progress)
+            metrics, history, artifacts = run_task(
+                spec["kind"],
+                spec["config"],
+                inputs,
+                stage_dir,
+                runtime,
+                device,
+                with_pause_points(spec["kind"], progress),
             )
             machine = hardware(str(device)) | {"tf32": tf32_flags()}  # with the stage's threads and numerics
     except DiscoError as exc:  # a value, dataset or checkpoint disco was given: the user's to fix
         if write and isinstance(exc, TrainingDiverged):  # `status` shows why the stage stopped
             atomic_write_json(stage_dir / DIVERGED_FILE, {"reason": str(exc), "at": _now()})
         raise exc.within(f"stage {spec['name']}") from None
-    result = StageResult(
+    timing = Timing(started_at, _now(), round(time.perf_counter() - started, 3))
+    result = stage_result(spec, (metrics, history, artifacts), machine, timing, executor)
+    payload = result.model_dump()
+    if write:
+        atomic_write_json(result_path, payload)
+        warn_if_unhealthy(spec["name"], metrics)
+    return payload
+
+
+@dataclass(frozen=True)
+class Timing:
+    started_at: str
+    finished_at: str
+    wall_time_s: float
+
+
+def stage_result(
+    spec: dict[str, Any], output: TaskOutput, machine: dict[str, Any], timing: Timing, executor: str
+) -> StageResult:
+    """A finished stage as the typed result stored for its key: the resolved config and its hash,
+    its inputs' keys, what the task returned, and the provenance (git, packages, hardware, seed, wall
+    time, executor, runtime): the one place a result is built."""
+    metrics, history, artifacts = output
+    return StageResult(
         stage=StageRef(name=spec["name"], kind=spec["kind"], key=spec["key"], profile=spec["profile"]),
         config=spec["config"],
         config_hash=canonical_hash(spec["config"]),
@@ -234,18 +265,13 @@ def _execute(
             packages=package_versions(),
             hardware=machine,
             seed=spec["config"].get("seed", 0),
-            wall_time_s=round(time.perf_counter() - started, 3),
-            started_at=started_at,
-            finished_at=_now(),
+            wall_time_s=timing.wall_time_s,
+            started_at=timing.started_at,
+            finished_at=timing.finished_at,
             executor=executor,
-            runtime=runtime,
+            runtime=spec.get("runtime", {}),
         ),
     )
-    payload = result.model_dump()
-    if write:
-        atomic_write_json(result_path, payload)
-        warn_if_unhealthy(spec["name"], metrics)
-    return payload
 
 
 @contextmanager

@@ -76,8 +76,9 @@ def evaluate(
 ) -> None:
     """Load a checkpoint strictly and run evaluations on it; one result JSON per evaluation."""
     from disco.checkpoints import load_encoder
+    from disco.tasks.evaluation import evaluate_encoder
+    from disco.tasks.inputs import eval_input, runtime_of
     from harness.runner import resolve_device, threads
-    from harness.stage_tasks import evaluate_encoder
 
     if not checkpoint_path.is_file():
         raise UserError(f"checkpoint '{checkpoint_path}' not found; pass the path of a .pth/.pth.tar/.pt file")
@@ -96,7 +97,7 @@ def evaluate(
     for config in configs:
         started_at, started = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
         with threads(planner.runtime.get("threads")):
-            metrics = evaluate_encoder(encoder, config, planner.runtime, torch_device)
+            metrics = evaluate_encoder(encoder, eval_input(config), runtime_of(planner.runtime), torch_device)
         name = f"eval-{config['evaluation']}-{checkpoint_path.name.split('.')[0]}-{planner.label}-s{seed}"
         result = StageResult(
             stage=StageRef(name=name, kind="eval", key=checksum, profile=planner.label),

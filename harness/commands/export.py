@@ -66,7 +66,7 @@ def export(stage: str, fmt: str, output: Path | None, results_dir: Path, artifac
         )
     from disco.checkpoint_io import save_checkpoint
     from disco.export import OFFICIAL_PREFIX, official_payload
-    from harness.stage_tasks import load_encoder_artifact
+    from disco.tasks.artifacts import load_encoder_artifact
 
     encoder, saved = load_encoder_artifact(stage_dir)
     payload = official_payload(encoder, saved["arch"], result.metrics.get("epochs"))

@@ -87,7 +87,7 @@ def test_dali_draws_flip_and_grayscale_per_image_at_the_recipes_rates(tmp_path):
 
 @needs_dali
 def test_a_pretrain_stage_trains_from_the_dali_loader(tmp_path):
-    from harness.stage_tasks import run_pretrain
+    from disco.tasks import run_task
 
     for split in ("train", "val"):
         write_jpegs(tmp_path / "imagenet" / split, classes=2, per_class=4)
@@ -108,7 +108,8 @@ def test_a_pretrain_stage_trains_from_the_dali_loader(tmp_path):
         },
         "mocov2": {"queue_size": 16, "momentum": 0.99, "temperature": 0.2, "bn_group_size": 2},
     }
-    metrics, history, artifacts = run_pretrain(
+    metrics, history, artifacts = run_task(
+        "pretrain",
         config,
         {},
         tmp_path / "stage",

@@ -204,9 +204,9 @@ def _logging_save(log: Path, rank: int, real):
 
 
 def _training_worker(rank: int, out: Path) -> None:
+    import disco.tasks
     import disco.train
     import harness.runner
-    import harness.stage_tasks
 
     distributed.init_from_env(CPU)
     disco.train.save_keeping_previous = _logging_save(
@@ -242,15 +242,22 @@ def _training_worker(rank: int, out: Path) -> None:
     }
     harness.runner.atomic_write_json(out / "spec.json", spec)
     harness.runner.atomic_write_json = _logging_save(out / "result_writes", rank, harness.runner.atomic_write_json)
-    harness.stage_tasks.TASKS["pretrain"] = _toy_task
+    disco.tasks.TASKS["pretrain"] = disco.tasks.Task(dict, f"{__name__}:_toy_task")
     workspace = harness.runner.Workspace(out / "artifacts", out / "results")
     first = harness.runner.run_stage_from_spec(out / "spec.json", workspace)
     again = harness.runner.run_stage_from_spec(out / "spec.json", workspace)
     torch.save({"first": first, "again": again}, out / f"runner{rank}.pt")
 
 
-def _toy_task(config, inputs, stage_dir: Path, runtime, device, progress):
-    state = train(_bn_method(), IndexedViews(), TrainRecipe(epochs=1, batch_size=8), stage_dir, config["seed"], device)
+def _toy_task(config, context):
+    state = train(
+        _bn_method(),
+        IndexedViews(),
+        TrainRecipe(epochs=1, batch_size=8),
+        context.stage_dir,
+        config["seed"],
+        context.device,
+    )
     return (
         {"final_loss": state.history[-1]["loss"], "epochs": state.epoch},
         state.history,

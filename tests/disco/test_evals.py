@@ -205,9 +205,10 @@ def test_transfer_cifar_needs_a_root(small_splits, tmp_path, monkeypatch):
 
 def test_transfer_cifar_under_smoke_runs_on_the_synthetic_images(monkeypatch):
     from disco.data.sources import load_splits
+    from disco.tasks.inputs import DataSource
 
     monkeypatch.delenv("DISCO_CIFAR", raising=False)
-    splits = load_splits({"source": "imagenet", "image_size": 32, "smoke": True})
+    splits = load_splits(DataSource(source="imagenet", image_size=32, smoke=True))
     assert splits.synthetic
     metrics = get_evaluation("transfer_cifar10")(
         Encoder(PixelBackbone(), None), splits, {"epochs": 2, "batch_size": 8, "train_augment": False}, CPU

@@ -130,7 +130,10 @@ def test_channels_last_goes_where_it_was_measured_to_pay():
 
 
 def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
-    from harness.stage_tasks import _speed
+    from disco.tasks.inputs import runtime_of, training_input
+    from disco.tasks.training import speed_options
+    from harness.config import load_benchmarks
+    from harness.matrix import Planner
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     optimized = SpeedOptions.for_mode("optimized", cuda)
@@ -142,12 +145,14 @@ def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         SpeedOptions.for_mode("optimized", cuda, precision="fp16")
     # a stage's numerics come from its config (its key), the structure from the runtime speed mode
-    assert _speed({"speed": "optimized"}, cuda, config={"precision": "bf16"}).bf16
-    assert (
-        not _speed({"speed": "optimized"}, cuda, config={"precision": "fp32"}).bf16
-        and not _speed({"speed": "optimized"}, cuda).bf16
-    )
-    assert not _speed({"speed": "reference"}, cpu, config={"views": "per_image"}).batched_augment
+    config = Planner(load_benchmarks(), "tiny", smoke=True).cell("r50-effb0").teacher.config
+
+    def speed(speed_mode: str, device: torch.device, **numerics: str) -> SpeedOptions:
+        return speed_options(training_input("pretrain", config | numerics), runtime_of({"speed": speed_mode}), device)
+
+    assert speed("optimized", cuda, precision="bf16").bf16
+    assert not speed("optimized", cuda, precision="fp32").bf16 and not speed("optimized", cuda).bf16
+    assert not speed("reference", cpu, views="per_image").batched_augment
 
 
 def test_strict_fp32_turns_tf32_off_for_the_stage_and_restores_the_flags():

@@ -125,7 +125,7 @@ def test_temp_files_of_killed_writes_are_gone_after_the_rerun(workspace):
 def test_an_unreadable_input_checkpoint_is_a_checkpoint_error_and_is_moved_aside(tmp_path):
     from disco.damaged import SUFFIX
     from disco.errors import CheckpointError
-    from harness.stage_tasks import load_encoder_artifact
+    from disco.tasks.artifacts import load_encoder_artifact
 
     (tmp_path / "final.pt").write_bytes(b"torn")
     with pytest.raises(CheckpointError, match="moved aside; run again") as caught:

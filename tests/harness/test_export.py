@@ -9,10 +9,12 @@ import timm
 import torch
 
 from disco.checkpoints import load_encoder
+from disco.tasks.artifacts import load_encoder_artifact
+from disco.tasks.evaluation import evaluate_encoder
+from disco.tasks.inputs import eval_input, runtime_of
 from harness.config import load_benchmarks
 from harness.matrix import Planner
 from harness.runner import run_stage_from_spec
-from harness.stage_tasks import evaluate_encoder, load_encoder_artifact
 from harness.stages import canonical_hash
 from harness.workspace import Workspace
 from tests.conftest import run_cli
@@ -111,7 +113,9 @@ def test_eval_checkpoint_of_the_export_gives_the_encoders_own_metrics(finished, 
     stored = json.loads(next((tmp_path / "results" / "tiny-smoke" / "checkpoints").glob("eval-knn-*.json")).read_text())
     planner = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "tiny", smoke=True)
     original, _ = load_encoder_artifact(workspace.stage_dir(stage.name, stage.key))
-    expected = evaluate_encoder(original, planner.eval_config("knn", 0), planner.runtime, torch.device("cpu"))
+    expected = evaluate_encoder(
+        original, eval_input(planner.eval_config("knn", 0)), runtime_of(planner.runtime), torch.device("cpu")
+    )
     assert {k: stored["metrics"][k] for k in ("top1", "top5")} == {k: expected[k] for k in ("top1", "top5")}
     assert stored["config_hash"] == canonical_hash(stored["config"])  # the stage keys' hash
 

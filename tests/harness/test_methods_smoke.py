@@ -54,7 +54,7 @@ def test_a_training_spec_without_its_method_is_one_input_error(tmp_path):
     import torch
 
     from disco.errors import InputError
-    from harness.stage_tasks import run_pretrain
+    from disco.tasks import run_task
 
     with pytest.raises(InputError, match="names no `method`"):
-        run_pretrain({"arch": "r18", "head": "mocov2", "seed": 0}, {}, tmp_path, {}, torch.device("cpu"), None)
+        run_task("pretrain", {"arch": "r18", "head": "mocov2", "seed": 0}, {}, tmp_path, {}, torch.device("cpu"), None)

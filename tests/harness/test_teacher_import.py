@@ -67,7 +67,7 @@ def test_a_release_of_another_layout_than_the_teachers_checkpoint_format_is_refu
 def test_the_teachers_pretraining_method_is_the_one_that_runs(tmp_path):
     import pytest
 
-    from harness.stage_tasks import run_pretrain
+    from disco.tasks import run_task
 
     cell = Planner(load_benchmarks(), "tiny", smoke=True).cell("r50-effb0")
     bench = load_benchmarks()
@@ -75,4 +75,4 @@ def test_the_teachers_pretraining_method_is_the_one_that_runs(tmp_path):
     assert cell.teacher.config["method"] == bench.profiles["tiny"].base_method == "simclr"
     config = {**cell.teacher.config, "method": "swav"}
     with pytest.raises(ValueError, match="pretraining method 'swav' is not implemented; implemented: mocov2, simclr"):
-        run_pretrain(config, {}, tmp_path, cell.teacher.runtime, torch.device("cpu"), None)
+        run_task("pretrain", config, {}, tmp_path, cell.teacher.runtime, torch.device("cpu"), None)
