@@ -391,7 +391,10 @@ def load_encoder(
         ]
     encoder = Encoder(backbone, head)
     given = {**backbone_state, **({f"{slot}.{key}": value for key, value in head_state.items()} if with_head else {})}
-    check_state_dict({**given, **stray}, encoder.backbone.state_dict(), what + f" (with_head={with_head})", hint)
+    renamed = f", its {head_prefix}* as {slot}.*" if with_head and head_prefix != f"{slot}." else ""
+    check_state_dict(
+        {**given, **stray}, encoder.backbone.state_dict(), what + f" (with_head={with_head}{renamed})", hint
+    )
     encoder.backbone.load_state_dict(given, strict=True)
     head_kind = (parsed.recorded_head or "mlp") if with_head else "none"
     report = LoadReport(

@@ -31,6 +31,9 @@ class Teacher(Strict):
     head: Literal["mocov2", "swav"] = "mocov2"
     # the layout a released checkpoint must have (profiles.*.teacher_checkpoints): checked on import
     checkpoint_format: Literal["mocov2", "swav"] = "mocov2"
+    # only its released file stands for it: no method here trains it (a MoCo-v2 stand-in of a SwAV-
+    # family ResNet-50 would be the r50 teacher again), so `run --pretrain-teachers` leaves it imported
+    release_only: bool = False
     epochs_multiplier: float = 1.0
     description: str = ""
 
@@ -130,9 +133,10 @@ class ProfileFields(Strict):
     evals: list[str] = ["linear"]
     # evaluation -> its recipe (each evaluation validates its own fields); `linear` uses `linear:`
     eval_recipes: dict[str, dict[str, Any]] = {}
-    # teacher name -> released checkpoint (official MoCo-v2 / SwAV layouts, ${ENV} expanded); such a
-    # teacher is imported instead of pretrained
-    teacher_checkpoints: dict[str, str] = {}
+    # teacher name -> released checkpoint (official MoCo-v2 / SwAV layouts, ${ENV} expanded): such a
+    # teacher is imported, and without its file the preflight names it (pretrained here only with
+    # `run --pretrain-teachers`); null or no entry: no release, the teacher is pretrained here
+    teacher_checkpoints: dict[str, str | None] = {}
     health: HealthSpec = HealthSpec()
     # evaluation -> why it is not in `evals` (printed in the report); it stays runnable by name
     excluded_evals: dict[str, str] = {}
@@ -204,6 +208,8 @@ class Benchmarks(Strict):
         for name in self.default_methods:
             _require(name, distill_methods(self), "default_methods", "distillation method")
         for name, profile in self.profiles.items():
+            for teacher_name in profile.teacher_checkpoints:
+                _require(teacher_name, list(self.teachers), f"profiles.{name}.teacher_checkpoints", "teacher")
             for evaluation_name in profile.evals:
                 _require(evaluation_name, list(self.evaluations), f"profiles.{name}.evals", "evaluation")
             _require(

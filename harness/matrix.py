@@ -10,7 +10,7 @@ from typing import Any
 
 from disco.archs import disco_student_init
 from disco.evals import smoke_recipe
-from disco.methods.registry import METHODS, MethodSpec
+from disco.methods.registry import METHODS, MethodSpec, method_label
 from disco.names import did_you_mean
 from disco.train_recipe import keyed_fields
 from harness.config import PRECISIONS, Benchmarks, Profile, composition_problem, section_values
@@ -68,6 +68,7 @@ class Planner:
         speed: str = "optimized",
         threads: int | None = None,
         precision: str | None = None,
+        pretrain_teachers: bool = False,
     ):
         pick(profile_name, bench.profiles, "profile")
         if device is not None and not DEVICE.match(device):
@@ -85,6 +86,9 @@ class Planner:
             "speed": speed,
             "health": self.profile.health.model_dump(),
         } | ({"threads": threads} if threads else {})
+        # run --pretrain-teachers: a teacher whose released file is missing is pretrained here instead
+        self.pretrain_teachers = pretrain_teachers
+        self.imports: dict[str, str] = {}  # import stage name -> its teacher, for the preflight
         self.precision = precision or self.profile.precision
         if self.precision not in PRECISIONS:
             raise UserError(
@@ -147,18 +151,25 @@ class Planner:
         )
 
     def teacher(self, teacher_name: str) -> Stage:
+        """The teacher's release imported where the profile names one (its file missing: the preflight
+        says where to put it); pretrained here where it names none, or, with --pretrain-teachers or
+        --smoke (a stand-in), where the file is missing."""
         pick(teacher_name, self.bench.teachers, "teacher")
         teacher = self.bench.teachers[teacher_name]
         released = expand_env(self.profile.teacher_checkpoints.get(teacher_name))
-        if released and not (self.smoke and not os.path.exists(released)):  # smoke: a stand-in if absent
-            return self.imported_teacher(teacher_name, released)
-        base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
-        epochs = max(1, round(base_epochs * teacher.epochs_multiplier))
+        if released:
+            stand_in = self.smoke or (self.pretrain_teachers and not teacher.release_only)
+            if os.path.isfile(released) or not stand_in:
+                return self.imported_teacher(teacher_name, released)
         method = teacher.pretrain or self.base_method
-        config = self.pretrain_config(method, teacher.arch, epochs, TEACHER_SEED)
+        config = self.pretrain_config(method, teacher.arch, self.teacher_epochs(teacher_name), TEACHER_SEED)
         if self.profile.teacher_init is not None:  # absent by default: the keys predate the option
             config["init"] = self.profile.teacher_init
         return self._stage(f"pretrain-{method}-{teacher_name}", "pretrain", config)
+
+    def teacher_epochs(self, teacher_name: str) -> int:
+        base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
+        return max(1, round(base_epochs * self.bench.teachers[teacher_name].epochs_multiplier))
 
     def pretrain_config(self, method: str, arch: str, epochs: int, seed: int) -> dict[str, Any]:
         """A pretraining stage's config: the method, its head and the profile sections it reads."""
@@ -174,14 +185,10 @@ class Planner:
         }
 
     def imported_teacher(self, teacher_name: str, path: str) -> Stage:
-        """A released teacher: keyed by its file name and size (not its location on this machine)."""
+        """A released teacher: keyed by its file name and size (not its location on this machine); a
+        missing file is planned with no size (the preflight stops the run and says where to put it)."""
         teacher = self.bench.teachers[teacher_name]
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            raise UserError(
-                f"profiles.{self.profile_name}.teacher_checkpoints.{teacher_name}: '{path}' not found; download the release or remove the entry to pretrain the teacher"
-            ) from None
+        size = os.path.getsize(path) if os.path.isfile(path) else None
         config = {
             "method": "import",
             "arch": teacher.arch,
@@ -191,6 +198,7 @@ class Planner:
             "seed": TEACHER_SEED,
         }
         stage = self._stage(f"import-{teacher_name}", "import", config)
+        self.imports[stage.name] = teacher_name
         # the expected layout is checked on import; it cannot change the numbers, so it is not keyed
         return Stage(
             stage.name,
@@ -199,6 +207,29 @@ class Planner:
             stage.config,
             {},
             {**self.runtime, "checkpoint": path, "checkpoint_format": teacher.checkpoint_format},
+        )
+
+    def release_problem(self, stage: Stage) -> tuple[str, str] | None:
+        """(label, one line) when an import stage's released file is missing: which file goes where,
+        the variable that moves it, and whether --pretrain-teachers can stand in."""
+        teacher_name = self.imports.get(stage.name)
+        path = stage.runtime.get("checkpoint") or ""
+        if teacher_name is None or os.path.isfile(path):
+            return None
+        entry = self.profile.teacher_checkpoints.get(teacher_name) or ""
+        variable = re.match(r"\$\{(\w+)", entry)
+        where = f"profiles.{self.profile_name}.teacher_checkpoints.{teacher_name}"
+        move = f"set {variable.group(1)} to its path ({where})" if variable else f"point {where} at it"
+        teacher = self.bench.teachers[teacher_name]
+        if teacher.release_only:
+            fallback = "no method here trains this teacher, so --pretrain-teachers does not apply"
+        else:
+            method, epochs = teacher.pretrain or self.base_method, self.teacher_epochs(teacher_name)
+            fallback = f"or pass --pretrain-teachers to pretrain it here ({method_label(method)}, {epochs} epochs)"
+        file = os.path.basename(path)
+        return (
+            f"teacher {teacher_name}",
+            f"released checkpoint {file} not found at {path}: download {file} there or {move}; {fallback}",
         )
 
     def baseline(self, student_name: str, seed: int) -> Stage:

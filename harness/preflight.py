@@ -1,6 +1,7 @@
-"""Before anything trains: does every pending stage find its data? One line per evaluation (and one
-for training) naming what is missing and the environment variable or option that points at it, so a
-missing CIFAR or VOC shows up now, not after the teacher has trained for days."""
+"""Before anything trains: does every pending stage find its data, and every imported teacher its
+released file? One line per evaluation (one for training, one per teacher) naming what is missing
+and the environment variable or option that points at it, so a missing CIFAR or VOC shows up now,
+not after the teacher has trained for days."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class PreflightFailed(UserError):
         for line in self.lines:
             click.echo(f"error: {line}", err=True, file=file)
         click.echo(
-            f"error: {len(self.lines)} stage group(s) cannot find their data; nothing was run (fix the above, or choose evaluations with --evals)",
+            f"error: {len(self.lines)} stage group(s) cannot find their data or released checkpoints; nothing was run (fix the above, or choose evaluations with --evals)",
             err=True,
             file=file,
         )
@@ -62,7 +63,10 @@ def check(planner: Planner, pending: list[Stage], executor: str = "local", fetch
     now (a real run); without it (dry run) a list that is not cached yet is only a note."""
     findings = Findings()
     for stage in pending:
-        if stage.kind in ("pretrain", "distill"):
+        if stage.kind == "import":  # a released teacher: is its file where the profile says?
+            label, problem = planner.release_problem(stage) or ("", None)
+            findings.add(label, problem)
+        elif stage.kind in ("pretrain", "distill"):
             findings.add(TRAINING, imagenet_problem(planner, stage.config["data"]))
         elif stage.kind == "eval":
             check_evaluation(planner, stage.config, executor, fetch, findings)

@@ -292,6 +292,7 @@ REFERENCES: list[tuple[tuple[str, ...], str, str | None]] = [
     (("default_pairs", "[]"), "pair", "pairs"),
     (("default_methods", "[]"), "method", "methods"),
     (("profiles", "*", "evals", "[]"), "evaluation", "evaluations"),
+    (("profiles", "*", "teacher_checkpoints", "<key>"), "teacher", "teachers"),
     (("evaluations", "*", "archs", "[]"), "architecture", None),
     (("paper_tables", "*", "evaluations", "[]"), "evaluation", "evaluations"),
     (("paper_tables", "*", "students", "[]"), "student", "students"),

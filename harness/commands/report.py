@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from harness.cli import cli
-from harness.commands.run import reference_option, workspace_options
+from harness.commands.run import PRETRAIN_TEACHERS, reference_option, workspace_options
 from harness.config import load_benchmarks
 from harness.errors import UserError
 from harness.matrix import Planner
@@ -34,6 +34,7 @@ from harness.workspace import Workspace
 )
 @click.option("--smoke", is_flag=True, help="Report the results of `run --smoke` (<profile>-smoke).")
 @click.option("--no-files", is_flag=True, help="Only print; write no report files.")
+@PRETRAIN_TEACHERS
 @workspace_options
 @reference_option
 def report(
@@ -43,6 +44,7 @@ def report(
     tolerance: float,
     smoke: bool,
     no_files: bool,
+    pretrain_teachers: bool,
     results_dir: Path,
     artifacts_dir: Path,
     benchmarks_file: Path,
@@ -51,7 +53,7 @@ def report(
     """This run vs the reference run vs the paper per cell and evaluation, gains, seed statistics,
     training health and verdicts; writes <results>/<profile>/report.{md,csv,html}, plots/ and curves/."""
     console = Console()
-    planner = Planner(load_benchmarks(benchmarks_file), profile, smoke=smoke)
+    planner = Planner(load_benchmarks(benchmarks_file), profile, smoke=smoke, pretrain_teachers=pretrain_teachers)
     workspace = Workspace(artifacts_dir, results_dir)
     stages_dir = workspace.results / planner.label / "stages"
     if not stages_dir.is_dir():

@@ -124,6 +124,7 @@ def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
         speed=params["speed"],
         threads=params.get("threads"),
         precision=params.get("precision"),
+        pretrain_teachers=params.get("pretrain_teachers", False),
     )
     pairs = list(dict.fromkeys(bench.pairs if params["run_all"] else params["pair"] or bench.default_pairs))
     evals = comma_list(params["evals"])
@@ -158,6 +159,13 @@ def _check_plan_size(planner: Planner, pairs: list[str], evals: list[str] | None
         )
 
 
+PRETRAIN_TEACHERS = click.option(
+    "--pretrain-teachers",
+    is_flag=True,
+    help="Pretrain here each teacher whose released checkpoint (profiles.<profile>.teacher_checkpoints) is missing, instead of stopping at the preflight.",
+)
+
+
 def selection_options(func: F) -> F:
     """Which cells: shared by `run` and `status`."""
     for option in reversed(
@@ -187,6 +195,7 @@ def selection_options(func: F) -> F:
                 is_flag=True,
                 help="Synthetic images at the profile's resolution, a couple of steps per stage.",
             ),
+            PRETRAIN_TEACHERS,
         ]
     ):
         func = option(func)

@@ -227,7 +227,22 @@ def build_report(
         label, absolute, tolerance, pairs, reference_label if reference is not None else None, excluded
     )
     report.tables = paper_tables(bench, report)
+    report.teachers = teacher_sources(bench, cells)
     return report
+
+
+def teacher_sources(bench: Benchmarks, cells: list[CellPlan]) -> dict[str, str]:
+    """Each teacher of the report: imported from its released file, or trained here (how)."""
+    sources: dict[str, str] = {}
+    for cell in cells:
+        stage = cell.teacher
+        if stage.kind == "import":
+            source = f"imported ({stage.config['checkpoint']['file']})"
+        else:
+            epochs = stage.config.get("recipe", {}).get("epochs")
+            source = f"trained here ({method_label(stage.config['method'])}, {epochs} epochs)"
+        sources.setdefault(bench.pairs[cell.pair].teacher, source)
+    return sources
 
 
 def deviations(cells: list[CellPlan]) -> list[str]:

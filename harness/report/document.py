@@ -224,6 +224,14 @@ HEALTH_TEXT = (
 )
 
 
+def teachers_text(report: ProfileReport) -> str:
+    listed = "; ".join(f"{name} {source}" for name, source in report.teachers.items())
+    return (
+        f"Teachers: {listed}. imported: the released file named in `profiles.<profile>.teacher_checkpoints`, loaded "
+        "strictly; trained here: by this profile's recipe (where it names no release, or `run --pretrain-teachers`)."
+    )
+
+
 def notes(report: ProfileReport) -> list[Block]:
     excluded = [f"`{name}` ({reason})" for name, reason in report.excluded.items()]
     return [
@@ -246,6 +254,7 @@ def notes(report: ProfileReport) -> list[Block]:
             )
         ),
         Paragraph("n/a as a status: the evaluation does not run on that encoder (`evaluations.<name>.archs`)."),
+        *([Paragraph(teachers_text(report))] if report.teachers else []),
         *(
             [Paragraph(BEST_EPOCH_TEXT)]
             if any(ev.metric == "top1_best" for pair in report.pairs for ev in pair.evals)

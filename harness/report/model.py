@@ -124,6 +124,7 @@ class ProfileReport:
     reference: str | None = None  # where the reference run comes from (commit, hardware), if one was read
     excluded: dict[str, str] = field(default_factory=dict)  # evaluation -> why it is not in this profile's default
     tables: list[PaperTableReport] = field(default_factory=list)  # the paper's tables, laid out as the paper does
+    teachers: dict[str, str] = field(default_factory=dict)  # teacher -> imported (its file) or trained here
 
     def evaluations(self) -> list[tuple[str, str]]:
         seen: dict[str, str] = {}

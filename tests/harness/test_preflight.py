@@ -9,6 +9,7 @@ from harness.config import load_benchmarks
 from harness.matrix import Planner
 from tests.conftest import run_cli
 from tests.disco.test_data_real import build_coco, build_voc, write_jpeg
+from tests.harness.test_paper_keys import RELEASES
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER_EVALS = [
@@ -24,12 +25,23 @@ PAPER_EVALS = [
 
 @pytest.fixture
 def bare_env(monkeypatch, tmp_path):
-    """No dataset anywhere: ImageNet points at an empty folder, no CIFAR, no detectron2 datasets."""
+    """No dataset anywhere: ImageNet points at an empty folder, no CIFAR, no detectron2 datasets, no
+    released teacher (each teacher's variable names its official file in an empty folder)."""
     monkeypatch.setenv("DISCO_IMAGENET", str(tmp_path / "no-imagenet"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for name in ("DISCO_CIFAR", "DETECTRON2_DATASETS"):
         monkeypatch.delenv(name, raising=False)
+    for teacher, file in RELEASES.items():
+        monkeypatch.setenv(f"DISCO_{teacher.upper()}_CHECKPOINT", str(tmp_path / "releases" / file))
     return tmp_path
+
+
+def put_release(root: Path, teacher: str) -> Path:
+    """A stand-in for the released file: the dry run only looks for it (the import stage reads it)."""
+    path = root / "releases" / RELEASES[teacher]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"release")
+    return path
 
 
 def dry_run(monkeypatch, capsys, tmp_path, *args):
@@ -67,7 +79,12 @@ def test_missing_datasets_are_one_line_per_evaluation_before_anything_runs(bare_
     code, out, err = dry_run(monkeypatch, capsys, bare_env, "--pair", "r50-r18")
     assert code == 4 and "Traceback" not in err  # DataUnavailable's exit code
     found = errors(err)
-    assert list(found) == ["training", *PAPER_EVALS]
+    assert list(found) == ["teacher r50", "training", *PAPER_EVALS]
+    assert found["teacher r50"] == (
+        f"released checkpoint ResNet50-checkpoint_0199.pth.tar not found at {bare_env / 'releases' / RELEASES['r50']}: "
+        "download ResNet50-checkpoint_0199.pth.tar there or set DISCO_R50_CHECKPOINT to its path "
+        "(profiles.paper.teacher_checkpoints.r50); or pass --pretrain-teachers to pretrain it here (MoCo-v2, 200 epochs)"
+    )
     assert all(
         "DISCO_IMAGENET" in found[name] for name in ("training", "linear", "semi_linear_1pct", "semi_linear_10pct")
     )
@@ -82,6 +99,7 @@ def test_evals_still_select_and_only_their_data_is_checked(bare_env, monkeypatch
     for split in ("train", "val"):
         write_jpeg(imagenet / split / "n01440764" / "n01440764_1.JPEG", 10)
     monkeypatch.setenv("DISCO_IMAGENET", str(imagenet))
+    put_release(bare_env, "r50")
     code, _, err = dry_run(monkeypatch, capsys, bare_env, "--pair", "r50-effb0", "--evals", "linear,transfer_cifar10")
     assert code == 4 and list(errors(err)) == ["transfer_cifar10"]
     (bare_env / "cifar" / "cifar-10-batches-py").mkdir(parents=True)
@@ -102,6 +120,7 @@ def test_with_every_dataset_in_place_the_dry_run_passes(bare_env, monkeypatch, c
     monkeypatch.setenv("DISCO_IMAGENET", str(imagenet))
     monkeypatch.setenv("DISCO_CIFAR", str(cifar))
     monkeypatch.setenv("DETECTRON2_DATASETS", str(detectron2))
+    put_release(bare_env, "r50")
     # detectron2 itself lives in the CUDA image: with the docker executor it is not looked for here
     code, out, err = dry_run(monkeypatch, capsys, bare_env, "--pair", "r50-r18", "--executor", "docker")
     assert code == 0, err
@@ -133,3 +152,37 @@ def test_smoke_leaves_out_detectron2_and_stands_in_for_cifar(bare_env, monkeypat
     )
     assert code == 0, err  # synthetic images stand in for ImageNet and CIFAR
     assert "plan: 0 done, 24 to run" in out and "detection" not in out
+
+
+def test_a_missing_release_is_one_line_and_is_pretrained_here_only_when_asked(bare_env, monkeypatch, capsys):
+    imagenet = bare_env / "imagenet"
+    for split in ("train", "val"):
+        write_jpeg(imagenet / split / "n01440764" / "n01440764_1.JPEG", 10)
+    monkeypatch.setenv("DISCO_IMAGENET", str(imagenet))
+    code, out, err = dry_run(monkeypatch, capsys, bare_env, "--pair", "r152-r18", "--evals", "linear")
+    assert code == 4 and list(errors(err)) == ["teacher r152"] and "import-r152-paper-s0" in out
+    assert "ResNet152-checkpoint_0799.pth.tar" in err and "(MoCo-v2, 800 epochs)" in err
+    code, out, err = dry_run(
+        monkeypatch, capsys, bare_env, "--pair", "r152-r18", "--evals", "linear", "--pretrain-teachers"
+    )
+    assert code == 0, err
+    assert "pretrain-mocov2-r152-paper-s0" in out and "import-r152" not in out
+    put_release(bare_env, "r152")  # with its file in place the release is imported, flag or not
+    code, out, err = dry_run(
+        monkeypatch, capsys, bare_env, "--pair", "r152-r18", "--evals", "linear", "--pretrain-teachers"
+    )
+    assert code == 0 and "import-r152-paper-s0" in out, err
+
+
+@pytest.mark.parametrize("teacher", ["r50swav", "r50dc2", "r50sela2"])
+def test_a_swav_family_teacher_is_never_pretrained_here(teacher, bare_env, monkeypatch, capsys):
+    imagenet = bare_env / "imagenet"
+    for split in ("train", "val"):
+        write_jpeg(imagenet / split / "n01440764" / "n01440764_1.JPEG", 10)
+    monkeypatch.setenv("DISCO_IMAGENET", str(imagenet))
+    pair = f"{teacher}-r34"
+    code, out, err = dry_run(monkeypatch, capsys, bare_env, "--pair", pair, "--evals", "linear", "--pretrain-teachers")
+    found = errors(err)
+    assert code == 4 and list(found) == [f"teacher {teacher}"] and f"distill-disco-{pair}-paper-s0" in out
+    assert RELEASES[teacher] in found[f"teacher {teacher}"] and f"DISCO_{teacher.upper()}_CHECKPOINT" in err
+    assert "--pretrain-teachers does not apply" in err

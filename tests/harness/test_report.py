@@ -4,6 +4,7 @@ against hand-computed numbers, verdicts, and the markdown/CSV/HTML/PNG files."""
 import csv
 import io
 import json
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -390,8 +391,8 @@ def test_files_are_written_parseable_and_results_untouched(bench, workspace):
     parser = _Tags()
     parser.feed((folder / "report.html").read_text())
     assert (
-        parser.tags.count("table") == 7 and parser.tags.count("img") == 2
-    )  # overview, the paper's Table 1 and transformer table (linear), a health and a linear table per pair
+        parser.tags.count("table") == 8 and parser.tags.count("img") == 2
+    )  # overview, the paper's Table 1, teacher-variant and transformer tables (linear), a health and a linear table per pair
     assert all(
         (folder / "plots" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
         for name in ("effb0-linear.png", "r18-linear.png")
@@ -702,11 +703,44 @@ def test_paper_tables_lay_out_students_by_teachers_from_stored_results(bench, wo
     line = next(line for line in markdown.splitlines() if line.startswith("| r18 | DisCo student |"))
     assert line.split(" | ")[2].startswith("60.5 [") and "paper 60.6 · reproduced" in line
     assert "not run · paper n/a · `disco-bench run --pair r101-r18 --profile paper`" in line
-    assert [t.name for t in report.tables if t.evaluation == "linear"] == ["table1_linear", "transformers"]
+    assert [t.name for t in report.tables if t.evaluation == "linear"] == [
+        "table1_linear",
+        "teacher_variants",
+        "transformers",
+    ]
     vit = next(t for t in report.tables if t.name == "transformers")
     assert [cell.pair for cell in vit.rows[1].cells] == ["vits-vitt", None]  # no pair xcits -> vitt in the matrix
     assert (
         "| vitt | baseline | not run · paper n/a · `disco-bench run --pair vits-vitt --profile paper` | - |" in markdown
+    )
+
+
+def test_the_teacher_variant_table_and_where_each_teacher_comes_from(bench, workspace, monkeypatch, tmp_path):
+    """Table 6 (SwAV / DeepCluster-v2 / SeLa-v2 teachers, R-34 student): a cell run shows its numbers, the
+    others n/a and their command; the notes say which teacher was imported and which trained here."""
+    monkeypatch.chdir(tmp_path)  # no released file anywhere
+    for name in [name for name in os.environ if name.endswith("_CHECKPOINT")]:
+        monkeypatch.delenv(name)
+    swav = Planner(bench, "paper").cell("r50swav-r34", 0, ["linear"])
+    store_cell(workspace, swav, {"random_init": 1.0, "baseline": 57.0, "disco": 62.0, "teacher": 75.0})
+    r152 = Planner(bench, "paper", pretrain_teachers=True).cell("r152-r18", 0, ["linear"])
+    report = build_report(bench, [swav, r152], workspace)
+    assert report.teachers == {
+        "r50swav": "imported (swav_800ep_pretrain.pth.tar)",
+        "r152": "trained here (MoCo-v2, 800 epochs)",
+    }
+    table = next(t for t in report.tables if t.name == "teacher_variants")
+    assert table.teachers == ["r50", "r50swav", "r50dc2", "r50sela2"]
+    rows = {(row.student, row.role): row for row in table.rows}
+    assert rows[("r34", "disco")].cells[1].row.stat.mean == 62.0
+    markdown = render_markdown(document(report))
+    variants = markdown.split("Teacher pre-training methods")[1]
+    line = next(line for line in variants.splitlines() if line.startswith("| r34 | DisCo student |"))
+    assert line.split(" | ")[3].startswith("62.0")
+    for teacher in ("r50dc2", "r50sela2"):
+        assert f"not run · paper n/a · `disco-bench run --pair {teacher}-r34 --profile paper`" in line
+    assert (
+        "Teachers: r50swav imported (swav_800ep_pretrain.pth.tar); r152 trained here (MoCo-v2, 800 epochs)." in markdown
     )
 
 

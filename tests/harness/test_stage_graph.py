@@ -143,7 +143,8 @@ def test_precision_is_in_the_key_of_training_stages_and_their_evaluations_only()
         "fp32"
     }
     changed = {name for name in fp32 if fp32[name].key != bf16[name].key}
-    assert changed == {name for name in fp32 if "random" not in name}
+    # the imported teacher (and its evaluation) is the released file whatever the precision
+    assert changed == {name for name in fp32 if "random" not in name and "import-" not in name}
     assert {name: stage.key for name, stage in paper_plan("fp32").items()} == {
         name: stage.key for name, stage in fp32.items()
     }

@@ -334,6 +334,15 @@ def test_a_teacher_is_pretrained_by_an_implemented_pretraining_method(data, tmp_
     assert problem.message.startswith("unknown pretraining method 'disco'; expected one of: mocov2")
 
 
+def test_a_released_checkpoint_names_a_teacher_of_the_matrix(data, tmp_path):
+    checkpoints = data["profiles"]["paper"]["teacher_checkpoints"]
+    checkpoints["r50swv"] = checkpoints.pop("r50swav")
+    path, text = dump(data, tmp_path)
+    problem = only_problem(path)
+    assert (problem.line, problem.path) == (line_of(text, "r50swv:"), "profiles.paper.teacher_checkpoints.r50swv")
+    assert "unknown teacher 'r50swv'" in problem.message and "did you mean 'r50swav'" in problem.message
+
+
 def test_evaluation_archs_must_be_architectures(data, tmp_path):
     data["evaluations"]["detection_voc"]["archs"] = ["r18", "r43"]
     path, text = dump(data, tmp_path)
