@@ -186,3 +186,48 @@ def seed_loss(
     targets = F.softmax(seed_logits(teacher, teacher, queue, teacher_temperature), dim=1)
     loss = soft_cross_entropy(seed_logits(student, teacher, queue, student_temperature), targets)
     return {"loss": loss, "soft_ce": loss}
+
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
+    """SwAV's soft codes (main_swav.py `distributed_sinkhorn`, one process): [B, K] prototype scores
+    to [B, K] assignments whose rows sum to 1 and that spread the batch equally over the K prototypes,
+    by `iterations` rounds of Sinkhorn-Knopp on exp(scores / epsilon); same order of operations."""
+    codes = torch.exp(scores / epsilon).t()  # K x B, the paper's notation
+    prototypes, batch = codes.shape
+    codes = codes / codes.sum()
+    for _ in range(iterations):
+        codes = codes / codes.sum(dim=1, keepdim=True)  # each prototype's total weight: 1/K
+        codes = codes / prototypes
+        codes = codes / codes.sum(dim=0, keepdim=True)  # each sample's total weight: 1/B
+        codes = codes / batch
+    return (codes * batch).t()
+
+
+def swav_loss(
+    scores: torch.Tensor,
+    batch: int,
+    crops_for_assign: tuple[int, ...],
+    temperature: float,
+    epsilon: float,
+    iterations: int,
+    queued_scores: list[torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """SwAV's swapped prediction (main_swav.py `train`): `scores` is [crops * B, K], crop after crop;
+    each crop of `crops_for_assign` gets codes by Sinkhorn (computed with the queue's scores in front
+    when `queued_scores[i]` is given, then cut to the batch) that every other crop predicts through a
+    softmax at `temperature`; averaged over the predicting crops, then over the assigned ones."""
+    crops = scores.shape[0] // batch
+    loss = scores.new_zeros(())
+    for index, crop in enumerate(crops_for_assign):
+        assigned = scores[batch * crop : batch * (crop + 1)].detach()
+        queued = queued_scores[index] if queued_scores else None
+        if queued is not None:
+            assigned = torch.cat((queued, assigned))
+        codes = sinkhorn(assigned, epsilon, iterations)[-batch:]
+        subloss = scores.new_zeros(())
+        for other in (view for view in range(crops) if view != crop):
+            predicted = F.log_softmax(scores[batch * other : batch * (other + 1)] / temperature, dim=1)
+            subloss = subloss - torch.mean(torch.sum(codes * predicted, dim=1))
+        loss = loss + subloss / (crops - 1)
+    return loss / len(crops_for_assign)
