@@ -10,7 +10,7 @@ from typing import Any
 
 from disco.archs import disco_student_init
 from disco.evals import smoke_recipe
-from disco.methods.registry import METHODS, MethodSpec, method_label
+from disco.methods.registry import METHODS, MethodSpec
 from disco.names import did_you_mean
 from disco.train_recipe import keyed_fields
 from harness.config import PRECISIONS, Benchmarks, Profile, composition_problem, section_values
@@ -88,7 +88,6 @@ class Planner:
         } | ({"threads": threads} if threads else {})
         # run --pretrain-teachers: a teacher whose released file is missing is pretrained here instead
         self.pretrain_teachers = pretrain_teachers
-        self.imports: dict[str, str] = {}  # import stage name -> its teacher, for the preflight
         self.precision = precision or self.profile.precision
         if self.precision not in PRECISIONS:
             raise UserError(
@@ -198,7 +197,6 @@ class Planner:
             "seed": TEACHER_SEED,
         }
         stage = self._stage(f"import-{teacher_name}", "import", config)
-        self.imports[stage.name] = teacher_name
         # the expected layout is checked on import; it cannot change the numbers, so it is not keyed
         return Stage(
             stage.name,
@@ -206,30 +204,12 @@ class Planner:
             stage.profile,
             stage.config,
             {},
-            {**self.runtime, "checkpoint": path, "checkpoint_format": teacher.checkpoint_format},
-        )
-
-    def release_problem(self, stage: Stage) -> tuple[str, str] | None:
-        """(label, one line) when an import stage's released file is missing: which file goes where,
-        the variable that moves it, and whether --pretrain-teachers can stand in."""
-        teacher_name = self.imports.get(stage.name)
-        path = stage.runtime.get("checkpoint") or ""
-        if teacher_name is None or os.path.isfile(path):
-            return None
-        entry = self.profile.teacher_checkpoints.get(teacher_name) or ""
-        variable = re.match(r"\$\{(\w+)", entry)
-        where = f"profiles.{self.profile_name}.teacher_checkpoints.{teacher_name}"
-        move = f"set {variable.group(1)} to its path ({where})" if variable else f"point {where} at it"
-        teacher = self.bench.teachers[teacher_name]
-        if teacher.release_only:
-            fallback = "no method here trains this teacher, so --pretrain-teachers does not apply"
-        else:
-            method, epochs = teacher.pretrain or self.base_method, self.teacher_epochs(teacher_name)
-            fallback = f"or pass --pretrain-teachers to pretrain it here ({method_label(method)}, {epochs} epochs)"
-        file = os.path.basename(path)
-        return (
-            f"teacher {teacher_name}",
-            f"released checkpoint {file} not found at {path}: download {file} there or {move}; {fallback}",
+            {
+                **self.runtime,
+                "checkpoint": path,
+                "checkpoint_format": teacher.checkpoint_format,
+                "teacher": teacher_name,
+            },
         )
 
     def baseline(self, student_name: str, seed: int) -> Stage:

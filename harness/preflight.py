@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from disco.errors import DataUnavailable
+from disco.methods.registry import method_label
 from harness.errors import UserError
 from harness.matrix import Planner
 from harness.stages import Stage
@@ -64,8 +66,7 @@ def check(planner: Planner, pending: list[Stage], executor: str = "local", fetch
     findings = Findings()
     for stage in pending:
         if stage.kind == "import":  # a released teacher: is its file where the profile says?
-            label, problem = planner.release_problem(stage) or ("", None)
-            findings.add(label, problem)
+            findings.add(f"teacher {stage.runtime['teacher']}", release_problem(planner, stage))
         elif stage.kind in ("pretrain", "distill"):
             findings.add(TRAINING, imagenet_problem(planner, stage.config["data"]))
         elif stage.kind == "eval":
@@ -88,6 +89,26 @@ def check_evaluation(planner: Planner, config: dict[str, Any], executor: str, fe
 
 def uses_imagenet(data: dict[str, Any]) -> bool:
     return data.get("source") == "imagenet" and not data.get("smoke")
+
+
+def release_problem(planner: Planner, stage: Stage) -> str | None:
+    """An import stage's released file, when missing: which file goes where, the variable that moves
+    it, and whether --pretrain-teachers can stand in."""
+    teacher_name, path = stage.runtime["teacher"], stage.runtime["checkpoint"]
+    if os.path.isfile(path):
+        return None
+    entry = planner.profile.teacher_checkpoints.get(teacher_name) or ""
+    variable = re.match(r"\$\{(\w+)", entry)
+    where = f"profiles.{planner.profile_name}.teacher_checkpoints.{teacher_name}"
+    move = f"set {variable.group(1)} to its path ({where})" if variable else f"point {where} at it"
+    teacher = planner.bench.teachers[teacher_name]
+    if teacher.release_only:
+        fallback = "no method here trains this teacher, so --pretrain-teachers does not apply"
+    else:
+        method, epochs = teacher.pretrain or planner.base_method, planner.teacher_epochs(teacher_name)
+        fallback = f"or pass --pretrain-teachers to pretrain it here ({method_label(method)}, {epochs} epochs)"
+    file = os.path.basename(path)
+    return f"released checkpoint {file} not found at {path}: download {file} there or {move}; {fallback}"
 
 
 def imagenet_problem(planner: Planner, data: dict[str, Any]) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from disco.errors import InputError
 from disco.models import build_encoder
 from disco.tasks.artifacts import save_encoder
 from disco.tasks.context import TaskContext, TaskOutput
@@ -22,7 +23,6 @@ def run_import(task: EncoderInput, context: TaskContext) -> TaskOutput:
     """A released teacher loaded strictly with its projection head; a MoCo-v2 file's last queue is
     kept, since the official DisCo load puts it into the student's queue (docs/protocol.md 1.6)."""
     from disco.checkpoints import load_encoder, queue_from_checkpoint
-    from disco.errors import InputError
 
     path, shape = context.runtime.checkpoint, task.encoder
     if path is None:

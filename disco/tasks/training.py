@@ -65,10 +65,10 @@ def _train(method: torch.nn.Module, task: TrainingInput, context: TaskContext, s
     dataset, views = _train_inputs(task, splits, speed, context.device)
     negatives = task.spec.chance_negatives(task.method_config, task.recipe.batch_size)
     monitor = _health_monitor(splits, context, negatives, task.seed)
+    recipe, device = task.recipe, context.device
     return train(
-        method, dataset, task.recipe, context.stage_dir, task.seed, context.device, context.progress,
-        monitor=monitor, **views,
-    )  # fmt: skip
+        method, dataset, recipe, context.stage_dir, task.seed, device, context.progress, monitor=monitor, **views
+    )
 
 
 def _train_inputs(
