@@ -129,6 +129,9 @@ class ProfileFields(Strict):
     data: DataSpec
     pretrain: TrainRecipe  # the dataclass the training loop runs (disco/train_recipe.py)
     teacher_epochs: int | None = None
+    # precision of a teacher pretrained here (None: the profile's `precision`); shared by both arms of
+    # every cell, so a deviation of the teacher only (the tiny profile: bf16, ~1.8x on a 2-core CPU)
+    teacher_precision: Literal["fp32", "bf16"] | None = None
     linear: ProbeRecipe  # the dataclass the linear probe runs (disco/eval_recipes.py)
     evals: list[str] = ["linear"]
     # evaluation -> its recipe (each evaluation validates its own fields); `linear` uses `linear:`

@@ -89,6 +89,8 @@ class Planner:
         # run --pretrain-teachers: a teacher whose released file is missing is pretrained here instead
         self.pretrain_teachers = pretrain_teachers
         self.precision = precision or self.profile.precision
+        # `--precision` sets every stage's; else a teacher trained here runs at the profile's teacher_precision
+        self.teacher_precision = precision or self.profile.teacher_precision or self.precision
         if self.precision not in PRECISIONS:
             raise UserError(
                 f"unknown precision '{self.precision}'{did_you_mean(self.precision, PRECISIONS)}; valid: {', '.join(PRECISIONS)}"
@@ -164,6 +166,8 @@ class Planner:
         config = self.pretrain_config(method, teacher.arch, self.teacher_epochs(teacher_name), TEACHER_SEED)
         if self.profile.teacher_init is not None:  # absent by default: the keys predate the option
             config["init"] = self.profile.teacher_init
+        if self.teacher_precision != self.precision:
+            config["precision"] = self.teacher_precision
         return self._stage(f"pretrain-{method}-{teacher_name}", "pretrain", config)
 
     def teacher_epochs(self, teacher_name: str) -> int:

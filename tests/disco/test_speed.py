@@ -127,6 +127,9 @@ def test_channels_last_goes_where_it_was_measured_to_pay():
     )
     assert not wants_channels_last(build_encoder("r18", "mocov2"), cpu)  # ResNets: ~5% slower in NHWC on CPU
     assert wants_channels_last(build_encoder("r18", "mocov2"), cuda)
+    assert wants_channels_last(build_encoder("r18", "mocov2"), cpu, bf16=True)  # oneDNN's bf16 convs: NHWC
+    bf16_cpu = SpeedOptions.for_mode("optimized", cpu, precision="bf16")
+    assert bf16_cpu.channels_last_input and not SpeedOptions.for_mode("optimized", cpu).channels_last_input
 
 
 def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
@@ -145,7 +148,13 @@ def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         SpeedOptions.for_mode("optimized", cuda, precision="fp16")
     # a stage's numerics come from its config (its key), the structure from the runtime speed mode
-    config = Planner(load_benchmarks(), "tiny", smoke=True).cell("r50-effb0").teacher.config
+    cell = Planner(load_benchmarks(), "tiny", smoke=True).cell("r50-effb0")
+    config = cell.baseline.config
+    # the tiny profile's teacher_precision: its teacher alone in bf16, both arms in fp32
+    assert cell.teacher.config["precision"] == "bf16" and "precision" not in config
+    assert all("precision" not in stage.config for stage in cell.methods.values())
+    assert speed_options(training_input("pretrain", cell.teacher.config), runtime_of({}), cpu).bf16
+    assert "precision" not in Planner(load_benchmarks(), "tiny", precision="fp32").cell("r50-effb0").teacher.config
 
     def speed(speed_mode: str, device: torch.device, **numerics: str) -> SpeedOptions:
         return speed_options(training_input("pretrain", config | numerics), runtime_of({"speed": speed_mode}), device)
