@@ -24,7 +24,7 @@ from disco.speed import SpeedOptions, apply_to_modules
 from disco.tasks.artifacts import load_encoder_artifact, save_encoder
 from disco.tasks.context import TaskContext, TaskOutput
 from disco.tasks.inputs import Runtime, TrainingInput
-from disco.train import LoaderFactory, TrainState, per_rank_batch, rank_seed, train
+from disco.train import LoaderFactory, MonitorFn, TrainState, per_rank_batch, rank_seed, train
 
 
 def run_training(task: TrainingInput, context: TaskContext) -> TaskOutput:
@@ -64,7 +64,7 @@ def _train(method: torch.nn.Module, task: TrainingInput, context: TaskContext, s
     splits = load_splits(task.data, context.runtime.data_root)
     dataset, views = _train_inputs(task, splits, speed, context.device)
     negatives = task.spec.chance_negatives(task.method_config, task.recipe.batch_size)
-    monitor = _health_monitor(splits, context, negatives, task.seed)
+    monitor = _health_monitor(splits, context, negatives, task.seed, speed)
     recipe, device = task.recipe, context.device
     return train(
         method, dataset, recipe, context.stage_dir, task.seed, device, context.progress, monitor=monitor, **views
@@ -104,15 +104,27 @@ def _dali_epochs(
     )
 
 
-def _health_monitor(splits: Splits, context: TaskContext, negatives: int | None, seed: int) -> HealthMonitor | None:
+def _health_monitor(
+    splits: Splits, context: TaskContext, negatives: int | None, seed: int, speed: SpeedOptions
+) -> MonitorFn | None:
     """The per-epoch health of the student (disco/health.py), as the profile's `health:` asks;
-    `negatives`: K of the method's contrastive term, whose chance level is ln(K+1)."""
+    `negatives`: K of the method's contrastive term, whose chance level is ln(K+1). It looks at the
+    student in the stage's precision (a bf16 stage's fp32 forwards on the kNN split cost more than its
+    training steps on 2 CPU cores)."""
     settings = context.runtime.health
     if not settings.enabled:
         return None
     held_out = held_out_batch(splits.test, splits.image_size, settings.batch, seed)
     knn = knn_monitor(splits, context.device) if settings.knn_every else None
-    return HealthMonitor(held_out, negatives, knn, settings.knn_every)
+    monitor = HealthMonitor(held_out, negatives, knn, settings.knn_every)
+
+    def in_stage_precision(
+        encoder: torch.nn.Module, epoch: int, total: int, losses: dict[str, float]
+    ) -> dict[str, Any]:
+        with speed.autocast(context.device):
+            return monitor(encoder, epoch, total, losses)
+
+    return in_stage_precision
 
 
 def _queue_of(method: torch.nn.Module) -> dict[str, Any]:
