@@ -4,6 +4,7 @@ per-epoch monitor the training loop calls."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,12 +79,14 @@ class HealthMonitor:
         knn: KnnFn | None = None,
         knn_every: int = 0,
         batch_size: int = 256,
+        numerics: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ):
         self.held_out = held_out
         self.negatives = negatives  # K of the method's contrastive term `ce` (None: it has none)
         self.knn = knn
         self.knn_every = knn_every
         self.batch_size = batch_size
+        self.numerics = numerics  # the training stage's precision (its autocast), for the forwards only
 
     @torch.no_grad()
     def __call__(self, encoder: nn.Module, epoch: int, total_epochs: int, losses: dict[str, float]) -> dict[str, Any]:
@@ -91,7 +94,12 @@ class HealthMonitor:
         encoder.eval()
         try:
             held, device = self.held_out, next(encoder.parameters()).device
-            run = lambda fn, x: torch.cat([fn(chunk.to(device)).float().cpu() for chunk in x.split(self.batch_size)])  # noqa: E731
+
+            def forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+                with self.numerics():
+                    return fn(x.to(device)).float().cpu()
+
+            run = lambda fn, x: torch.cat([forward(fn, chunk) for chunk in x.split(self.batch_size)])  # noqa: E731
             metrics = {}
             if "ce" in losses and self.negatives is not None:
                 metrics["ce_chance_ratio"] = chance_ratio(losses["ce"], self.negatives)

@@ -3,6 +3,8 @@ train features votes for its class with weight exp(cosine / T); top-1/top-5 over
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,12 +47,22 @@ def knn_votes(
 
 
 def knn_accuracy(
-    encoder: Encoder, splits: Splits, config: KnnRecipe, device: torch.device, progress: ProgressFn | None = None
+    encoder: Encoder,
+    splits: Splits,
+    config: KnnRecipe,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    numerics: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> tuple[dict[int, int], int, int, int]:
     """(top-1/top-5 correct counts, k used, train size, test size) of the weighted kNN on eval-mode pooled features."""
     transform = probe_test_transform(splits.image_size)
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        with numerics():
+            return encoder.features(images).float()
+
     train_feats, train_labels = extract_features(
-        encoder.features,
+        features,
         fixed_view(splits.train, transform),
         config.batch_size,
         device,
@@ -60,7 +72,7 @@ def knn_accuracy(
     if progress:
         progress("features", 1, 2)
     test_feats, test_labels = extract_features(
-        encoder.features,
+        features,
         fixed_view(splits.test, transform),
         config.batch_size,
         device,
@@ -76,12 +88,18 @@ def knn_accuracy(
     return topk_correct(votes, test_labels), k, len(train_labels), len(test_labels)
 
 
-def knn_monitor(splits: Splits, device: torch.device, config: KnnRecipe | None = None) -> KnnFn:
-    """encoder -> kNN top-1 (%): the cheap learning monitor of the training stages (disco/health.py)."""
+def knn_monitor(
+    splits: Splits,
+    device: torch.device,
+    config: KnnRecipe | None = None,
+    numerics: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> KnnFn:
+    """encoder -> kNN top-1 (%): the cheap learning monitor of the training stages (disco/health.py).
+    numerics: the training stage's precision for the feature forwards (the vote stays fp32)."""
     config = config or KnnRecipe()
 
     def top1(encoder: nn.Module) -> float:  # the monitor's student: an Encoder
-        correct, _, _, total = knn_accuracy(cast(Encoder, encoder), splits, config, device)
+        correct, _, _, total = knn_accuracy(cast(Encoder, encoder), splits, config, device, numerics=numerics)
         return 100.0 * correct[1] / total
 
     return top1

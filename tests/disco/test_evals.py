@@ -116,6 +116,21 @@ def test_knn_eval_structured_features_beat_image_blind_ones(small_splits):
     assert noise["top1"] < 30.0
 
 
+def test_the_knn_monitor_forwards_in_the_stage_precision_and_votes_in_fp32(small_splits):
+    """A bf16 stage's monitor: its feature forwards under autocast, the vote (scatter_add into fp32
+    votes) outside it; the accuracy of a real conv encoder agrees with fp32 within a point."""
+    from functools import partial
+
+    from disco.evals.knn import knn_monitor
+    from disco.speed import SpeedOptions
+
+    torch.manual_seed(0)
+    encoder = build_encoder("r18", "mocov2", image_size=32, init="torchvision").eval()
+    fp32 = knn_monitor(small_splits, CPU, KnnRecipe(k=20))(encoder)
+    bf16 = knn_monitor(small_splits, CPU, KnnRecipe(k=20), numerics=partial(SpeedOptions(bf16=True).autocast, CPU))
+    assert abs(bf16(encoder) - fp32) <= 1.0 and fp32 > 50.0
+
+
 # ---------------------------------------------------------------- semi-supervised
 
 
