@@ -7,6 +7,11 @@ from dataclasses import dataclass
 
 from disco.names import did_you_mean
 
+# DisCo's student head: Linear(F, 2048)-ReLU-Linear(2048, 128) (DisCo/main.py's builder)
+DISCO_STUDENT_HIDDEN = 2048
+# the projection heads whose default hidden width is one number (mocov2's and seed's follow the backbone)
+HEAD_WIDTHS = {"disco": DISCO_STUDENT_HIDDEN}
+
 
 @dataclass(frozen=True)
 class ArchSpec:

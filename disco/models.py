@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from disco.archs import (
     ARCHS,
+    DISCO_STUDENT_HIDDEN,
     INITS,
     TIMM_INIT,
     TORCHVISION_INIT,
@@ -27,7 +28,6 @@ from disco.archs import (
 __all__ = ["ARCHS", "ArchSpec", "arch_spec", "did_you_mean", "build_encoder", "create_backbone", "Encoder"]
 
 EMBED_DIM = 128
-DISCO_STUDENT_HIDDEN = 2048
 
 
 def _resnet50w2() -> nn.Module:
@@ -131,7 +131,8 @@ class Encoder(nn.Module):
 def build_encoder(
     arch: str, head: str = "mocov2", image_size: int | None = None, hidden: int | None = None, init: str = TIMM_INIT
 ) -> Encoder:
-    """`head`: "mocov2" (per-backbone hidden width), "disco" (F-2048-128), "swav" (F-h(BN)-128), "none".
+    """`head`: "mocov2" (per-backbone hidden width), "disco" (F-2048-128), "seed" (F-F-128), "swav"
+    (F-h(BN)-128), "none".
     `init`: see create_backbone; the head is always fresh nn.Linear layers, as in the official builders."""
     backbone = create_backbone(arch, image_size, init)
     dim = feature_dim(backbone)
@@ -142,9 +143,11 @@ def build_encoder(
         return Encoder(backbone, projection_head(dim, spec.mocov2_hidden if hidden is None else hidden))
     if head == "disco":
         return Encoder(backbone, projection_head(dim, DISCO_STUDENT_HIDDEN if hidden is None else hidden))
+    if head == "seed":  # SEED's student head (jacobswan1/SEED @81ff933): Linear(d, d)-ReLU-Linear(d, 128)
+        return Encoder(backbone, projection_head(dim, -1 if hidden is None else hidden))
     if head == "swav":
         return Encoder(backbone, swav_projection_head(dim, hidden or (8192 if spec.name == "r50w2" else 2048)))
-    raise ValueError(f"unknown head '{head}'{did_you_mean(head, ['mocov2', 'disco', 'swav', 'none'])}")
+    raise ValueError(f"unknown head '{head}'{did_you_mean(head, ['mocov2', 'disco', 'seed', 'swav', 'none'])}")
 
 
 def embed(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:

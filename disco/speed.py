@@ -52,6 +52,7 @@ class SpeedOptions:
     teacher_batched: bool = False
     batched_augment: bool = False
     channels_last_input: bool = False  # CUDA: hand the views over in NHWC (every encoder is NHWC there)
+    teacher_bf16: bool = False  # a distillation stage's frozen teacher in bf16 (its profile's teacher_precision)
 
     @classmethod
     def for_mode(
@@ -61,22 +62,27 @@ class SpeedOptions:
         teacher_bn: str = "train",
         compile_models: bool = False,
         precision: str = "fp32",
+        teacher_precision: str | None = None,
     ) -> SpeedOptions:
         if mode not in MODES:
             raise ValueError(f"unknown speed mode '{mode}' ({', '.join(MODES)})")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{precision}' ({', '.join(PRECISIONS)})")
         bf16 = precision == "bf16"
+        teacher_bf16 = (teacher_precision or precision) == "bf16"
+        if teacher_precision is not None and teacher_precision not in PRECISIONS:
+            raise ValueError(f"unknown teacher precision '{teacher_precision}' ({', '.join(PRECISIONS)})")
         if mode == "reference":
-            return cls(bf16=bf16)
+            return cls(bf16=bf16, teacher_bf16=teacher_bf16)
         # grouped BN measured no faster on CPU (the per-group calls are already large enough
         # there relative to the Python overhead): on only where it pays, on GPUs
         cuda = device.type == "cuda"
         return cls(
             grouped_bn=cuda,
             channels_last=True,
-            channels_last_input=cuda or bf16,
+            channels_last_input=cuda or bf16 or teacher_bf16,
             bf16=bf16,
+            teacher_bf16=teacher_bf16,
             compile=compile_models,
             teacher_batched=teacher_bn == "eval",
             batched_augment=True,
@@ -87,6 +93,11 @@ class SpeedOptions:
 
     def autocast(self, device: torch.device) -> AbstractContextManager[None]:
         return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+    def teacher_autocast(self, device: torch.device) -> AbstractContextManager[None]:
+        """The frozen teacher's forward: in bf16 where the stage or its teacher runs in bf16."""
+        bf16 = self.bf16 or self.teacher_bf16
+        return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last_input and x.dim() == 4 else x
@@ -115,13 +126,16 @@ def wants_channels_last(encoder: nn.Module, device: torch.device, bf16: bool = F
     return device.type == "cuda" or bf16 or has_depthwise_conv(encoder)
 
 
-def to_channels_last_where_it_pays(module: nn.Module, device: torch.device, bf16: bool = False) -> None:
+def to_channels_last_where_it_pays(
+    module: nn.Module, device: torch.device, bf16: bool = False, teacher_bf16: bool = False
+) -> None:
     """Each encoder inside `module` (student, key encoder, teacher) in NHWC where that pays on `device`."""
     from disco.models import Encoder
 
     encoders: list[nn.Module] = [m for m in module.modules() if isinstance(m, Encoder)] or [module]
+    teacher = getattr(module, "teacher", None)
     for encoder in encoders:
-        if wants_channels_last(encoder, device, bf16):
+        if wants_channels_last(encoder, device, bf16 or (teacher_bf16 and encoder is teacher)):
             encoder.to(memory_format=torch.channels_last)
 
 
@@ -134,6 +148,6 @@ def apply_to_modules(modules: list[nn.Module], options: SpeedOptions, device: to
             for contrast in (m for m in module.modules() if hasattr(m, "fused_bn_groups")):
                 setattr(contrast, "fused_bn_groups", True)  # noqa: B010  (an attribute of MomentumContrast)
         if options.channels_last:
-            to_channels_last_where_it_pays(module, device, options.bf16)
+            to_channels_last_where_it_pays(module, device, options.bf16, options.teacher_bf16)
         if options.compile:
             module.compile()

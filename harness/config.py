@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -45,10 +45,23 @@ class Student(Strict):
 
 class Method(Strict):
     kind: Literal["pretrain", "distill"]
-    head: Literal["mocov2", "disco"]
+    head: Literal["mocov2", "disco", "seed"]
+    # the student head's hidden width (distillation methods; a pretraining method: its student
+    # baselines'), in the stage key only when set; null: the head's own (disco: 2048)
+    head_hidden: int | None = Field(None, gt=0)
     description: str = ""
     # the paper's numbers: reference.pairs.<pair>.<reference>; null: this method's own name
     reference: str | None = None
+
+
+class Sweep(Strict):
+    """`run --sweep NAME`: a distillation method planned at each value of one of its settings, beside
+    its default row, in every cell (each value a role `<method>@h<width>`)."""
+
+    method: str
+    setting: Literal["head_hidden"] = "head_hidden"
+    values: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    description: str = ""
 
 
 class Evaluation(Strict):
@@ -129,8 +142,9 @@ class ProfileFields(Strict):
     data: DataSpec
     pretrain: TrainRecipe  # the dataclass the training loop runs (disco/train_recipe.py)
     teacher_epochs: int | None = None
-    # precision of a teacher pretrained here (None: the profile's `precision`); shared by both arms of
-    # every cell, so a deviation of the teacher only (the tiny profile: bf16, ~1.8x on a 2-core CPU)
+    # the teacher's precision (None: the profile's `precision`): in its pretraining here and as the frozen
+    # teacher of every distillation stage; shared by both arms of every cell, a deviation of the teacher
+    # only (the tiny profile: bf16, its ResNet-50 step ~1.8x faster on a 2-core CPU)
     teacher_precision: Literal["fp32", "bf16"] | None = None
     linear: ProbeRecipe  # the dataclass the linear probe runs (disco/eval_recipes.py)
     evals: list[str] = ["linear"]
@@ -174,6 +188,8 @@ class Benchmarks(Strict):
     reference: dict[str, Any] = {}
     # the paper's tables the report renders (which pairs, evaluations and methods each covers)
     paper_tables: dict[str, PaperTable] = {}
+    # named sweeps of a method's setting (run --sweep NAME)
+    sweeps: dict[str, Sweep] = {}
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Benchmarks:
@@ -199,6 +215,8 @@ class Benchmarks(Strict):
                 _require(evaluation_name, list(self.evaluations), f"pairs.{name}.evals", "evaluation")
         for name in self.default_pairs:
             _require(name, list(self.pairs), "default_pairs", "pair")
+        for name, sweep in self.sweeps.items():
+            _require(sweep.method, distill_methods(self), f"sweeps.{name}.method", "distillation method")
         for name, table in self.paper_tables.items():
             for evaluation_name in table.evaluations:
                 _require(evaluation_name, list(self.evaluations), f"paper_tables.{name}.evaluations", "evaluation")

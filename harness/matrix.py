@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from disco.archs import disco_student_init
+from disco.archs import HEAD_WIDTHS, disco_student_init
 from disco.evals import smoke_recipe
 from disco.methods.registry import METHODS, MethodSpec
 from disco.names import did_you_mean
@@ -18,6 +18,16 @@ from harness.errors import UserError
 from harness.stages import Stage
 
 TEACHER_SEED = 0  # the teacher is a fixed asset, as in the paper: seeds vary the student stages
+# a swept student's role: its method at another head width (benchmarks.yaml `sweeps:`), e.g. disco@h512
+SWEPT_ROLE = re.compile(r"^(?P<method>[A-Za-z0-9_]+)@h(?P<width>[1-9][0-9]*)$")
+
+
+def split_role(role: str) -> tuple[str, int | None]:
+    """A method role -> (method, head width): `disco` -> (disco, None), `disco@h512` -> (disco, 512)."""
+    swept = SWEPT_ROLE.match(role)
+    return (swept["method"], int(swept["width"])) if swept else (role, None)
+
+
 SMOKE_THREADS = 1
 SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4}
 # smoke evaluations: each evaluation's recipe class shrinks its own recipe (disco/eval_recipes.py SMOKE)
@@ -220,7 +230,23 @@ class Planner:
         pick(student_name, self.bench.students, "student")
         arch = self.bench.students[student_name].arch
         config = self.pretrain_config(self.base_method, arch, self.profile.pretrain.epochs, seed)
+        hidden = self.bench.methods[self.base_method].head_hidden  # the students' head, not the teacher's
+        if hidden is not None:
+            config["head_hidden"] = hidden
         return self._stage(f"pretrain-{self.base_method}-{student_name}", "pretrain", config)
+
+    def sweep_roles(self, sweep_name: str) -> list[str]:
+        """A sweep's roles (`<method>@h<width>`), without the width its method's default row has."""
+        pick(sweep_name, self.bench.sweeps, "sweep")
+        sweep = self.bench.sweeps[sweep_name]
+        method = self.bench.methods[sweep.method]
+        default = method.head_hidden or HEAD_WIDTHS.get(method.head)
+        return [f"{sweep.method}@h{width}" for width in dict.fromkeys(sweep.values) if width != default]
+
+    def head_width(self, role: str) -> int | None:
+        """The hidden width of a method role's student head: the role's, or its method's (None: the head's own)."""
+        method, width = split_role(role)
+        return width or self.bench.methods[method].head_hidden
 
     def method_spec(self, method: str) -> MethodSpec:
         """The registered method as it trains over this profile's base method."""
@@ -247,8 +273,10 @@ class Planner:
             sections = {name: values | smoke_sizes(values) for name, values in sections.items()}
         return spec.resolve(sections)
 
-    def distill(self, method: str, teacher_name: str, student_name: str, seed: int) -> Stage:
-        """The student trained by a distillation method against the teacher's stage."""
+    def distill(self, role: str, teacher_name: str, student_name: str, seed: int) -> Stage:
+        """The student trained by a distillation method (`role`: the method, or a swept `<method>@h<width>`)
+        against the teacher's stage."""
+        method, swept_width = split_role(role)
         pick(method, {name: m for name, m in self.bench.methods.items() if m.kind == "distill"}, "distillation method")
         teacher_stage = self.teacher(teacher_name)
         arch = self.bench.students[student_name].arch
@@ -272,8 +300,14 @@ class Planner:
         init = disco_student_init(arch)  # ResNet students: torchvision's init, as DisCo/main.py
         if init is not None:
             config["student_init"] = init
+        if self.teacher_precision != self.precision:  # the frozen teacher computes in its own precision
+            config["teacher_precision"] = self.teacher_precision
+        width = self.head_width(role)
+        if width is not None:  # keyed only when set: the default head's keys predate the setting
+            config["head_hidden"] = width
+        name = f"{method}-h{swept_width}" if swept_width else method
         return self._stage(
-            f"distill-{method}-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage}
+            f"distill-{name}-{teacher_name}-{student_name}", "distill", config, {"teacher": teacher_stage}
         )
 
     def random_init(self, student_name: str, seed: int) -> Stage:
@@ -327,8 +361,9 @@ class Planner:
         chosen = list(dict.fromkeys(names or self.bench.default_methods))
         valid = {name: m for name, m in self.bench.methods.items() if m.kind == "distill"}
         for name in chosen:
-            pick(name, valid, "distillation method")
-            self.method_spec(name)
+            method, _ = split_role(name)
+            pick(method, valid, "distillation method")
+            self.method_spec(method)
         return chosen
 
     def cell(

@@ -42,7 +42,7 @@ class DisCo(nn.Module):
 
     @torch.no_grad()
     def embed_teacher(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.profiler.record_function("teacher_forward"):
+        with self.speed.teacher_autocast(x.device), torch.profiler.record_function("teacher_forward"):
             groups = self.contrast.bn_groups(x.shape[0])
             return F.normalize(encode_in_groups(self.teacher, x, groups, self.contrast.fused_bn_groups).float(), dim=1)
 

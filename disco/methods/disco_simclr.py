@@ -40,7 +40,7 @@ class DisCoSimCLR(nn.Module):
         """The teacher's embedding of each view: one call in eval mode (exact), a call per view in
         train mode (its BN then normalises over each view's batch, as DisCo's per-view calls)."""
         view1, view2 = self.base.speed.prepare_input(view1), self.base.speed.prepare_input(view2)
-        with self.base.speed.autocast(view1.device), torch.profiler.record_function("teacher_forward"):
+        with self.base.speed.teacher_autocast(view1.device), torch.profiler.record_function("teacher_forward"):
             if self.config.teacher_bn == "eval":
                 both = F.normalize(self.teacher(torch.cat([view1, view2])).float(), dim=1)
                 return both[: len(view1)], both[len(view1) :]

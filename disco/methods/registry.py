@@ -110,11 +110,13 @@ class RKDConfig(DisCoConfig, RKDTerms):
 @dataclass(frozen=True)
 class SEEDConfig:
     """The profile's `seed_distill:` section. SEED (ICLR 2021): a queue of teacher embeddings (65536 on
-    ImageNet), student temperature 0.2, teacher temperature 0.01."""
+    ImageNet), student temperature 0.2, teacher temperature 1e-4: the default of its code's
+    `--distill-t` (jacobswan1/SEED @81ff933 main_small.py), which its README command keeps; the
+    paper's text gives 0.01 (the `seed_disco_head` variant)."""
 
     queue_size: Positive = 65536
     student_temperature: PositiveFloat = 0.2
-    teacher_temperature: PositiveFloat = 0.01
+    teacher_temperature: PositiveFloat = 1e-4
     bn_group_size: Positive = 32
     teacher_bn: TeacherBN = "eval"  # the official SEED trainer calls teacher.eval()
 
@@ -311,6 +313,17 @@ BUILTIN_METHODS: dict[str, MethodSpec] = {
     # SEED's student has no loss of its own besides the teacher's distribution: any base
     "seed": MethodSpec(
         "distill", SEEDConfig, "disco.methods.seed:SEED", ("seed_distill",), description="SEED", label="SEED"
+    ),
+    # this project's SEED before it followed SEED's code: DisCo's F-2048-128 student head (benchmarks.yaml
+    # `head: disco`) and the paper text's teacher temperature 0.01
+    "seed_disco_head": MethodSpec(
+        "distill",
+        SEEDConfig,
+        "disco.methods.seed:SEED",
+        ("seed_distill",),
+        {"seed_distill": {"teacher_temperature": 0.01}},
+        description="SEED with DisCo's F-2048-128 head and teacher temperature 0.01 (a variant)",
+        label="SEED (2048 head, T 0.01)",
     ),
 }
 

@@ -56,7 +56,11 @@ class SEED(nn.Module):
         view1 = self.speed.prepare_input(view1)  # SEED trains on one augmented view per image
         with self.speed.autocast(view1.device), torch.profiler.record_function("student_forward"):
             student = self._embed(self.encoder, view1).float()
-        with torch.no_grad(), self.speed.autocast(view1.device), torch.profiler.record_function("teacher_forward"):
+        with (
+            torch.no_grad(),
+            self.speed.teacher_autocast(view1.device),
+            torch.profiler.record_function("teacher_forward"),
+        ):
             teacher = self._embed(self.teacher, view1).float()
         # clone: the queue is updated in place before backward
         terms = seed_loss(

@@ -24,6 +24,7 @@ def save_encoder(
         "arch": shape.arch,
         "head": shape.head,
         "image_size": shape.image_size,
+        **({"head_hidden": shape.hidden} if shape.hidden is not None else {}),
         "encoder": encoder.state_dict(),
         **(extra or {}),
     }
@@ -39,6 +40,8 @@ def load_encoder_artifact(stage_dir: Path) -> tuple[Encoder, dict[str, Any]]:
         raise CheckpointError(
             f"{exc}: the input's checkpoint was moved aside; run again and its stage is recomputed first"
         ) from None
-    encoder = build_encoder(payload["arch"], payload["head"], image_size=payload["image_size"])
+    encoder = build_encoder(
+        payload["arch"], payload["head"], image_size=payload["image_size"], hidden=payload.get("head_hidden")
+    )
     encoder.load_state_dict(payload["encoder"])  # strict
     return encoder, payload

@@ -15,7 +15,7 @@ from disco.tasks.inputs import EncoderInput
 def run_init(task: EncoderInput, context: TaskContext) -> TaskOutput:
     torch.manual_seed(task.seed)
     shape = task.encoder
-    encoder = build_encoder(shape.arch, shape.head, image_size=shape.image_size)
+    encoder = build_encoder(shape.arch, shape.head, image_size=shape.image_size, hidden=shape.hidden)
     return {}, [], save_encoder(context.stage_dir, shape, encoder)
 
 

@@ -35,6 +35,7 @@ class EncoderShape:
     head: str
     image_size: int
     init: str = TIMM_INIT  # how the backbone's weights start (disco/archs.py)
+    hidden: int | None = None  # the projection head's hidden width (`head_hidden`); None: the head's own
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TrainingInput:
     seed: int
     views: ViewOptions = ViewOptions()
     precision: str = "fp32"
+    teacher_precision: str | None = None  # a distillation stage's frozen teacher (None: the stage's precision)
     per_image_views: bool = False
 
 
@@ -119,8 +121,11 @@ def data_source(config: Mapping[str, Any]) -> DataSource:
 
 def encoder_shape(config: Mapping[str, Any]) -> EncoderShape:
     init = config.get("init", config.get("student_init", TIMM_INIT))
+    hidden = config.get("head_hidden")
+    if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0):
+        raise InputError(f"head_hidden must be a positive width, got {hidden!r}; {REGENERATE}")
     return EncoderShape(
-        str(_required(config, "arch")), str(_required(config, "head")), data_source(config).image_size, init
+        str(_required(config, "arch")), str(_required(config, "head")), data_source(config).image_size, init, hidden
     )
 
 
@@ -152,6 +157,7 @@ def training_input(kind: str, config: Mapping[str, Any]) -> TrainingInput:
         seed=int(_required(config, "seed")),
         views=ViewOptions(**(config.get("augment") or {})),
         precision=config.get("precision", "fp32"),
+        teacher_precision=config.get("teacher_precision"),
         per_image_views=config.get("views") == "per_image",
     )
 

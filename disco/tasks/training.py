@@ -33,7 +33,7 @@ def run_training(task: TrainingInput, context: TaskContext) -> TaskOutput:
     teacher, teacher_payload = load_encoder_artifact(context.inputs["teacher"]) if spec.needs_teacher else (None, {})
     torch.manual_seed(task.seed)
     shape = task.encoder
-    encoder = build_encoder(shape.arch, shape.head, image_size=shape.image_size, init=shape.init)
+    encoder = build_encoder(shape.arch, shape.head, image_size=shape.image_size, hidden=shape.hidden, init=shape.init)
     speed = speed_options(task, context.runtime, context.device)
     method = _method(task, encoder, teacher, speed)
     apply_to_modules([method], speed, context.device)
@@ -57,7 +57,9 @@ def speed_options(task: TrainingInput, runtime: Runtime, device: torch.device) -
     """The structure from the runtime speed mode; the numerics from the stage config (its key):
     precision, and per-image views where the config says so (harness.matrix.Planner.numerics)."""
     teacher_bn = getattr(task.method_config, "teacher_bn", "train")
-    options = SpeedOptions.for_mode(runtime.speed, device, teacher_bn, runtime.compile, task.precision)
+    options = SpeedOptions.for_mode(
+        runtime.speed, device, teacher_bn, runtime.compile, task.precision, task.teacher_precision
+    )
     return replace(options, batched_augment=False) if task.per_image_views else options
 
 

@@ -129,6 +129,8 @@ def plan_stages(params: dict) -> tuple[Planner, list, list[Stage]]:
     pairs = list(dict.fromkeys(bench.pairs if params["run_all"] else params["pair"] or bench.default_pairs))
     evals = comma_list(params["evals"])
     methods = planner.methods(comma_list(params.get("methods")))  # a misspelled name: "did you mean", exit 2
+    if params.get("sweep"):  # its method at each swept value, beside the chosen methods' default rows
+        methods = list(dict.fromkeys([*methods, *planner.sweep_roles(params["sweep"])]))
     _check_plan_size(planner, pairs, evals, params["seeds"], len(methods))
     cells = [planner.cell(pair, seed, evals, methods) for pair in pairs for seed in range(params["seeds"])]
     for evaluation in evals or []:  # a requested evaluation that runs on none of the chosen encoders
@@ -182,6 +184,11 @@ def selection_options(func: F) -> F:
                 "--methods",
                 default=None,
                 help="Comma-separated distillation methods trained in each cell against the same teacher and baseline, e.g. disco,seed (default: default_methods).",
+            ),
+            click.option(
+                "--sweep",
+                default=None,
+                help="A named sweep (benchmarks.yaml sweeps:), e.g. bottleneck: its method at each head width beside the default, in every cell.",
             ),
             click.option(
                 "--seeds",

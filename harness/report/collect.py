@@ -12,7 +12,7 @@ from typing import Any
 
 from disco.evals import EVALUATIONS
 from harness.config import Benchmarks
-from harness.matrix import CellPlan, Planner
+from harness.matrix import CellPlan, Planner, split_role
 from harness.report.roles import cell_roles
 from harness.report.stats import Stat
 from harness.report.verdicts import (
@@ -184,7 +184,9 @@ def pair_evidence(planner: Planner, pair: str, workspace: Workspace) -> Evidence
     seeds: set[int] = set()
     evaluations: list[str] = []
     methods: list[str] = []
-    for method in planner.composable_methods():
+    composable = planner.composable_methods()
+    swept = [role for sweep in planner.bench.sweeps for role in planner.sweep_roles(sweep)]
+    for method in [*composable, *(role for role in swept if split_role(role)[0] in composable)]:
 
         def student(seed: int, method: str = method) -> Stage:
             return planner.distill(method, spec.teacher, spec.student, seed)

@@ -3,11 +3,12 @@ the gains over the baseline, and the verdicts (harness/report/verdicts.py) with 
 
 from __future__ import annotations
 
+from disco.archs import HEAD_WIDTHS
 from disco.evals import EVALUATIONS
 from disco.health import COLLAPSED
 from disco.methods.registry import method_label
 from harness.config import Benchmarks
-from harness.matrix import CellPlan
+from harness.matrix import CellPlan, split_role
 from harness.report.collect import (
     beside_metric,
     collect,
@@ -19,7 +20,16 @@ from harness.report.collect import (
     seed_status,
 )
 from harness.report.health import pair_health
-from harness.report.model import ABSOLUTE_PROFILE, DEFAULT_TOLERANCE, EvalReport, PairReport, ProfileReport, Row
+from harness.report.model import (
+    ABSOLUTE_PROFILE,
+    DEFAULT_TOLERANCE,
+    EvalReport,
+    PairReport,
+    ProfileReport,
+    Row,
+    SweepPoint,
+    SweepReport,
+)
 from harness.report.paper import paper_gain, paper_value
 from harness.report.paper_tables import paper_tables
 from harness.report.roles import (
@@ -29,6 +39,7 @@ from harness.report.roles import (
     cell_roles,
     gain_role,
     is_gain,
+    method_role_label,
     primary_method,
     role_label,
 )
@@ -40,6 +51,7 @@ from harness.report.verdicts import (
     NOT_ABOVE_BASELINE,
     NOT_ABOVE_CONTROL,
     NOT_AVAILABLE,
+    OTHER_SCHEDULE,
     PENDING,
     above,
     compare,
@@ -47,6 +59,7 @@ from harness.report.verdicts import (
     gain_verdict,
     health_gate,
 )
+from harness.stages import Stage
 from harness.workspace import Workspace
 
 
@@ -92,11 +105,13 @@ def evaluation_report(
     primary = primary_method(methods, bench.default_methods)
     higher = EVALUATIONS[evaluation].higher_is_better if evaluation in EVALUATIONS else True
     verdict, note = (
-        absolute_verdicts(rows, tolerance, primary) if absolute else direction_verdicts(rows, primary, higher)
+        absolute_verdicts(rows, tolerance, primary, role_epochs(cells[0]))
+        if absolute
+        else direction_verdicts(rows, primary, higher)
     )
     verdict, note = health_gate(verdict, note, collapsed)
     for row in rows.values():
-        row.comparable = absolute
+        row.comparable = absolute and row.verdict != OTHER_SCHEDULE
     for row in rows.values():
         if row.status == NOT_AVAILABLE:
             row.verdict = NOT_AVAILABLE
@@ -143,16 +158,35 @@ def seed_noise(rows: dict[str, Row]) -> float | None:
     return max(spreads) if spreads else None
 
 
-def absolute_verdicts(rows: dict[str, Row], tolerance: float, primary: str) -> tuple[str, str]:
-    """Every row against the paper's number; the cell's verdict is the primary method's."""
-    for row in rows.values():
+def role_epochs(cell: CellPlan) -> dict[str, int | None]:
+    """Each encoder role's training epochs (None: not trained here), for the paper numbers' schedules."""
+    epochs = {}
+    for role, stage in cell.roles().items():
+        value = stage.config.get("recipe", {}).get("epochs")
+        epochs[role] = value if isinstance(value, int) else None
+    return epochs
+
+
+def absolute_verdicts(
+    rows: dict[str, Row], tolerance: float, primary: str, epochs: dict[str, int | None]
+) -> tuple[str, str]:
+    """Every row against the paper's number where it comes from the run's schedule (a 200-epoch
+    number against a 200-epoch run only); the cell's verdict is the primary method's."""
+    schedule: dict[str, str | None] = {}
+    for role, row in rows.items():
+        trained = epochs.get(role.removeprefix(GAIN + "_") if is_gain(role) else role)
+        schedule[role] = row.paper.schedule_problem(trained) if row.paper is not None else None
         if row.stat is None:
             row.verdict = PENDING
+        elif schedule[role]:
+            row.verdict = OTHER_SCHEDULE
         elif row.paper is not None:
             row.verdict = compare(row.stat.mean, row.paper.value, tolerance)
-    student, gain, name = rows[primary], rows[gain_role(primary)], method_label(primary)
+    student, gain, name = rows[primary], rows[gain_role(primary)], method_role_label(primary)
     if student.stat is None:
         return PENDING, f"the {name} student's evaluation has no stored result yet"
+    if schedule[primary]:
+        return OTHER_SCHEDULE, f"{name}: {schedule[primary]}; compared only with a run of that schedule"
     if student.paper is not None:
         return (
             student.verdict,
@@ -178,7 +212,7 @@ def direction_verdicts(rows: dict[str, Row], primary: str, higher_is_better: boo
     notes = {}
     for role, row in rows.items():
         if is_gain(role):
-            method = method_label(role.removeprefix(GAIN + "_"))
+            method = method_role_label(role.removeprefix(GAIN + "_"))
             row.verdict, notes[role] = gain_verdict(row.stat, higher_is_better, method)
         elif role not in ENCODER_ROLES:
             row.verdict = above(baseline, row.stat, ABOVE_BASELINE, NOT_ABOVE_BASELINE, higher_is_better)
@@ -219,6 +253,7 @@ def build_report(
                 reports,
                 deviations(pair_cells),
                 health,
+                sweeps(pair_cells[0], reports),
             )
         )
     profile = planner_for_label(bench, label).profile if cells else None
@@ -245,6 +280,29 @@ def teacher_sources(bench: Benchmarks, cells: list[CellPlan]) -> dict[str, str]:
     return sources
 
 
+def sweeps(cell: CellPlan, reports: list[EvalReport]) -> list[SweepReport]:
+    """Per evaluation, each swept method's students by head width: its default row at the default
+    head's width beside each `<method>@h<width>` row (none without a swept role in the cell)."""
+    swept = {split_role(role)[0] for role in cell.methods if split_role(role)[1] is not None}
+    found = []
+    for method in (m for m in cell.methods if m in swept):
+        roles = [role for role in cell.methods if split_role(role)[0] == method]
+        for ev in reports:
+            points = [
+                SweepPoint(width, role, ev.rows[role].stat)
+                for role in roles
+                if role in ev.rows and (width := stage_head_width(cell.methods[role])) is not None
+            ]
+            found.append(SweepReport(method, ev.evaluation, ev.metric, sorted(points, key=lambda p: p.width)))
+    return found
+
+
+def stage_head_width(stage: Stage) -> int | None:
+    """A student stage's head width: the one it records (head_hidden), else its head's default."""
+    width = stage.config.get("head_hidden")
+    return width if isinstance(width, int) else HEAD_WIDTHS.get(str(stage.config.get("head")))
+
+
 def deviations(cells: list[CellPlan]) -> list[str]:
     """Chosen departures from the official computation that the stage configs record."""
     bf16 = list(
@@ -255,8 +313,19 @@ def deviations(cells: list[CellPlan]) -> list[str]:
             if stage.config.get("precision") == "bf16"
         )
     )
-    if not bf16:
-        return []
-    return [
-        f"bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for {', '.join(bf16)}"
-    ]
+    frozen = list(
+        dict.fromkeys(
+            stage.name
+            for cell in cells
+            for stage in cell.methods.values()
+            if stage.config.get("teacher_precision") == "bf16"
+        )
+    )
+    found = []
+    if bf16:
+        found.append(
+            f"bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for {', '.join(bf16)}"
+        )
+    if frozen:
+        found.append(f"the frozen teacher's forward in bf16 autocast (teacher_precision: bf16) for {', '.join(frozen)}")
+    return found

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from disco.methods.registry import method_label
-from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth, TableCell
+from harness.report.model import EvalReport, PairReport, ProfileReport, Row, StageHealth, SweepReport, TableCell
 from harness.report.paper import PaperValue
-from harness.report.roles import gain_role, is_gain, role_label
+from harness.report.roles import gain_role, is_gain, method_role_label, role_label
 from harness.report.stats import Stat
 from harness.report.verdicts import NOT_AVAILABLE
 
@@ -297,6 +297,24 @@ def table_cell_text(cell: TableCell, signed: bool = False) -> str:
     return text + (f" · {row.verdict}" if row.verdict not in (NOT_AVAILABLE, "") else "")
 
 
+def sweep_table(pair: PairReport, sweep: SweepReport) -> TableBlock:
+    """A method's students by head width (run --sweep): the Distilling Bottleneck, as this run measured it."""
+    rows = [
+        [str(point.width), method_role_label(point.role), fmt_stat(point.stat), fmt_interval(point.stat)]
+        for point in sweep.points
+    ]
+    return TableBlock(
+        f"{pair.pair} · {method_role_label(sweep.method)} student by head hidden width · {sweep.evaluation} {sweep.metric} (%)",
+        ["head hidden width", "student", "this run", "95% CI"],
+        rows,
+    )
+
+
+def fmt_interval(stat: Stat | None) -> str:
+    interval = stat.ci95 if stat is not None else None
+    return f"[{interval[0]:.1f}, {interval[1]:.1f}]" if interval else NOT_AVAILABLE
+
+
 def paper_table_blocks(report: ProfileReport) -> list[Block]:
     blocks: list[Block] = [Heading("The paper's tables", 2), Paragraph(PAPER_TABLES_TEXT)]
     for table in report.tables:
@@ -312,6 +330,7 @@ def document(
     overview: bool = True,
     extras: bool = True,
     curves: dict[str, list[Image]] | None = None,
+    sweep_images: dict[str, list[Image]] | None = None,
 ) -> list[Block]:
     blocks: list[Block] = []
     if extras:
@@ -349,6 +368,8 @@ def document(
                 detail_table(report, pair, ev),
                 Paragraph(f"Verdict ({pair.pair}, {ev.evaluation}): {ev.verdict}: {ev.note}. {ev.discrimination}."),
             ]
+        blocks += [sweep_table(pair, sweep) for sweep in pair.sweeps]
+        blocks += (sweep_images or {}).get(pair.pair, [])
     if images:
         blocks += [Heading("Plots", 2), *images]
     return blocks + (notes(report) if extras else [])

@@ -15,7 +15,7 @@ from harness.report.collect import planner_for_label, profile_cells
 from harness.report.compose import build_report
 from harness.report.document import Image, document
 from harness.report.model import DEFAULT_TOLERANCE, ProfileReport
-from harness.report.plots import plot_curves, plot_student
+from harness.report.plots import plot_curves, plot_student, plot_sweep
 from harness.report.render import render_csv, render_html, render_markdown, render_terminal
 from harness.results import load_result
 from harness.workspace import Workspace, atomic_write_bytes
@@ -53,7 +53,18 @@ def write_report_files(report: ProfileReport, workspace: Workspace) -> list[Path
                 written.append(folder / relative)
                 images.append(Image(relative, f"student {student}, {evaluation} {metric}"))
     curve_files, curves = write_curves(report, workspace)
-    blocks = document(report, images, curves=curves)
+    sweep_images: dict[str, list[Image]] = {}
+    for pair in report.pairs:
+        for sweep in pair.sweeps:
+            png = plot_sweep(pair.pair, sweep)
+            if png is not None:
+                relative = f"plots/{pair.pair}-{sweep.method}-width-{sweep.evaluation}.png"
+                atomic_write_bytes(folder / relative, png)
+                written.append(folder / relative)
+                sweep_images.setdefault(pair.pair, []).append(
+                    Image(relative, f"{pair.pair}: {sweep.method} by head width, {sweep.evaluation} {sweep.metric}")
+                )
+    blocks = document(report, images, curves=curves, sweep_images=sweep_images)
     outputs = {
         "report.md": render_markdown(blocks),
         "report.csv": render_csv(report),

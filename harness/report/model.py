@@ -70,6 +70,23 @@ class StageHealth:
 
 
 @dataclass
+class SweepPoint:
+    width: int  # the student head's hidden width
+    role: str  # the row it comes from: the method's default row or a swept `<method>@h<width>`
+    stat: Stat | None  # this run, over its seeds
+
+
+@dataclass
+class SweepReport:
+    """One evaluation of a method's students against their head width (benchmarks.yaml `sweeps:`)."""
+
+    method: str
+    evaluation: str
+    metric: str
+    points: list[SweepPoint]  # by width
+
+
+@dataclass
 class PairReport:
     pair: str
     teacher: str
@@ -78,6 +95,7 @@ class PairReport:
     evals: list[EvalReport]
     deviations: list[str] = field(default_factory=list)  # chosen departures from the official computation
     health: list[StageHealth] = field(default_factory=list)
+    sweeps: list[SweepReport] = field(default_factory=list)
 
 
 @dataclass

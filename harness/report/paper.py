@@ -17,6 +17,18 @@ class PaperValue:
     source: str | None = None
     confidence: str | None = None
     derived: bool = False  # a gain computed from the paper's DisCo and baseline numbers
+    # the training schedule behind the number where it is not the paper's protocol: `epochs` (the
+    # student's training epochs), or `schedule` (a text, e.g. "unverified ..."); None: the protocol's
+    epochs: int | None = None
+    schedule: str | None = None
+
+    def schedule_problem(self, run_epochs: int | None) -> str | None:
+        """Why this number cannot be compared with a run of `run_epochs`, or None."""
+        if self.schedule is not None:
+            return f"the paper's {self.value:.1f} comes from {self.schedule}"
+        if self.epochs is not None and run_epochs is not None and self.epochs != run_epochs:
+            return f"the paper's {self.value:.1f} comes from {self.epochs} epochs, this run trained {run_epochs}"
+        return None
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -27,7 +39,14 @@ def _number(entry: dict[str, Any], key: str, prefix: str = "") -> PaperValue | N
     value = entry.get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None  # null stays n/a: never guessed
-    return PaperValue(float(value), entry.get(f"{prefix}source"), entry.get(f"{prefix}confidence"))
+    epochs, schedule = entry.get(f"{prefix}epochs"), entry.get(f"{prefix}schedule")
+    return PaperValue(
+        float(value),
+        entry.get(f"{prefix}source"),
+        entry.get(f"{prefix}confidence"),
+        epochs=epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
+        schedule=str(schedule) if schedule is not None else None,
+    )
 
 
 def paper_metric(metric: str) -> str:
@@ -93,5 +112,12 @@ def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str, metho
     # Only within one source: DisCo retrained its own baselines, so another paper's baseline gives no DisCo gain.
     if student and baseline and student.source == baseline.source:
         confidence = min((student.confidence, baseline.confidence), key=lambda c: CONFIDENCE_RANK.get(c or "", -1))
-        return PaperValue(student.value - baseline.value, student.source, confidence, derived=True)
+        return PaperValue(
+            student.value - baseline.value,
+            student.source,
+            confidence,
+            derived=True,
+            epochs=student.epochs,
+            schedule=student.schedule or baseline.schedule,
+        )
     return None

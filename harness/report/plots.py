@@ -6,7 +6,7 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
-from harness.report.model import ProfileReport
+from harness.report.model import ProfileReport, SweepReport
 from harness.report.roles import is_gain, role_label
 
 if TYPE_CHECKING:
@@ -131,4 +131,36 @@ def plot_curves(stage: str, history: list[dict[str, Any]], negatives: int | None
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
     fig.suptitle(stage, fontsize=9)
+    return png_bytes(fig)
+
+
+def plot_sweep(pair: str, sweep: SweepReport) -> bytes | None:
+    """An evaluation against the student head's hidden width (log2 axis): this run's mean with its
+    95% interval per width, the method's default width marked."""
+    measured = [point for point in sweep.points if point.stat is not None]
+    if len(measured) < 2:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    widths = [point.width for point in measured]
+    means = [point.stat.mean for point in measured if point.stat is not None]
+    ax.plot(widths, means, "o-", color="#2f6fdf", markersize=5)
+    for point in measured:
+        if point.stat is not None and point.stat.ci95 is not None:
+            ax.plot([point.width, point.width], point.stat.ci95, color="#2f6fdf", linewidth=2)
+        if "@" not in point.role:
+            ax.plot(
+                point.width,
+                point.stat.mean if point.stat else 0,
+                "s",
+                markerfacecolor="none",
+                color="#333",
+                markersize=9,
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [str(width) for width in widths], fontsize=7)
+    ax.set_xlabel("student head hidden width (square: the default row)")
+    ax.set_ylabel(f"{sweep.evaluation} {sweep.metric} (%)")
+    ax.grid(color="#ddd", linewidth=0.6)
+    ax.set_title(f"{pair} · {sweep.method} by head width", fontsize=9)
     return png_bytes(fig)

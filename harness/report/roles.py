@@ -4,7 +4,7 @@ method's gain over the baseline, with their labels from the method registry."""
 from __future__ import annotations
 
 from disco.methods.registry import METHODS, method_label
-from harness.matrix import CellPlan
+from harness.matrix import CellPlan, split_role
 
 CONTROL_ROLE, BASELINE_ROLE, TEACHER_ROLE = "random_init", "baseline", "teacher"
 
@@ -37,8 +37,14 @@ def role_label(role: str, cell: CellPlan | None = None) -> str:
         trained_by = method_label(method) if method in METHODS else "imported" if method else ""
         return f"{trained_by} {role}".strip()
     if is_gain(role):
-        return f"{method_label(role.removeprefix(GAIN + '_'))}{GAIN_LABEL_SUFFIX}"
-    return f"{method_label(role)} student"
+        return f"{method_role_label(role.removeprefix(GAIN + '_'))}{GAIN_LABEL_SUFFIX}"
+    return f"{method_role_label(role)} student"
+
+
+def method_role_label(role: str) -> str:
+    """A method's label, with the head width of a swept role: `disco@h512` -> "DisCo (head 512)"."""
+    method, width = split_role(role)
+    return f"{method_label(method)} (head {width})" if width else method_label(method)
 
 
 def cell_roles(cells: list[CellPlan]) -> list[str]:

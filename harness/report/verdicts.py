@@ -30,6 +30,7 @@ SAME_DIRECTION, OPPOSITE_DIRECTION, CONTRADICTED, INCONCLUSIVE, UNHEALTHY = (
     "inconclusive",
     "unhealthy",
 )
+OTHER_SCHEDULE = "other schedule"  # the paper's number comes from another training schedule than the run's
 ABOVE_CONTROL, NOT_ABOVE_CONTROL, ABOVE_BASELINE, NOT_ABOVE_BASELINE = (
     "> control",
     "<= control",

@@ -65,6 +65,15 @@ def test_disco_student_head_is_F_2048_128_under_the_official_name(arch):
     assert out.shape == (2, 128)
 
 
+@pytest.mark.parametrize(("arch", "width"), [("r18", 512), ("r34", 512), ("effb0", 1280), ("mbv3", 1280)])
+def test_seed_student_head_is_its_codes_F_F_128(arch, width):
+    """jacobswan1/SEED @81ff933: Linear(d, d)-ReLU-Linear(d, 128), d the student's feature width."""
+    encoder = build_encoder(arch, "seed", image_size=32)
+    keys = encoder.backbone.state_dict()
+    assert tuple(keys[f"{encoder.head_name}.0.weight"].shape) == (width, width)
+    assert tuple(keys[f"{encoder.head_name}.2.weight"].shape) == (128, width)
+
+
 def test_mobilenetv3_head_input_is_head_hidden_size_not_num_features():
     encoder = build_encoder("mbv3", "disco")
     assert encoder.backbone.num_features == 960

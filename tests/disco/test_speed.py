@@ -155,6 +155,9 @@ def test_the_optimized_structure_trains_in_fp32_unless_bf16_is_asked_for():
     assert all("precision" not in stage.config for stage in cell.methods.values())
     assert speed_options(training_input("pretrain", cell.teacher.config), runtime_of({}), cpu).bf16
     assert "precision" not in Planner(load_benchmarks(), "tiny", precision="fp32").cell("r50-effb0").teacher.config
+    # ... and its distillation stages run the frozen teacher in bf16, the student in fp32
+    distill = speed_options(training_input("distill", cell.methods["disco"].config), runtime_of({}), cpu)
+    assert cell.methods["disco"].config["teacher_precision"] == "bf16" and distill.teacher_bf16 and not distill.bf16
 
     def speed(speed_mode: str, device: torch.device, **numerics: str) -> SpeedOptions:
         return speed_options(training_input("pretrain", config | numerics), runtime_of({"speed": speed_mode}), device)
@@ -172,3 +175,30 @@ def test_strict_fp32_turns_tf32_off_for_the_stage_and_restores_the_flags():
         assert tf32_flags() == {"cudnn": True, "matmul": True}
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False  # torch's defaults
+
+
+def test_a_bf16_teacher_in_an_fp32_distillation_stage():
+    """teacher_precision: bf16 (the tiny profile): the frozen teacher NHWC and in bf16 autocast, its
+    embeddings within bf16 rounding of fp32; the student untouched (fp32, its own memory format)."""
+    from disco.methods.disco_simclr import DisCoSimCLR
+    from disco.methods.registry import DisCoSimCLRConfig
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    student, teacher = build_encoder("r18", "disco"), build_encoder("r50", "mocov2", init="torchvision")
+    views = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    config = DisCoSimCLRConfig(teacher_bn="eval")
+    fp32 = DisCoSimCLR(student, teacher, config, SpeedOptions()).train()
+    reference = fp32.embed_teacher(*views)
+    options = SpeedOptions.for_mode("optimized", cpu, "eval", precision="fp32", teacher_precision="bf16")
+    method = DisCoSimCLR(student, teacher, config, options).train()
+    apply_to_modules([method], options, cpu)
+    first_conv = next(m for m in teacher.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not next(m for m in student.modules() if isinstance(m, torch.nn.Conv2d)).weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    bf16 = method.embed_teacher(*views)
+    for got, want in zip(bf16, reference):
+        assert got.dtype == torch.float32 and not torch.equal(got, want)
+        assert torch.allclose(got, want, atol=3e-2)

@@ -37,8 +37,16 @@ def no_releases(monkeypatch, tmp_path):
         monkeypatch.delenv(name)
 
 
+# SEED follows its own code since issue 21 (its head, teacher temperature 1e-4): its stages' keys change,
+# deliberately; the old ones belong to the variant now named seed_disco_head (new names, not in the fixture)
+SEED_STAGE = "distill-seed-"
+NEW_METHODS = ("seed_disco_head",)
+
+
 def planned_keys(planner: Planner, pairs: list[str]) -> dict[str, str]:
-    distill = [name for name, method in planner.bench.methods.items() if method.kind == "distill"]
+    distill = [
+        name for name, method in planner.bench.methods.items() if method.kind == "distill" and name not in NEW_METHODS
+    ]
     planned = {}
     for pair in pairs:
         for seed in (0, 1):
@@ -58,7 +66,8 @@ def test_paper_stage_keys_are_unchanged_when_the_teachers_are_pretrained_here(no
     expected = json.loads(FIXTURE.read_text())
     assert planned.keys() == expected.keys()
     changed = sorted(name for name in expected if planned[name] != expected[name])
-    assert not changed, f"{len(changed)} paper stage keys changed, e.g. {changed[:3]}"
+    seed_stages = sorted(name for name in expected if SEED_STAGE in name)
+    assert seed_stages and changed == seed_stages, f"{len(changed)} paper stage keys changed, e.g. {changed[:3]}"
 
 
 def test_by_default_every_released_teacher_is_imported_and_only_its_dependents_change(no_releases):
@@ -82,7 +91,11 @@ def test_by_default_every_released_teacher_is_imported_and_only_its_dependents_c
     changed = [name for name in expected.keys() & planned.keys() if planned[name] != expected[name]]
     # the students of imported teachers and their evaluations: a student's key holds its teacher's
     assert changed and all(
-        "distill-" in name and name.split("-paper")[0].split("-")[-2] in imported for name in changed
+        SEED_STAGE in name or ("distill-" in name and name.split("-paper")[0].split("-")[-2] in imported)
+        for name in changed
     )
     unchanged = [name for name in expected.keys() & planned.keys() if planned[name] == expected[name]]
-    assert all("distill-" not in name or "-vits-" in name or "-xcits-" in name for name in unchanged)
+    assert all(
+        "distill-" not in name or (SEED_STAGE not in name and ("-vits-" in name or "-xcits-" in name))
+        for name in unchanged
+    )

@@ -12,6 +12,7 @@ import yaml
 from disco.health import chance_ratio
 from disco.methods import registry
 from disco.methods.registry import METHODS, stage_negatives
+from harness.config import load_benchmarks
 from harness.matrix import Planner
 from harness.report.roles import role_label
 from harness.runner import run_stage_from_spec
@@ -99,3 +100,14 @@ def test_the_harness_names_no_method_outside_benchmarks_yaml():
             if any(f'"{name}"' in code or f"'{name}'" in code for name in names):
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_seed_follows_its_code_and_the_old_choices_are_a_named_variant():
+    """SEED's own head and its code's teacher temperature 1e-4 by default; `seed_disco_head` keeps
+    DisCo's F-2048-128 head and the paper text's 0.01 (issue 21 item 5)."""
+    planner = Planner(load_benchmarks(REPO / "benchmarks.yaml"), "paper")
+    cell = planner.cell("r50-r18", 0, ["linear"], ["seed", "seed_disco_head"])
+    seed, variant = cell.methods["seed"].config, cell.methods["seed_disco_head"].config
+    assert seed["head"] == "seed" and seed["seed_distill"]["teacher_temperature"] == 1e-4
+    assert variant["head"] == "disco" and variant["seed_distill"]["teacher_temperature"] == 0.01
+    assert cell.methods["seed"].key != cell.methods["seed_disco_head"].key

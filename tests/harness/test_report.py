@@ -34,7 +34,7 @@ from harness.report import (
 )
 from harness.report.render import render_csv, render_markdown
 from harness.report.stats import t_critical
-from harness.report.verdicts import ABOVE_BASELINE, NOT_ABOVE_BASELINE
+from harness.report.verdicts import ABOVE_BASELINE, NOT_ABOVE_BASELINE, OTHER_SCHEDULE
 from harness.results import Provenance, StageRef, StageResult
 from harness.stages import Stage
 from harness.workspace import Workspace, atomic_write_json
@@ -486,13 +486,23 @@ def test_an_evaluation_that_skips_an_encoder_shows_na_for_it(bench, workspace):
 
 def test_bf16_training_is_reported_as_a_deviation(bench, workspace):
     fp32_cell, bf16_cell = (
-        Planner(bench, "tiny").cell("r50-effb0"),
+        Planner(bench, "tiny", precision="fp32").cell("r50-effb0"),  # --precision: every stage, the teacher too
         Planner(bench, "tiny", precision="bf16").cell("r50-effb0"),
     )
     assert "Deviations" not in render_markdown(document(build_report(bench, [fp32_cell], workspace)))
     markdown = render_markdown(document(build_report(bench, [bf16_cell], workspace)))
     assert "Deviations from the official computation (r50-effb0): bf16 autocast in training" in markdown
     assert "distill-disco-r50-effb0-tiny-s0" in markdown
+    # the tiny profile's teacher_precision: the teacher alone, in its pretraining and as the frozen teacher
+    markdown = render_markdown(document(build_report(bench, [Planner(bench, "tiny").cell("r50-effb0")], workspace)))
+    assert (
+        "bf16 autocast in training (precision: bf16; the official code is fp32, embeddings differ by ~1e-2) for pretrain-simclr-r50-tiny-s0;"
+        in markdown
+    )
+    assert (
+        "the frozen teacher's forward in bf16 autocast (teacher_precision: bf16) for distill-disco-r50-effb0-tiny-s0"
+        in markdown
+    )
 
 
 # ---------------------------------------------------------------- a row per method
@@ -750,6 +760,29 @@ def test_paper_tables_of_a_smoke_run_name_the_smoke_command(bench, workspace):
     table = build_report(bench, [cell], workspace).tables[0]
     assert table.rows[1].cells[0].row.stat.mean == 50.0
     assert table.rows[1].cells[1].command == "disco-bench run --pair r101-effb0 --profile tiny --smoke"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "verdict"),
+    [
+        ({}, REPRODUCED),  # the protocol's schedule: compared
+        ({"epochs": 200}, REPRODUCED),  # the run's 200 epochs: compared
+        ({"epochs": 800}, OTHER_SCHEDULE),  # an 800-epoch number against a 200-epoch run: not compared
+        ({"schedule": "SEED's abstract, schedule unverified"}, OTHER_SCHEDULE),
+    ],
+)
+def test_a_paper_number_from_another_schedule_is_context_not_a_verdict(bench, workspace, schedule, verdict):
+    pairs = {**REFERENCE["pairs"], "r50-r18": {"seed": {"top1": 57.6, **SOURCE, **schedule}}}
+    bench = bench.model_copy(update={"reference": {**REFERENCE, "pairs": pairs}})
+    cell = Planner(bench, "paper").cell("r50-r18", 0, ["linear"], ["seed"])
+    assert cell.methods["seed"].config["recipe"]["epochs"] == 200
+    store_cell(workspace, cell, {"random_init": 1.0, "baseline": 52.0, "seed": 57.0, "teacher": 67.0})
+    ev = rows_of(build_report(bench, [cell], workspace, tolerance=1.0), "r50-r18")
+    assert ev.verdict == verdict and ev.rows["seed"].verdict == verdict
+    assert ev.rows["seed"].paper.value == 57.6  # shown either way
+    if verdict == OTHER_SCHEDULE:
+        assert ev.rows["seed"].delta is None and "compared only with a run of that schedule" in ev.note
+        assert ev.rows["gain_seed"].verdict in (OTHER_SCHEDULE, "n/a")
 
 
 def test_a_run_with_only_seed_has_verdicts_that_name_seed(bench, workspace):
