@@ -231,3 +231,14 @@ def swav_loss(
             subloss = subloss - torch.mean(torch.sum(codes * predicted, dim=1))
         loss = loss + subloss / (crops - 1)
     return loss / len(crops_for_assign)
+
+
+def disco_swav_loss(
+    swav: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor, assigned_crops: int, mse_weight: float = 1.0
+) -> dict[str, torch.Tensor]:
+    """DisCo over SwAV (DisCo-pytorch swav-master/main_swav_distill.py L406, L436-437): F.mse_loss, a
+    mean over every element of every crop's embedding, added to the sum of the swapped-prediction
+    losses over the assigned crops before that sum is divided by their number. `swav` is swav_loss (the
+    sum already divided), so the MSE enters divided by the number of assigned crops."""
+    mse = F.mse_loss(student, teacher.detach())
+    return {"loss": swav + mse_weight * mse / assigned_crops, "ce": swav, "mse": mse}

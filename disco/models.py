@@ -119,6 +119,11 @@ class Encoder(nn.Module):
         """Pooled backbone features (what linear evaluation sees)."""
         return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
 
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on pooled features: `project(features(x))` is `forward(x)`, for callers that pool
+        several batches before one head call (SwAV's multi-resolution forward)."""
+        return getattr(self.backbone, self.head_name)(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -42,12 +42,14 @@ ProgressFn = Callable[..., None]  # (phase, done, total[, info]): info is the ep
 MonitorFn = Callable[
     [nn.Module, int, int, dict[str, float]], dict[str, float]
 ]  # (student, epoch, epochs, losses) -> health
-StepFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+StepFn = Callable[..., dict[str, torch.Tensor]]  # (view1, view2) or a multi-crop method's (*crops) -> its losses
 BatchAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 images on the device -> one augmented view
+# one augmentation per view, in the order the step takes them; a single one draws a two-view method's two views
+ViewAugment = BatchAugment | Sequence[BatchAugment]
 
 
 class Batches(Protocol):
-    """An epoch's batches of ((view1, view2), labels) with their count: a DataLoader or DALI's."""
+    """An epoch's batches of (views, labels) with their count: a DataLoader or DALI's."""
 
     def __iter__(self) -> Iterator[Any]: ...
     def __len__(self) -> int: ...
@@ -125,8 +127,8 @@ class TrainingStep(nn.Module):
         super().__init__()
         self.method = method
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
-        return training_step_of(self.method)(view1, view2)
+    def forward(self, *views: torch.Tensor) -> dict[str, torch.Tensor]:
+        return training_step_of(self.method)(*views)
 
 
 def training_step_of(method: nn.Module) -> StepFn:
@@ -150,15 +152,29 @@ def convert_student_sync_bn(method: nn.Module) -> None:
     contrast.encoder_q = nn.SyncBatchNorm.convert_sync_batchnorm(cast(nn.Module, contrast.encoder_q))
 
 
-def two_views(
-    inputs: tuple[torch.Tensor, torch.Tensor] | torch.Tensor, device: torch.device, augment: BatchAugment | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loader's (view1, view2), or two views augmented here on the device from its uint8 batch."""
+def augmentations(augment: ViewAugment) -> tuple[BatchAugment, ...]:
+    """One augmentation per view: a single one is drawn twice (two-view methods)."""
+    return tuple(augment) if isinstance(augment, Sequence) else (augment, augment)
+
+
+def draw_views(
+    inputs: Sequence[torch.Tensor] | torch.Tensor, device: torch.device, augment: ViewAugment | None
+) -> tuple[torch.Tensor, ...]:
+    """The loader's views (two, or a multi-crop method's crops), or the views augmented here on the
+    device from its uint8 batch, one per augmentation, in order."""
     if augment is None:
-        view1, view2 = inputs
-        return view1.to(device, non_blocking=True), view2.to(device, non_blocking=True)
+        return tuple(view.to(device, non_blocking=True) for view in inputs)
     images = cast(torch.Tensor, inputs).to(device, non_blocking=True)  # a uint8 batch when augmenting here
-    return augment(images), augment(images)
+    return tuple(draw(images) for draw in augmentations(augment))
+
+
+def call_hook(method: nn.Module, name: str, *args: Any) -> None:
+    """A method's optional hook into the loop: `start_epoch(epoch)` (0-based) before each epoch,
+    `before_optimizer_step()` between backward and the optimizer's step (SwAV's queue and frozen
+    prototypes); methods without them train as before."""
+    hook = getattr(method, name, None)
+    if hook is not None:
+        hook(*args)
 
 
 def stop_if_diverged(losses: dict[str, torch.Tensor], epoch: int, step: int, device: torch.device) -> None:
@@ -185,7 +201,7 @@ def train_one_epoch(
     recipe: TrainRecipe,
     progress: ProgressFn | None,
     step: StepFn | None = None,
-    augment: BatchAugment | None = None,
+    augment: ViewAugment | None = None,
     epoch: int = 1,
 ) -> dict[str, float]:
     method.train()
@@ -194,10 +210,11 @@ def train_one_epoch(
     total_batches = min(len(loader), recipe.limit_batches or len(loader))
     steps = 0
     for steps, (inputs, _) in enumerate(loader, start=1):
-        losses = step(*two_views(inputs, device, augment))
+        losses = step(*draw_views(inputs, device, augment))
         stop_if_diverged(losses, epoch, steps, device)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
+        call_hook(method, "before_optimizer_step")
         optimizer.step()
         for name, value in losses.items():
             totals[name] = totals.get(name, 0.0) + float(value.detach())
@@ -216,14 +233,15 @@ def train(
     seed: int,
     device: torch.device,
     progress: ProgressFn | None = None,
-    augment: BatchAugment | None = None,
+    augment: ViewAugment | None = None,
     loader_factory: LoaderFactory | None = None,
     monitor: MonitorFn | None = None,
 ) -> TrainState:
     """Train `method` for recipe.epochs, resuming from `stage_dir/checkpoint.pt` if present.
     Under torchrun every rank calls this; rank 0 alone writes the checkpoint and reports progress.
     augment: `dataset` yields uint8 images and the views are drawn on the device, batched, in this
-    process (disco/data/batched_augment.py); loader workers would only compete with the step then.
+    process (disco/data/batched_augment.py), one per augmentation (a single one: two views); loader
+    workers would only compete with the step then.
     loader_factory: epoch -> this rank's batches of ((view1, view2), labels), replacing the
     DataLoader (the optional DALI loader, disco/data/dali.py).
     monitor: after every epoch, on rank 0, the student's health (disco/health.py) joins the epoch's
@@ -249,6 +267,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(recipe.schedule, recipe.lr, epoch, recipe.epochs, recipe.milestones)
         started = time.perf_counter()
+        call_hook(method, "start_epoch", epoch)
         if loader_factory is not None:
             loader = loader_factory(epoch)
         else:

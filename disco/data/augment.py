@@ -1,4 +1,4 @@
-"""MoCo-v2 "aug-plus" augmentation (docs/protocol.md 1.5) and the linear-evaluation transforms,
+"""MoCo-v2 "aug-plus" augmentation (docs/protocol.md 1.5), SwAV's multi-crop transforms and the linear-evaluation transforms,
 for PIL images (ImageNet) and uint8 tensors (embedded sets) alike, through torchvision.transforms.v2."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from torchvision.transforms import v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SWAV_STD = (0.228, 0.224, 0.225)  # SwAV's multicropdataset.py L39 (0.228, not torchvision's 0.229)
+SWAV_JITTER = (0.8, 0.8, 0.8, 0.2)  # get_color_distortion(s=1.0), multicropdataset.py L88-94
 
 
 class PILGaussianBlur:
@@ -44,6 +46,28 @@ def mocov2_augmentation(image_size: int, crop_scale: tuple[float, float] = (0.2,
             v2.ToImage(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def swav_crop_augmentation(
+    size: int, scale: tuple[float, float], blur_scale: float = 1.0, flip: bool = True
+) -> v2.Compose:
+    """One of SwAV's multi-crop transforms (multicropdataset.py L41-52): RandomResizedCrop(size, scale),
+    flip, colour distortion of strength 1 (jitter 0.8/0.8/0.8/0.2 p=0.8, grayscale p=0.2), PIL blur
+    p=0.5, normalised with SwAV's std. The blur radius range (0.1, 2.0), the same for every crop in the
+    official code, is multiplied by `blur_scale` (the data's resolution / 224, as mocov2_augmentation's;
+    1 at 224 px). flip: a profile's `augment:`."""
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=scale, antialias=True),
+            v2.RandomHorizontalFlip(p=0.5 if flip else 0.0),
+            v2.RandomApply([v2.ColorJitter(*SWAV_JITTER)], p=0.8),
+            v2.RandomGrayscale(p=0.2),
+            v2.RandomApply([PILGaussianBlur((0.1 * blur_scale, 2.0 * blur_scale))], p=0.5),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, SWAV_STD),
         ]
     )
 

@@ -24,7 +24,7 @@ from kornia.enhance import (
 )
 from torch import nn
 
-from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD, _odd_kernel
+from disco.data.augment import IMAGENET_MEAN, IMAGENET_STD, SWAV_JITTER, SWAV_STD, _odd_kernel
 
 JITTER_STRENGTH = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
 JITTER_P, GRAYSCALE_P, BLUR_P = 0.8, 0.2, 0.5
@@ -42,9 +42,11 @@ COLOUR_STEPS = (
 )
 
 
-def jitter_factors(batch: int, device: torch.device) -> torch.Tensor:
+def jitter_factors(
+    batch: int, device: torch.device, strength: tuple[float, float, float, float] = JITTER_STRENGTH
+) -> torch.Tensor:
     """[batch, 4] factors: brightness/contrast/saturation in [1-s, 1+s], hue in [-h, h]."""
-    b, c, s, h = JITTER_STRENGTH
+    b, c, s, h = strength
     low = torch.tensor([1 - b, 1 - c, 1 - s, -h], device=device)
     high = torch.tensor([1 + b, 1 + c, 1 + s, h], device=device)
     return low + (high - low) * torch.rand(batch, 4, device=device)
@@ -66,18 +68,37 @@ def per_image_colour_jitter(
 
 class BatchedMoCoV2Augmentation(nn.Module):
     """uint8 [B, 3, H, W] -> normalized float views, parameters drawn per image from torch's global RNG
-    (seeded per epoch by the training loop, so resume stays exact)."""
+    (seeded per epoch by the training loop, so resume stays exact). `swav_crop` makes one of SwAV's
+    multi-crop views with it: stronger jitter, its std, the flip drawn last instead of after the crop
+    (equal in distribution: a flip commutes with per-pixel colour steps and a symmetric blur)."""
 
-    def __init__(self, image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0), flip: bool = True):
+    def __init__(
+        self,
+        image_size: int,
+        crop_scale: tuple[float, float] = (0.2, 1.0),
+        flip: bool = True,
+        jitter: tuple[float, float, float, float] = JITTER_STRENGTH,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        sigma_scale: float | None = None,
+    ):
         super().__init__()
-        sigma_scale = image_size / 224.0  # as the per-image pipeline: the 224-px blur range, rescaled
+        # as the per-image pipeline: the 224-px blur range, rescaled (by default to this view's size)
+        sigma_scale = image_size / 224.0 if sigma_scale is None else sigma_scale
         sigma = (0.1 * sigma_scale, 2.0 * sigma_scale)
+        self.jitter = jitter
         kernel = _odd_kernel(sigma[1])
         self.crop = K.RandomResizedCrop((image_size, image_size), scale=crop_scale, ratio=(3 / 4, 4 / 3))
         self.grayscale = K.RandomGrayscale(p=GRAYSCALE_P)
         self.blur = K.RandomGaussianBlur((kernel, kernel), sigma, p=BLUR_P)
         self.flip = K.RandomHorizontalFlip(p=0.5 if flip else 0.0)
-        self.normalize = K.Normalize(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+        self.normalize = K.Normalize(torch.tensor(IMAGENET_MEAN), torch.tensor(std))
+
+    @classmethod
+    def swav_crop(
+        cls, size: int, scale: tuple[float, float], blur_scale: float, flip: bool = True
+    ) -> BatchedMoCoV2Augmentation:
+        """disco/data/augment.py swav_crop_augmentation, batched."""
+        return cls(size, scale, flip, SWAV_JITTER, SWAV_STD, blur_scale)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -85,6 +106,6 @@ class BatchedMoCoV2Augmentation(nn.Module):
         batch, device = views.shape[0], views.device
         order = torch.argsort(torch.rand(batch, len(COLOUR_STEPS), device=device), dim=1)
         applied = torch.rand(batch, device=device) < JITTER_P
-        views = per_image_colour_jitter(views, jitter_factors(batch, device), order, applied)
+        views = per_image_colour_jitter(views, jitter_factors(batch, device, self.jitter), order, applied)
         views = self.flip(self.blur(self.grayscale(views)))
         return self.normalize(views)

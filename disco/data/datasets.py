@@ -1,9 +1,9 @@
-"""torch Datasets over an ImageSet or any (image, label) dataset: two views for pretraining,
-one transformed view for evaluation."""
+"""torch Datasets over an ImageSet or any (image, label) dataset: two views (or a multi-crop
+method's crops) for pretraining, one transformed view for evaluation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Sequence, Sized
 from typing import Any, cast
 
 import torch
@@ -39,6 +39,18 @@ class TwoViews(TransformedImages):
         image, label = self._raw(index)
         assert self.transform is not None, "TwoViews draws two views: it needs a transform"
         return (self.transform(image), self.transform(image)), label
+
+
+class MultiViews(TransformedImages):
+    """One view per transform, in order (SwAV's MultiCropDataset: multicropdataset.py L55-61)."""
+
+    def __init__(self, source: ImageSet | Dataset, transforms: Sequence[Callable[[Any], Any]]):
+        super().__init__(source, None)
+        self.transforms = tuple(transforms)
+
+    def __getitem__(self, index: int) -> tuple[tuple[Any, ...], int]:
+        image, label = self._raw(index)
+        return tuple(transform(image) for transform in self.transforms), label
 
 
 def size(dataset: Dataset | ImageSet) -> int:

@@ -1,5 +1,8 @@
 """Training methods, one small file each. A method is an nn.Module with
 `training_step(view1, view2) -> dict of losses ("loss" is optimised)` and a `student` encoder.
+A multi-crop method (SwAV) takes `training_step(*crops)`: its config's `crops()` declares them (size,
+area range) and the loop draws that many views in that order. Optional hooks the loop calls:
+`start_epoch(epoch)` (0-based, before each epoch) and `before_optimizer_step()` (after backward).
 
 How to add a method (e.g. `mymethod`), three files and benchmarks.yaml:
 
@@ -37,10 +40,12 @@ from disco.methods.registry import METHODS, DisCoConfig, MethodSpec, MoCoV2Confi
 _MODULES = {
     "DisCo": "disco.methods.disco",
     "DisCoSimCLR": "disco.methods.disco_simclr",
+    "DisCoSwAV": "disco.methods.disco_swav",
     "MoCoV2": "disco.methods.mocov2",
     "RKD": "disco.methods.rkd",
     "SEED": "disco.methods.seed",
     "SimCLR": "disco.methods.simclr",
+    "SwAV": "disco.methods.swav",
 }
 
 __all__ = [
@@ -56,6 +61,8 @@ __all__ = [
     "SEEDConfig",
     "SimCLR",
     "DisCoSimCLR",
+    "SwAV",
+    "DisCoSwAV",
     "method_spec",
 ]
 

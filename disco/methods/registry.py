@@ -149,6 +149,107 @@ class DisCoSimCLRConfig(SimCLRConfig, DisCoTerms):
         DisCoTerms.validate(self, batch_size)
 
 
+@dataclass(frozen=True)
+class CropSpec:
+    """One view a multi-crop method trains on: a RandomResizedCrop of `size` px whose area is a
+    fraction in [min_scale, max_scale] of the image."""
+
+    size: int
+    min_scale: float
+    max_scale: float
+
+
+def _tuple(values: Any) -> tuple[Any, ...]:
+    return tuple(values) if isinstance(values, (list, tuple)) else (values,)
+
+
+@dataclass(frozen=True)
+class SwAVConfig:
+    """The profile's `swav:` section: SwAV (Caron et al., NeurIPS 2020) as facebookresearch/swav
+    main_swav.py runs it. Defaults: the DisCo SwAV testbed's command (DisCo-pytorch Reproduction.md
+    "Tab5"): 3000 prototypes, T 0.1, epsilon 0.05, 3 Sinkhorn iterations, codes of crops 0 and 1, 2x224
+    (area 0.14-1) + 6x96 (0.05-0.14) crops, prototypes frozen for 5005 iterations, a queue from epoch
+    15. Its 3840-long queue is cut to whole global batches of 512 by main_swav.py L213: 3584."""
+
+    nmb_prototypes: Positive = 3000
+    temperature: PositiveFloat = 0.1
+    epsilon: PositiveFloat = 0.05
+    sinkhorn_iterations: Positive = 3
+    crops_for_assign: tuple[Annotated[int, Ge(0)], ...] = (0, 1)
+    nmb_crops: tuple[Positive, ...] = (2, 6)
+    size_crops: tuple[Positive, ...] = (224, 96)
+    min_scale_crops: tuple[Annotated[float, Gt(0)], ...] = (0.14, 0.05)
+    max_scale_crops: tuple[Annotated[float, Gt(0)], ...] = (1.0, 0.14)
+    queue_length: Annotated[int, Ge(0)] = 3584  # 0: no queue
+    epoch_queue_starts: Annotated[int, Ge(0)] = 15
+    freeze_prototypes_niters: Annotated[int, Ge(0)] = 5005
+
+    def __post_init__(self) -> None:  # YAML and stage configs give lists: held as tuples
+        for name in ("crops_for_assign", "nmb_crops", "size_crops", "min_scale_crops", "max_scale_crops"):
+            object.__setattr__(self, name, _tuple(getattr(self, name)))
+
+    def crops(self) -> tuple[CropSpec, ...]:
+        """The views a training step takes, in order: nmb_crops[i] crops of each kind i."""
+        kinds = zip(self.nmb_crops, self.size_crops, self.min_scale_crops, self.max_scale_crops, strict=True)
+        return tuple(CropSpec(size, low, high) for count, size, low, high in kinds for _ in range(count))
+
+    def validate(self, batch_size: int) -> None:
+        if self.temperature <= 0 or self.epsilon <= 0:
+            raise ValueError(f"temperature and epsilon must be positive, got {self.temperature} and {self.epsilon}")
+        if min(self.nmb_prototypes, self.sinkhorn_iterations) < 1:
+            raise ValueError("nmb_prototypes and sinkhorn_iterations must be >= 1")
+        check_crops(self)
+        if self.queue_length < 0 or self.queue_length % batch_size:
+            raise ValueError(
+                f"queue_length {self.queue_length} must be 0 (no queue) or a multiple of batch_size {batch_size} "
+                "(main_swav.py L213 cuts it to whole batches)"
+            )
+
+
+def check_crops(config: SwAVConfig) -> None:
+    kinds = (config.nmb_crops, config.size_crops, config.min_scale_crops, config.max_scale_crops)
+    if len({len(values) for values in kinds}) != 1:
+        raise ValueError(
+            "nmb_crops, size_crops, min_scale_crops and max_scale_crops need one entry per kind of crop, "
+            f"got {' / '.join(str(len(values)) for values in kinds)}"
+        )
+    if min(config.nmb_crops) < 1 or min(config.size_crops) < 1:
+        raise ValueError("nmb_crops and size_crops must be positive")
+    for low, high in zip(config.min_scale_crops, config.max_scale_crops, strict=True):
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"a crop's scales must satisfy 0 < min_scale <= max_scale <= 1, got {low} and {high}")
+    crops = sum(config.nmb_crops)
+    assigned = config.crops_for_assign
+    if crops < 2 or not assigned or len(set(assigned)) != len(assigned) or not all(0 <= c < crops for c in assigned):
+        raise ValueError(
+            f"crops_for_assign {list(assigned)} must name distinct crops among the {crops} (0-{crops - 1}), "
+            "and a step needs at least 2 crops"
+        )
+
+
+@dataclass(frozen=True)
+class DisCoSwAVTerms:
+    """The profile's `disco_swav:` section: what DisCo's SwAV testbed (swav-master/main_swav_distill.py)
+    adds to SwAV: F.mse_loss (a mean over every element) between the student's L2-normalised embedding
+    and the eval-mode teacher's raw one on every crop (L404-406), added to the sum of the swapped-
+    prediction losses before that is divided by the number of assigned crops (L436-437)."""
+
+    mse_weight: Weight = 1.0  # 1: the script
+    teacher_bn: TeacherBN = "eval"  # teacher_model.eval() (L378)
+
+    def validate(self, batch_size: int) -> None:
+        check_teacher_bn(self.teacher_bn)
+        if self.mse_weight < 0:
+            raise ValueError(f"mse_weight must be >= 0, got {self.mse_weight}")
+
+
+@dataclass(frozen=True)
+class DisCoSwAVConfig(SwAVConfig, DisCoSwAVTerms):
+    def validate(self, batch_size: int) -> None:
+        SwAVConfig.validate(self, batch_size)
+        DisCoSwAVTerms.validate(self, batch_size)
+
+
 # profile section name -> the dataclass that types it (harness/config.py Profile)
 # (SEED's section is not `seed:`: stage configs hold the sections beside their random `seed`)
 BUILTIN_SECTIONS: dict[str, type] = {
@@ -157,6 +258,8 @@ BUILTIN_SECTIONS: dict[str, type] = {
     "disco": DisCoTerms,
     "rkd": RKDTerms,
     "seed_distill": SEEDConfig,
+    "swav": SwAVConfig,
+    "disco_swav": DisCoSwAVTerms,
 }
 
 
@@ -168,6 +271,12 @@ def queue_negatives(config: Any, batch_size: int) -> int:
 def in_batch_negatives(config: Any, batch_size: int) -> int:
     """SimCLR's NT-Xent: the positive against the other 2N-2 views of the batch."""
     return 2 * batch_size - 2
+
+
+def other_prototypes(config: Any, batch_size: int) -> int:
+    """SwAV's swapped prediction: a softmax over the K prototypes against codes that sum to 1, so at
+    chance (uniform predictions) it is ln K = ln((K-1)+1): the code's prototype against the K-1 others."""
+    return int(config.nmb_prototypes) - 1
 
 
 @dataclass(frozen=True)
@@ -190,6 +299,9 @@ class MethodSpec:
     variants: Mapping[str, MethodSpec] = field(default_factory=dict)
     # profile sections this method brings (name -> the dataclass typing it), for a plug-in's own
     section_types: Mapping[str, type] = field(default_factory=dict)
+    # the student head this composition trains, where it is not benchmarks.yaml's `methods.<name>.head`
+    # (DisCo over SwAV: SwAV's, as the testbed's students); None: that entry's head
+    head: str | None = None
 
     @property
     def needs_teacher(self) -> bool:
@@ -239,6 +351,18 @@ _DISCO_OVER_SIMCLR = MethodSpec(
     base="simclr",
 )
 
+_DISCO_OVER_SWAV = MethodSpec(
+    "distill",
+    DisCoSwAVConfig,
+    "disco.methods.disco_swav:DisCoSwAV",
+    ("swav", "disco_swav"),
+    description="DisCo over SwAV (main_swav_distill.py): SwAV's multi-crop loss + MSE to the eval-mode teacher on every crop",
+    label="DisCo",
+    negatives=other_prototypes,
+    base="swav",
+    head="swav",
+)
+
 BUILTIN_METHODS: dict[str, MethodSpec] = {
     "mocov2": MethodSpec(
         "pretrain",
@@ -267,7 +391,7 @@ BUILTIN_METHODS: dict[str, MethodSpec] = {
         label="DisCo",
         negatives=queue_negatives,
         base="mocov2",
-        variants={"simclr": _DISCO_OVER_SIMCLR},
+        variants={"simclr": _DISCO_OVER_SIMCLR, "swav": _DISCO_OVER_SWAV},
     ),
     "disco_only_mse": MethodSpec(
         "distill",
@@ -324,6 +448,15 @@ BUILTIN_METHODS: dict[str, MethodSpec] = {
         {"seed_distill": {"teacher_temperature": 0.01}},
         description="SEED with DisCo's F-2048-128 head and teacher temperature 0.01 (a variant)",
         label="SEED (2048 head, T 0.01)",
+    ),
+    "swav": MethodSpec(
+        "pretrain",
+        SwAVConfig,
+        "disco.methods.swav:SwAV",
+        ("swav",),
+        description="SwAV: swapped prediction of Sinkhorn codes over learnt prototypes, multi-crop (main_swav.py)",
+        label="SwAV",
+        negatives=other_prototypes,
     ),
 }
 

@@ -11,14 +11,16 @@ from typing import Any, cast
 import torch
 from torch.utils.data import Dataset
 
-from disco.data.augment import mocov2_augmentation
+from disco.data.augment import mocov2_augmentation, swav_crop_augmentation
 from disco.data.batched_augment import BatchedMoCoV2Augmentation
-from disco.data.datasets import TransformedImages, TwoViews
+from disco.data.datasets import MultiViews, TransformedImages, TwoViews
 from disco.data.embedded import ImageSet
 from disco.data.held_out import held_out_batch
 from disco.data.sources import Splits, load_splits
+from disco.errors import InputError
 from disco.evals.knn import knn_monitor
 from disco.health import verdict
+from disco.methods.registry import CropSpec
 from disco.models import Encoder, build_encoder
 from disco.monitor import HealthMonitor
 from disco.speed import SpeedOptions, apply_to_modules
@@ -78,15 +80,43 @@ def _train_inputs(
     task: TrainingInput, splits: Splits, speed: SpeedOptions, device: torch.device
 ) -> tuple[Dataset, dict[str, Any]]:
     """The training set and how its views are made: per image in loader workers (the official way);
-    batched on the device for in-memory images in the optimized mode; or by DALI (`data.loader`)."""
+    batched on the device for in-memory images in the optimized mode; or by DALI (`data.loader`).
+    Two aug-plus views, or the crops a multi-crop method's config declares (`crops()`: SwAV's)."""
+    crops = _crops(task)
     if task.data.loader == "dali":  # the set only sizes the run here: DALI reads the files itself
+        if crops:
+            raise InputError("data.loader: dali draws two views; a multi-crop method (SwAV) needs loader: torch")
         factory = _dali_epochs(splits.train, splits.image_size, task.recipe.batch_size, task.seed, device)
         return cast(Dataset, splits.train), {"loader_factory": factory}
+    batched = speed.batched_augment and isinstance(splits.train, ImageSet)
+    if crops:
+        return _multi_crop_inputs(crops, task, splits, device, batched)
     views = task.views.as_kwargs()
-    if speed.batched_augment and isinstance(splits.train, ImageSet):
+    if batched:
         augment = BatchedMoCoV2Augmentation(splits.image_size, **views).to(device)
         return TransformedImages(splits.train, None), {"augment": augment}
     return TwoViews(splits.train, mocov2_augmentation(splits.image_size, **views)), {}
+
+
+def _crops(task: TrainingInput) -> tuple[CropSpec, ...]:
+    declared = getattr(task.method_config, "crops", None)
+    return tuple(declared()) if callable(declared) else ()
+
+
+def _multi_crop_inputs(
+    crops: tuple[CropSpec, ...], task: TrainingInput, splits: Splits, device: torch.device, batched: bool
+) -> tuple[Dataset, dict[str, Any]]:
+    """SwAV's crops, each with its size and area range; the blur range scaled to the data's
+    resolution as the two-view pipeline's, the profile's `augment.flip` honoured (its crop_min_scale
+    is the two views' and does not apply)."""
+    blur_scale, flip = splits.image_size / 224.0, task.views.flip is not False
+    if batched:
+        draws = [
+            BatchedMoCoV2Augmentation.swav_crop(c.size, (c.min_scale, c.max_scale), blur_scale, flip) for c in crops
+        ]
+        return TransformedImages(splits.train, None), {"augment": tuple(draw.to(device) for draw in draws)}
+    transforms = [swav_crop_augmentation(c.size, (c.min_scale, c.max_scale), blur_scale, flip) for c in crops]
+    return MultiViews(splits.train, transforms), {}
 
 
 def _dali_epochs(
