@@ -45,7 +45,8 @@ class Student(Strict):
 
 class Method(Strict):
     kind: Literal["pretrain", "distill"]
-    head: Literal["mocov2", "disco", "seed"]
+    # a composition may train another head (disco/methods/registry.py MethodSpec.head: DisCo over SwAV)
+    head: Literal["mocov2", "disco", "seed", "swav"]
     # the student head's hidden width (distillation methods; a pretraining method: its student
     # baselines'), in the stage key only when set; null: the head's own (disco: 2048)
     head_hidden: int | None = Field(None, gt=0)
@@ -86,6 +87,8 @@ class PaperTable(Strict):
     teachers: list[str] = Field(min_length=1)
     # the distillation methods with a row (null: every method with stored results, default ones first)
     methods: list[str] | None = None
+    # the profiles it belongs to: those whose base_method is this testbed's (null: every profile)
+    base_method: str | None = None
 
 
 class DataSpec(Strict):
@@ -226,6 +229,13 @@ class Benchmarks(Strict):
                 _require(teacher_name, list(self.teachers), f"paper_tables.{name}.teachers", "teacher")
             for method_name in table.methods or []:
                 _require(method_name, distill_methods(self), f"paper_tables.{name}.methods", "distillation method")
+            if table.base_method is not None:
+                _require(
+                    table.base_method,
+                    pretrain_methods(self.methods),
+                    f"paper_tables.{name}.base_method",
+                    "pretraining method",
+                )
         for name in self.default_methods:
             _require(name, distill_methods(self), "default_methods", "distillation method")
         for name, profile in self.profiles.items():

@@ -29,7 +29,7 @@ def split_role(role: str) -> tuple[str, int | None]:
 
 
 SMOKE_THREADS = 1
-SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "bn_group_size": 4}
+SMOKE = {"epochs": 1, "batch_size": 8, "limit_batches": 2, "queue_size": 64, "queue_length": 64, "bn_group_size": 4}
 # smoke evaluations: each evaluation's recipe class shrinks its own recipe (disco/eval_recipes.py SMOKE)
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -287,7 +287,7 @@ class Planner:
             # over another base than its own the method is another composition: named in its key
             **({"base": self.base_method} if native_base not in (None, self.base_method) else {}),
             "arch": arch,
-            "head": self.bench.methods[method].head,
+            "head": self.method_spec(method).head or self.bench.methods[method].head,
             "teacher_arch": self.bench.teachers[teacher_name].arch,
             "data": self.data(),
             "recipe": self.pretrain_recipe(self.profile.pretrain.epochs),
@@ -388,5 +388,5 @@ class Planner:
 
 
 def smoke_sizes(section: dict[str, Any]) -> dict[str, Any]:
-    """--smoke: every queue and BN group of a method section at the smoke sizes."""
-    return {key: SMOKE[key] for key in ("queue_size", "bn_group_size") if key in section}
+    """--smoke: every queue and BN group of a method section at the smoke sizes (a queue that is off stays off)."""
+    return {key: SMOKE[key] for key in ("queue_size", "queue_length", "bn_group_size") if section.get(key)}

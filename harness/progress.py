@@ -10,7 +10,7 @@ from typing import Any
 from rich.progress import Progress, TaskID
 
 Reporter = Callable[..., None]  # (phase, done, total[, info])
-LOSS_TERMS = ("loss", "ce", "mse_v1", "mse_v2", "rkd_distance", "rkd_angle")  # the methods' loss terms
+LOSS_TERMS = ("loss", "ce", "mse", "mse_v1", "mse_v2", "rkd_distance", "rkd_angle")  # the methods' loss terms
 
 
 def clock(seconds: float) -> str:

@@ -298,6 +298,11 @@ REFERENCES: list[tuple[tuple[str, ...], str, str | None]] = [
     (("paper_tables", "*", "students", "[]"), "student", "students"),
     (("paper_tables", "*", "teachers", "[]"), "teacher", "teachers"),
     (("paper_tables", "*", "methods", "[]"), "method", "methods"),
+    (("paper_tables", "*", "base_method"), "pretraining method", "methods"),
+    (("reference", "testbeds", "<key>"), "pretraining method", "methods"),
+    (("reference", "testbeds", "*", "teachers", "<key>"), "teacher", "teachers"),
+    (("reference", "testbeds", "*", "baselines", "<key>"), "student", "students"),
+    (("reference", "testbeds", "*", "pairs", "<key>"), "pair", "pairs"),
     (("reference", "teachers", "<key>"), "teacher", "teachers"),
     (("reference", "baselines", "<key>"), "student", "students"),
     (("reference", "pairs", "<key>"), "pair", "pairs"),
@@ -393,12 +398,14 @@ def method_problems(raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
 
 def method_config_problems(bench: Benchmarks, raw: dict[str, Any], index: NodeIndex) -> list[Problem]:
     """Each method's own `validate(batch_size)` on the config its sections give, in every profile;
-    reported at the last section it reads, once per section. Runs on a schema-valid file."""
+    reported at the last section it reads, once per section and once per profile (a composition
+    repeats its base method's complaint). Runs on a schema-valid file."""
     problems: list[Problem] = []
     for profile_name, profile in bench.profiles.items():
         # queue/batch/group problems are reported by batch_problems, more precisely
         if batch_problems(raw["profiles"][profile_name], ("profiles", profile_name), index):
             continue
+        reported: set[str] = set()
         for name in bench.methods:
             spec = METHODS[name]
             if spec.kind == "pretrain" and name != profile.base_method:
@@ -411,8 +418,9 @@ def method_config_problems(bench: Benchmarks, raw: dict[str, Any], index: NodeIn
             try:
                 config.validate(profile.pretrain.batch_size)
             except ValueError as exc:
-                if all(problem.path != dotted(where) for problem in problems):
+                if str(exc) not in reported and all(problem.path != dotted(where) for problem in problems):
                     problems.append(Problem(index.line(where), dotted(where), f"method {name}: {exc}"))
+                reported.add(str(exc))
     return problems
 
 

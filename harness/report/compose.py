@@ -73,6 +73,7 @@ def evaluation_report(
     absolute: bool,
     tolerance: float,
     collapsed: list[str],
+    base: str | None = None,
 ) -> EvalReport:
     found = collect(cells, evaluation, workspace, reference)
     current = [run.metrics for role_runs in found.current.values() for run in role_runs if run.metrics]
@@ -85,7 +86,7 @@ def evaluation_report(
             role,
             seed_status([run.status for run in found.current[role]]),
             metric_stat(found.current[role], metric),
-            paper_value(bench, pair, role, evaluation, metric),
+            paper_value(bench, pair, role, evaluation, metric, base),
             beside=metric_stat(found.current[role], beside and beside[0]),
             reference=metric_stat(found.reference[role], metric),
             label=role_label(role, cells[0]),
@@ -98,7 +99,7 @@ def evaluation_report(
             gain_role(method),
             gain_status(found.current[method], found.current["baseline"]),
             gain_stat(found.current[method], found.current["baseline"], metric),
-            paper_gain(bench, pair, evaluation, metric, method),
+            paper_gain(bench, pair, evaluation, metric, method, base),
             reference=gain_stat(found.reference[method], found.reference["baseline"], metric),
             label=role_label(gain_role(method)),
         )
@@ -233,6 +234,8 @@ def build_report(
         by_pair.setdefault(cell.pair, []).append(cell)
     label = cells[0].profile if cells else ABSOLUTE_PROFILE
     absolute = label == ABSOLUTE_PROFILE
+    profile = planner_for_label(bench, label).profile if cells else None
+    base = profile.base_method if profile is not None else None  # the testbed whose paper numbers apply
     pairs = []
     for pair, pair_cells in by_pair.items():
         pair_cells.sort(key=lambda cell: cell.seed)
@@ -240,7 +243,7 @@ def build_report(
         collapsed = [entry.stage for entry in health if entry.status == COLLAPSED]
         evaluations = list(dict.fromkeys(evaluation for cell in pair_cells for _, evaluation in cell.evals))
         reports = [
-            evaluation_report(bench, pair, pair_cells, ev, workspace, reference, absolute, tolerance, collapsed)
+            evaluation_report(bench, pair, pair_cells, ev, workspace, reference, absolute, tolerance, collapsed, base)
             for ev in evaluations
         ]
         spec = bench.pairs[pair]
@@ -256,11 +259,11 @@ def build_report(
                 sweeps(pair_cells[0], reports),
             )
         )
-    profile = planner_for_label(bench, label).profile if cells else None
     excluded = dict(profile.excluded_evals) if profile is not None else {}
     report = ProfileReport(
         label, absolute, tolerance, pairs, reference_label if reference is not None else None, excluded
     )
+    report.base_method = base
     report.tables = paper_tables(bench, report)
     report.teachers = teacher_sources(bench, cells)
     return report

@@ -143,6 +143,7 @@ class ProfileReport:
     excluded: dict[str, str] = field(default_factory=dict)  # evaluation -> why it is not in this profile's default
     tables: list[PaperTableReport] = field(default_factory=list)  # the paper's tables, laid out as the paper does
     teachers: dict[str, str] = field(default_factory=dict)  # teacher -> imported (its file) or trained here
+    base_method: str | None = None  # the profile's base method: which testbed's paper numbers and tables apply
 
     def evaluations(self) -> list[tuple[str, str]]:
         seen: dict[str, str] = {}

@@ -54,8 +54,16 @@ def paper_metric(metric: str) -> str:
     return "top1" if metric == "top1_best" else metric
 
 
-def paper_entry(bench: Benchmarks, pair: str, role: str) -> dict[str, Any]:
-    ref, cell = bench.reference, bench.pairs[pair]
+def testbed_reference(bench: Benchmarks, base: str | None) -> dict[str, Any]:
+    """The paper's numbers for a profile whose base method is `base`: its testbed's
+    (`reference.testbeds.<base>`: the paper's SwAV testbed) where the paper has one, else the main
+    sections (the MoCo-v2 testbed; a base the paper never used, SimCLR, is compared with those)."""
+    testbeds = _mapping(bench.reference.get("testbeds"))
+    return _mapping(testbeds[base]) if base in testbeds else bench.reference
+
+
+def paper_entry(bench: Benchmarks, pair: str, role: str, base: str | None = None) -> dict[str, Any]:
+    ref, cell = testbed_reference(bench, base), bench.pairs[pair]
     if role == "teacher":
         return _mapping(_mapping(ref.get("teachers")).get(cell.teacher))
     if role == "baseline":
@@ -66,24 +74,27 @@ def paper_entry(bench: Benchmarks, pair: str, role: str) -> dict[str, Any]:
     return {}
 
 
-def paper_value(bench: Benchmarks, pair: str, role: str, evaluation: str, metric: str) -> PaperValue | None:
+def paper_value(
+    bench: Benchmarks, pair: str, role: str, evaluation: str, metric: str, base: str | None = None
+) -> PaperValue | None:
     """The paper's number for an encoder of a pair on an evaluation, where the evaluation registry says
-    it lives (disco.evals.PaperNumbers); None (n/a) for an evaluation the paper reports nothing for."""
+    it lives (disco.evals.PaperNumbers), in the testbed of the profile's base method `base`; None (n/a)
+    for an evaluation the paper reports nothing for."""
     known = EVALUATIONS.get(evaluation)
     where = known.paper if known else None
     if known is None or where is None:
         return None
     if where.section is None:  # Table 1: by metric name
-        return _number(paper_entry(bench, pair, role), paper_metric(metric))
+        return _number(paper_entry(bench, pair, role, base), paper_metric(metric))
     if metric != known.metric:  # a per-student section holds the headline number only
         return None
-    return _number(student_entry(bench, pair, role, where.section), where.key)
+    return _number(student_entry(bench, pair, role, where.section, base), where.key)
 
 
-def student_entry(bench: Benchmarks, pair: str, role: str, section: str) -> dict[str, Any]:
+def student_entry(bench: Benchmarks, pair: str, role: str, section: str, base: str | None = None) -> dict[str, Any]:
     """`reference.<section>.<student>.<entry>`: `baseline`, `teacher` or `<method>_<teacher>`."""
     cell = bench.pairs[pair]
-    entries = _mapping(_mapping(bench.reference.get(section)).get(cell.student))
+    entries = _mapping(_mapping(testbed_reference(bench, base).get(section)).get(cell.student))
     if role in ("baseline", "teacher"):
         return _mapping(entries.get(role))
     method = bench.methods.get(role)
@@ -92,22 +103,24 @@ def student_entry(bench: Benchmarks, pair: str, role: str, section: str) -> dict
     return _mapping(entries.get(f"{method.reference or role}_{cell.teacher}"))
 
 
-def paper_gain(bench: Benchmarks, pair: str, evaluation: str, metric: str, method: str) -> PaperValue | None:
+def paper_gain(
+    bench: Benchmarks, pair: str, evaluation: str, metric: str, method: str, base: str | None = None
+) -> PaperValue | None:
     """A method's gain over the MoCo-v2 baseline: stated (gain_over_baseline, Table 1 top-1) or derived
     within one source."""
     known = EVALUATIONS.get(evaluation)
     if known is None or known.paper is None:
         return None
     stated = (
-        _number(paper_entry(bench, pair, method), "gain_over_baseline", prefix="gain_")
+        _number(paper_entry(bench, pair, method, base), "gain_over_baseline", prefix="gain_")
         if known.paper.section is None and paper_metric(metric) == "top1"
         else None
     )
     if stated:
         return stated
     student, baseline = (
-        paper_value(bench, pair, method, evaluation, metric),
-        paper_value(bench, pair, "baseline", evaluation, metric),
+        paper_value(bench, pair, method, evaluation, metric, base),
+        paper_value(bench, pair, "baseline", evaluation, metric, base),
     )
     # Only within one source: DisCo retrained its own baselines, so another paper's baseline gives no DisCo gain.
     if student and baseline and student.source == baseline.source:

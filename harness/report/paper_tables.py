@@ -47,7 +47,7 @@ def paper_table(
             return TableCell(None)
         ev = found.get(pair)
         row = ev.rows.get(role) if ev is not None else None
-        paper = row.paper if row is not None else paper_value(bench, pair, role, evaluation, metric)
+        paper = row.paper if row is not None else paper_value(bench, pair, role, evaluation, metric, report.base_method)
         unfilled = row is None or row.stat is None
         command = run_command(report, pair, role, bench.default_methods) if unfilled else ""
         return TableCell(pair, row, paper, command)
@@ -73,11 +73,12 @@ def paper_table(
 
 
 def paper_tables(bench: Benchmarks, report: ProfileReport) -> list[PaperTableReport]:
-    """Every table of `paper_tables:` with at least one evaluation this report holds."""
+    """Every table of `paper_tables:` with at least one evaluation this report holds, of the testbed of
+    the report's base method (a table naming a `base_method` belongs to its profiles only)."""
     held = {ev.evaluation for pair in report.pairs for ev in pair.evals}
     return [
         paper_table(bench, report, name, spec, evaluation)
         for name, spec in bench.paper_tables.items()
-        if held & set(spec.evaluations)
+        if held & set(spec.evaluations) and spec.base_method in (None, report.base_method)
         for evaluation in spec.evaluations
     ]

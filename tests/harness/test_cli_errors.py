@@ -247,7 +247,7 @@ BAD_INPUTS = {  # id -> (arguments given the scratch dir, fragments of the one e
     ),
     "plan-beyond-the-bound": (
         lambda t: ["run", "--all", "--seeds", "100", "--dry-run"],
-        ["25 pair(s) x 100 seed(s)", "stages, over the 20,000 one run plans", "fewer pairs, seeds or evaluations"],
+        ["pair(s) x 100 seed(s)", "stages, over the 20,000 one run plans", "fewer pairs, seeds or evaluations"],
     ),
 }
 

@@ -402,8 +402,37 @@ def test_evaluation_archs_must_be_architectures(data, tmp_path):
             "default_methods[1]",
             "unknown method 'sed'",
         ),
+        (  # once, at the base's section, though DisCo over SwAV reads it too
+            lambda d: d["profiles"]["tiny-swav"]["swav"].update(nmb_crops=[2]),
+            ("  tiny-swav:", "    swav:"),
+            "profiles.tiny-swav.swav",
+            "method swav: nmb_crops, size_crops, min_scale_crops and max_scale_crops need one entry per kind of crop",
+        ),
+        (
+            lambda d: d["paper_tables"]["swav_testbed"].update(base_method="swv"),
+            "base_method: swv",
+            "paper_tables.swav_testbed.base_method",
+            "unknown pretraining method 'swv'",
+        ),
+        (
+            lambda d: d["reference"]["testbeds"]["swav"]["pairs"].update({"r50swav-effb2": {"disco": {"top1": None}}}),
+            "r50swav-effb2:",
+            "reference.testbeds.swav.pairs.r50swav-effb2",
+            "unknown pair 'r50swav-effb2'",
+        ),
     ],
-    ids=["unregistered", "wrong-kind", "seed-temperature", "seed-teacher-bn", "rkd-typo", "seed-queue", "default"],
+    ids=[
+        "unregistered",
+        "wrong-kind",
+        "seed-temperature",
+        "seed-teacher-bn",
+        "rkd-typo",
+        "seed-queue",
+        "default",
+        "swav-crops",
+        "table-base",
+        "testbed-pair",
+    ],
 )
 def test_method_entries_and_sections_are_checked_with_file_and_line(data, tmp_path, break_it, fragment, path, expected):
     break_it(data)

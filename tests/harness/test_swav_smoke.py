@@ -1,0 +1,62 @@
+"""The SwAV testbed's cell through the real CLI (`--smoke`, the tiny-swav profile): a SwAV teacher, the
+SwAV baseline and DisCo over SwAV trained, evaluated and reported, the paper's Table 5 laid out."""
+
+import csv
+import json
+import math
+
+from harness.config import load_benchmarks
+from harness.matrix import Planner
+from tests.conftest import REPO, disco_bench
+
+PROFILE = "tiny-swav"
+
+
+def test_a_smoke_cell_trains_the_swav_baseline_and_disco_over_swav_and_renders_the_testbed_table(tmp_path):
+    proc = disco_bench(
+        "run",
+        "--pair",
+        "r50-effb0",
+        "--profile",
+        PROFILE,
+        "--smoke",
+        "--evals",
+        "linear",
+        "--artifacts",
+        str(tmp_path / "a"),
+        "--results",
+        str(tmp_path / "r"),
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "r" / f"{PROFILE}-smoke"
+    results = {r["stage"]["name"]: r for r in (json.loads(p.read_text()) for p in (out / "stages").glob("*.json"))}
+    trained = {name: r for name, r in results.items() if r["stage"]["kind"] in ("pretrain", "distill")}
+    assert sorted(r["config"]["method"] for r in trained.values()) == ["disco", "swav", "swav"]
+    for result in trained.values():
+        assert result["config"]["head"] == "swav" and result["config"]["swav"]["nmb_crops"] == [2, 4]
+        assert math.isfinite(result["metrics"]["final_loss"]) and result["history"]
+        assert all(math.isfinite(epoch["loss"]) and "ce_chance_ratio" in epoch for epoch in result["history"])
+    distill = next(r for r in trained.values() if r["stage"]["kind"] == "distill")
+    assert distill["config"]["base"] == "swav" and distill["config"]["disco_swav"] == {"mse_weight": 1.0, "teacher_bn": "eval"}
+    assert {"ce", "mse"} <= set(distill["history"][0])
+    rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["evaluation"] == "linear"]
+    assert {row["role"] for row in rows} >= {"baseline", "disco", "teacher"} and all(r["status"] == "done" for r in rows)
+    report = (out / "report.md").read_text()
+    table = report[report.index("Table 5 · SwAV as the testbed") :]
+    assert "paper 75.3" in table  # the released SwAV R-50's own number; the students' are not recovered: n/a
+    assert "SwAV baseline" in table and "DisCo student" in table
+
+
+def test_the_testbed_reads_its_own_paper_numbers_and_its_table_only_in_swav_profiles():
+    bench = load_benchmarks(REPO / "benchmarks.yaml")
+    cell = Planner(bench, PROFILE).cell("r50-effb0", 0, ["linear"])
+    assert cell.baseline.config["method"] == "swav" and cell.methods["disco"].config["head"] == "swav"
+    assert bench.paper_tables["swav_testbed"].base_method == "swav"
+    from harness.report.paper import paper_value
+
+    # the MoCo-v2 testbed's numbers (SEED's baseline 42.2) are not the SwAV testbed's (not recovered)
+    assert paper_value(bench, "r50-effb0", "baseline", "linear", "top1").value == 42.2
+    assert paper_value(bench, "r50-effb0", "baseline", "linear", "top1", base="swav") is None
+    assert paper_value(bench, "r50swav-effb0", "teacher", "linear", "top1", base="swav").value == 75.3
+    assert paper_value(bench, "r50-effb0", "baseline", "linear", "top1", base="simclr").value == 42.2
