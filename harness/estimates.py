@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from disco.methods.registry import stage_crops
+
 # GFLOPs of one 224-px forward pass (the models' published figures; ViT/XCiT at 224 px)
 GFLOPS = {
     "r18": 1.82,
@@ -69,6 +71,13 @@ def dataset_images(config: dict[str, Any], training: bool) -> float | None:
     )
 
 
+def view_pixels(config: dict[str, Any], resolution: int) -> float:
+    """A step's pixels relative to two full-size views: 1, or a multi-crop method's crops (SwAV's
+    2x32 + 4x16 px: 1.5; its step measured ~2x SimCLR's on the 2-core CPU, small crops cost more per pixel)."""
+    crops = stage_crops(config)
+    return sum((crop.size / resolution) ** 2 for crop in crops) / 2 if crops else 1.0
+
+
 def estimate_seconds(kind: str, config: dict[str, Any], device: str, encoder_arch: str | None = None) -> float | None:
     """Seconds a stage of `kind` with `config` takes on `device`, or None when the model has no answer."""
     resolution = int(config.get("data", {}).get("image_size", 224))
@@ -84,11 +93,12 @@ def estimate_seconds(kind: str, config: dict[str, Any], device: str, encoder_arc
         student = forward_seconds(config.get("arch", ""), resolution, device, precision)
         if student is None:
             return None
-        per_image = TRAIN_FORWARDS[kind] * student
+        views = view_pixels(config, resolution)
+        per_image = TRAIN_FORWARDS[kind] * student * views
         if kind == "distill":
             teacher_precision = str(config.get("teacher_precision", precision))
             teacher = forward_seconds(config.get("teacher_arch", ""), resolution, device, teacher_precision)
-            per_image += TEACHER_FORWARDS * (teacher or 0.0)
+            per_image += TEACHER_FORWARDS * (teacher or 0.0) * views
         epochs = config.get("recipe", {}).get("epochs", 1)
         return epochs * images * per_image
     if kind == "eval" and encoder_arch:

@@ -522,6 +522,17 @@ def method_spec(name: str, kind: str | None = None, base: str | None = None) -> 
         raise UnknownMethod(f"method '{name}' {exc}") from None
 
 
+def stage_crops(config: Mapping[str, Any]) -> tuple[CropSpec, ...]:
+    """The crops a training stage's method declares (its config's `crops()`), from the config the stage
+    recorded; () for a two-view method or what is not a training stage of a registered method."""
+    try:
+        spec = method_spec(str(config["method"]), base=config.get("base"))
+        declared = getattr(spec.build_config({name: config[name] for name in spec.sections}), "crops", None)
+    except (KeyError, TypeError, ValueError):
+        return ()
+    return tuple(declared()) if callable(declared) else ()
+
+
 def stage_negatives(config: Mapping[str, Any]) -> int | None:
     """K of a training stage's contrastive term `ce` (its chance level is ln(K+1)), from the config the
     stage recorded: method, base, the sections it reads and the recipe's batch; None if it has none."""

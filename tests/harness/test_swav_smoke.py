@@ -38,10 +38,15 @@ def test_a_smoke_cell_trains_the_swav_baseline_and_disco_over_swav_and_renders_t
         assert math.isfinite(result["metrics"]["final_loss"]) and result["history"]
         assert all(math.isfinite(epoch["loss"]) and "ce_chance_ratio" in epoch for epoch in result["history"])
     distill = next(r for r in trained.values() if r["stage"]["kind"] == "distill")
-    assert distill["config"]["base"] == "swav" and distill["config"]["disco_swav"] == {"mse_weight": 1.0, "teacher_bn": "eval"}
+    assert distill["config"]["base"] == "swav" and distill["config"]["disco_swav"] == {
+        "mse_weight": 1.0,
+        "teacher_bn": "eval",
+    }
     assert {"ce", "mse"} <= set(distill["history"][0])
     rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["evaluation"] == "linear"]
-    assert {row["role"] for row in rows} >= {"baseline", "disco", "teacher"} and all(r["status"] == "done" for r in rows)
+    assert {row["role"] for row in rows} >= {"baseline", "disco", "teacher"} and all(
+        r["status"] == "done" for r in rows
+    )
     report = (out / "report.md").read_text()
     table = report[report.index("Table 5 · SwAV as the testbed") :]
     assert "paper 75.3" in table  # the released SwAV R-50's own number; the students' are not recovered: n/a
@@ -60,3 +65,13 @@ def test_the_testbed_reads_its_own_paper_numbers_and_its_table_only_in_swav_prof
     assert paper_value(bench, "r50-effb0", "baseline", "linear", "top1", base="swav") is None
     assert paper_value(bench, "r50swav-effb0", "teacher", "linear", "top1", base="swav").value == 75.3
     assert paper_value(bench, "r50-effb0", "baseline", "linear", "top1", base="simclr").value == 42.2
+
+
+def test_the_dry_run_estimate_counts_a_multi_crop_steps_pixels():
+    from harness.estimates import view_pixels
+
+    bench = load_benchmarks(REPO / "benchmarks.yaml")
+    swav = Planner(bench, PROFILE).cell("r50-effb0", 0, ["linear"])
+    simclr = Planner(bench, "tiny").cell("r50-effb0", 0, ["linear"])
+    assert view_pixels(swav.baseline.config, 32) == view_pixels(swav.methods["disco"].config, 32) == 1.5  # 2x32 + 4x16
+    assert view_pixels(simclr.baseline.config, 32) == view_pixels(simclr.methods["disco"].config, 32) == 1.0
