@@ -169,3 +169,12 @@ def test_the_config_declares_its_crops_in_order_and_holds_tuples():
     crops = config.crops()
     assert [c.size for c in crops] == [32, 32, 16, 16, 16] and (crops[2].min_scale, crops[2].max_scale) == (0.05, 0.14)
     assert isinstance(config.nmb_crops, tuple) and isinstance(config.crops_for_assign, tuple)
+
+
+def test_swav_refuses_several_processes_in_one_line(monkeypatch):
+    from disco import distributed
+    from disco.errors import InputError
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(InputError, match="one process"):
+        SwAV(build_encoder("r18", "swav", hidden=32), swav_config())
