@@ -27,7 +27,7 @@ from disco import distributed
 from disco.atomic import atomic_write_bytes
 from disco.checkpoint_io import load_newest_good, save_keeping_previous, training_checkpoint_problem
 from disco.errors import TrainingDiverged
-from disco.schedules import lr_at
+from disco.schedules import lr_at, warmup_scale
 from disco.train_recipe import TrainRecipe
 
 
@@ -208,8 +208,13 @@ def train_one_epoch(
     step = step or training_step_of(method)
     totals: dict[str, float] = {}
     total_batches = min(len(loader), recipe.limit_batches or len(loader))
+    epoch_lrs = [group["lr"] for group in optimizer.param_groups]
     steps = 0
     for steps, (inputs, _) in enumerate(loader, start=1):
+        if epoch <= recipe.warmup_epochs:
+            scale = warmup_scale(epoch - 1, steps, total_batches, recipe.warmup_epochs)
+            for group, epoch_lr in zip(optimizer.param_groups, epoch_lrs, strict=True):
+                group["lr"] = epoch_lr * scale
         losses = step(*draw_views(inputs, device, augment))
         stop_if_diverged(losses, epoch, steps, device)
         optimizer.zero_grad(set_to_none=True)

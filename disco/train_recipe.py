@@ -26,14 +26,19 @@ class TrainRecipe:
     limit_batches: Positive | None = None  # smoke runs: a couple of steps per epoch
     # DDP only: SyncBN in the student's query encoder. The paper: off (per-GPU BN statistics).
     sync_bn: bool = False
+    # epochs over which the lr ramps up linearly, step by step, to the schedule's value (SimCLR's
+    # warm-up); 0, the paper's: none (DisCo/main.py's cosine starts at the base lr)
+    warmup_epochs: Annotated[int, Ge(0)] = 0
 
     # fields added after the first stage keys were made: in a key only when they differ from their
     # default, so that every existing stage keeps its key
-    KEYED_WHEN_SET: ClassVar[tuple[str, ...]] = ("milestones", "limit_batches", "sync_bn")
+    KEYED_WHEN_SET: ClassVar[tuple[str, ...]] = ("milestones", "limit_batches", "sync_bn", "warmup_epochs")
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
 
 
 def keyed_fields(recipe: Any) -> dict[str, Any]:

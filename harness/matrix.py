@@ -143,6 +143,8 @@ class Planner:
                 "limit_batches": SMOKE["limit_batches"],
                 "workers": 0,
             }
+            if "warmup_epochs" in recipe:
+                recipe["warmup_epochs"] = min(recipe["warmup_epochs"], SMOKE["epochs"])
         return recipe
 
     @property
