@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from disco.archs import ARCHS
@@ -145,6 +146,9 @@ class ProfileFields(Strict):
     data: DataSpec
     pretrain: TrainRecipe  # the dataclass the training loop runs (disco/train_recipe.py)
     teacher_epochs: int | None = None
+    # the teacher's lr warm-up in epochs (None: the students', `pretrain.warmup_epochs`): the teacher is
+    # shared by both arms of every cell, so its recipe may differ from theirs, as its length does
+    teacher_warmup_epochs: Annotated[int, Ge(0)] | None = None
     # the teacher's precision (None: the profile's `precision`): in its pretraining here and as the frozen
     # teacher of every distillation stage; shared by both arms of every cell, a deviation of the teacher
     # only (the tiny profile: bf16, its ResNet-50 step ~1.8x faster on a 2-core CPU)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from disco.archs import HEAD_WIDTHS, disco_student_init
@@ -134,8 +134,14 @@ class Planner:
         )
         return data | {"smoke": True} if self.smoke else data
 
-    def pretrain_recipe(self, epochs: int) -> dict[str, Any]:
-        recipe = keyed_fields(self.profile.pretrain) | {"epochs": epochs, "workers": self.profile.data.workers}
+    def pretrain_recipe(self, epochs: int, warmup_epochs: int | None = None) -> dict[str, Any]:
+        """The profile's `pretrain:` recipe at `epochs` (and `warmup_epochs`, where given)."""
+        base = (
+            self.profile.pretrain
+            if warmup_epochs is None
+            else replace(self.profile.pretrain, warmup_epochs=warmup_epochs)
+        )
+        recipe = keyed_fields(base) | {"epochs": epochs, "workers": self.profile.data.workers}
         if self.smoke:
             recipe |= {
                 "epochs": SMOKE["epochs"],
@@ -175,7 +181,8 @@ class Planner:
             if os.path.isfile(released) or not stand_in:
                 return self.imported_teacher(teacher_name, released)
         method = teacher.pretrain or self.base_method
-        config = self.pretrain_config(method, teacher.arch, self.teacher_epochs(teacher_name), TEACHER_SEED)
+        epochs, warmup = self.teacher_epochs(teacher_name), self.profile.teacher_warmup_epochs
+        config = self.pretrain_config(method, teacher.arch, epochs, TEACHER_SEED, warmup)
         if self.profile.teacher_init is not None:  # absent by default: the keys predate the option
             config["init"] = self.profile.teacher_init
         if self.teacher_precision != self.precision:
@@ -186,14 +193,16 @@ class Planner:
         base_epochs = self.profile.teacher_epochs or self.profile.pretrain.epochs
         return max(1, round(base_epochs * self.bench.teachers[teacher_name].epochs_multiplier))
 
-    def pretrain_config(self, method: str, arch: str, epochs: int, seed: int) -> dict[str, Any]:
+    def pretrain_config(
+        self, method: str, arch: str, epochs: int, seed: int, warmup_epochs: int | None = None
+    ) -> dict[str, Any]:
         """A pretraining stage's config: the method, its head and the profile sections it reads."""
         return {
             "method": method,
             "arch": arch,
             "head": self.bench.methods[method].head,
             "data": self.data(),
-            "recipe": self.pretrain_recipe(epochs),
+            "recipe": self.pretrain_recipe(epochs, warmup_epochs),
             **self.method_sections(method),
             "seed": seed,
             **self.numerics(),
