@@ -61,6 +61,19 @@ def test_pretrain_lr_changes_every_trained_stage_and_their_evals_but_not_the_ran
     assert changed(before, after) == {name for name in before if "random" not in name}
 
 
+def test_a_warmup_changes_the_students_and_the_teacher_unless_the_teacher_keeps_its_own():
+    before = plan()
+    students = plan(pretrain={"warmup_epochs": 2})
+    assert changed(before, students) == {name for name in before if "random" not in name}
+    bench = load_benchmarks()
+    profile = bench.profiles["tiny-mocov2"].model_copy(update={"teacher_warmup_epochs": 0})
+    bench = bench.model_copy(update={"profiles": {**bench.profiles, "tiny-mocov2": profile}})
+    teacher_kept = plan(bench, pretrain={"warmup_epochs": 2})
+    teacher_and_its_evals = {name for name in before if "pretrain-mocov2-r50-" in name}
+    assert "pretrain-mocov2-r50-tiny-mocov2-s0" in teacher_and_its_evals and len(teacher_and_its_evals) > 1
+    assert changed(before, teacher_kept) == changed(before, students) - teacher_and_its_evals
+
+
 def test_linear_probe_recipe_changes_only_the_linear_eval_stages():
     before, after = plan(), plan(linear={"lr": 1.0})
     assert changed(before, after) == {name for name in before if name.startswith("eval-linear-")}
