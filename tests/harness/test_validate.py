@@ -403,7 +403,7 @@ def test_evaluation_archs_must_be_architectures(data, tmp_path):
             "unknown method 'sed'",
         ),
         (  # once, at the base's section, though DisCo over SwAV reads it too
-            lambda d: d["profiles"]["tiny-swav"]["swav"].update(nmb_crops=[2]),
+            lambda d: d["profiles"]["tiny-swav"]["swav"].update(nmb_crops=[2, 4]),
             ("  tiny-swav:", "    swav:"),
             "profiles.tiny-swav.swav",
             "method swav: nmb_crops, size_crops, min_scale_crops and max_scale_crops need one entry per kind of crop",
