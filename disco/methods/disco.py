@@ -10,11 +10,14 @@ from torch.nn import functional as F
 from disco.contrast import MomentumContrast
 from disco.losses import disco_loss
 from disco.methods.registry import DisCoConfig
+from disco.methods.teacher import FrozenTeacher
 from disco.shuffle_bn import encode_in_groups
 from disco.speed import SpeedOptions
 
 
-class DisCo(nn.Module):
+class DisCo(FrozenTeacher):
+    config: DisCoConfig
+
     def __init__(self, student: nn.Module, teacher: nn.Module, config: DisCoConfig, speed: SpeedOptions | None = None):
         super().__init__()
         self.config = config
@@ -26,19 +29,11 @@ class DisCo(nn.Module):
         self.contrast = MomentumContrast(
             student, config.queue_size, config.momentum, config.temperature, config.bn_group_size
         )
-        self.teacher = teacher
-        for param in self.teacher.parameters():
-            param.requires_grad = False
+        self.attach_teacher(teacher)
 
     @property
     def student(self) -> nn.Module:
         return self.contrast.encoder_q
-
-    def train(self, mode: bool = True) -> DisCo:
-        super().train(mode)
-        if self.config.teacher_bn == "eval":
-            self.teacher.eval()
-        return self
 
     @torch.no_grad()
     def embed_teacher(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,29 +11,24 @@ from torch.nn import functional as F
 from disco.losses import disco_terms, nt_xent
 from disco.methods.registry import DisCoSimCLRConfig
 from disco.methods.simclr import SimCLR
+from disco.methods.teacher import FrozenTeacher
 from disco.speed import SpeedOptions
 
 
-class DisCoSimCLR(nn.Module):
+class DisCoSimCLR(FrozenTeacher):
+    config: DisCoSimCLRConfig
+
     def __init__(
         self, student: nn.Module, teacher: nn.Module, config: DisCoSimCLRConfig, speed: SpeedOptions | None = None
     ):
         super().__init__()
         self.config = config
         self.base = SimCLR(student, config, speed)
-        self.teacher = teacher
-        for param in self.teacher.parameters():
-            param.requires_grad = False
+        self.attach_teacher(teacher)
 
     @property
     def student(self) -> nn.Module:
         return self.base.encoder
-
-    def train(self, mode: bool = True) -> DisCoSimCLR:
-        super().train(mode)
-        if self.config.teacher_bn == "eval":
-            self.teacher.eval()
-        return self
 
     @torch.no_grad()
     def embed_teacher(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

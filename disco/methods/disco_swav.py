@@ -15,28 +15,24 @@ from torch import nn
 from disco.losses import disco_swav_loss
 from disco.methods.registry import DisCoSwAVConfig
 from disco.methods.swav import SwAV, embed_crops
+from disco.methods.teacher import FrozenTeacher
 from disco.models import Encoder
 from disco.speed import SpeedOptions
 
 
-class DisCoSwAV(nn.Module):
+class DisCoSwAV(FrozenTeacher):
+    config: DisCoSwAVConfig
+    teacher: Encoder  # embed_crops runs its backbone and head apart
+
     def __init__(self, student: Encoder, teacher: Encoder, config: DisCoSwAVConfig, speed: SpeedOptions | None = None):
         super().__init__()
         self.config = config
         self.base = SwAV(student, config, speed)
-        self.teacher = teacher
-        for param in self.teacher.parameters():
-            param.requires_grad = False
+        self.attach_teacher(teacher)
 
     @property
     def student(self) -> nn.Module:
         return self.base.encoder
-
-    def train(self, mode: bool = True) -> DisCoSwAV:
-        super().train(mode)
-        if self.config.teacher_bn == "eval":
-            self.teacher.eval()
-        return self
 
     def start_epoch(self, epoch: int) -> None:
         self.base.start_epoch(epoch)

@@ -11,11 +11,13 @@ from torch.nn import functional as F
 from disco.contrast import enqueue
 from disco.losses import seed_loss
 from disco.methods.registry import SEEDConfig
+from disco.methods.teacher import FrozenTeacher
 from disco.shuffle_bn import encode_in_groups
 from disco.speed import SpeedOptions
 
 
-class SEED(nn.Module):
+class SEED(FrozenTeacher):
+    config: SEEDConfig
     queue: torch.Tensor  # [dim, K] buffer
     queue_ptr: torch.Tensor
 
@@ -31,9 +33,7 @@ class SEED(nn.Module):
         self.config = config
         self.speed = speed or SpeedOptions()
         self.encoder = student
-        self.teacher = teacher
-        for param in self.teacher.parameters():
-            param.requires_grad = False
+        self.attach_teacher(teacher)
         self.fused_bn_groups = False  # set by the speed options once grouped BN is installed
         self.register_buffer("queue", F.normalize(torch.randn(dim, config.queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
@@ -41,12 +41,6 @@ class SEED(nn.Module):
     @property
     def student(self) -> nn.Module:
         return self.encoder
-
-    def train(self, mode: bool = True) -> SEED:
-        super().train(mode)
-        if self.config.teacher_bn == "eval":
-            self.teacher.eval()
-        return self
 
     def _embed(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
         groups = max(1, x.shape[0] // self.config.bn_group_size)
